@@ -1,0 +1,160 @@
+"""The `worldmodels` command: a thin layer that parses flags, resolves the run's config and calls a stage.
+
+Every stage takes ``--run-dir DIR``; a stage that starts a run takes ``--preset NAME``. Any config field can
+be set as ``--section.field VALUE`` (``worldmodels STAGE --help`` lists them with their meaning). Errors a
+user can cause print one line and exit 1 (2 for bad flags); nothing is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from worldmodels import config as C
+from worldmodels.errors import WorldModelsError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# Short flags the issues and docs promise, mapped onto config fields, per command.
+_ALIASES: dict[str, dict[str, tuple[str, str]]] = {
+    "common": {
+        "seed": ("seed", "The one seed everything derives from."),
+        "device": ("device", "Torch device: auto, cpu or cuda."),
+        "workers": ("parallel.workers", "Parallel workers for real-env work."),
+        "backend": ("parallel.backend", "Real-env executor: local (processes) or ray."),
+        "ray-address": ("parallel.ray_address", "Existing Ray cluster address (empty: local Ray)."),
+    },
+    "collect": {
+        "env": ("env.id", "Gymnasium id of the env to collect from (overrides the preset's)."),
+        "episodes": ("collect.episodes", "Number of random-policy episodes."),
+    },
+    "train-controller": {
+        "where": ("controller.where", "Score candidates in the dream or in the real env."),
+        "temperature": ("controller.temperature", "Dream temperature tau."),
+    },
+    "evaluate": {
+        "episodes": ("evaluate.episodes", "Real-env (or dream) episodes to score."),
+        "seed": ("evaluate.seed", "Seed of the evaluation's fixed seed list."),
+    },
+    "run": {
+        "env": ("env.id", "Gymnasium id of the env (overrides the preset's)."),
+        "episodes": ("collect.episodes", "Number of random-policy episodes."),
+        "temperature": ("controller.temperature", "Dream temperature tau."),
+        "where": ("controller.where", "Score candidates in the dream or in the real env."),
+    },
+}
+
+COMMANDS: dict[str, str] = {
+    "collect": "Collect random-policy episodes into RUN_DIR/episodes (resumable).",
+    "train-vae": "Train V, the ConvVAE, on frames streamed from the run's episodes (resumable).",
+    "encode": "Store each frame's (mu, logvar) under V into RUN_DIR/latents (resumable).",
+    "train-mdnrnn": "Train M, the MDN-RNN, on z resampled from the latents (resumable).",
+    "train-controller": "Train C with CMA-ES in M's dream or in the real env (resumable).",
+    "evaluate": "Score the controller (or the random policy) over N episodes; writes eval.json.",
+    "render": "GIFs: a real episode beside its reconstruction, and a dream decoded by V.",
+    "report": "Build RUN_DIR/report.html from the run directory alone.",
+    "run": "The whole pipeline, skipping what is done: collect ... report.",
+    "info": "Print a preset's model sizes (parameters of V, M and C).",
+}
+
+
+def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
+    aliases = {**_ALIASES["common"], **_ALIASES.get(command, {})}
+    g = p.add_argument_group("shortcuts")
+    for flag, (target, text) in aliases.items():
+        g.add_argument(f"--{flag}", dest=f"set:{target}", metavar="V", help=f"{text} (= --{target})")
+    g = p.add_argument_group("config fields (any of them; defaults come from the preset)")
+    for name, tp, doc in C.leaf_fields():
+        if name == "preset" or name.replace("_", "-") in aliases:
+            continue
+        kind = getattr(tp, "__name__", str(tp))
+        g.add_argument(f"--{name}", dest=f"set:{name}", metavar=kind.upper(), help=doc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="worldmodels", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, text in COMMANDS.items():
+        usage = f"worldmodels {name} " + ("[--preset NAME] [--json]" if name == "info" else "--run-dir DIR [options]")
+        p = sub.add_parser(name, help=text, description=text, usage=usage)
+        if name == "info":
+            p.add_argument("--preset", default="doom", help="Preset to describe (default: doom).")
+            p.add_argument("--json", action="store_true", help="Print a JSON object.")
+            continue
+        p.add_argument("--run-dir", type=Path, required=name != "render" and name != "evaluate",
+                       help="The run directory every stage reads and writes.")  # fmt: skip
+        p.add_argument("--preset", help=f"Start a run from a preset: {', '.join(C.PRESETS)}.")
+        p.add_argument("--quiet", action="store_true", help="No progress bars.")
+        if name == "collect":
+            p.add_argument("--verify", action="store_true",
+                           help="Read every episode file fully and report corrupt ones; collect nothing.")  # fmt: skip
+        if name == "evaluate":
+            p.add_argument("--policy", choices=["controller", "random"], default="controller",
+                           help="Score the trained controller or the random policy (a baseline).")  # fmt: skip
+            p.add_argument("--where", choices=["real", "dream"], default="real",
+                           help="Score in the real env (default) or in M's dream.")  # fmt: skip
+        if name in ("evaluate", "render"):
+            p.add_argument("--pretrained", choices=["doom"],
+                           help="Use the agent shipped with the package instead of a run's.")  # fmt: skip
+        if name == "run":
+            p.add_argument("--force", metavar="STAGE",
+                           help="Redo STAGE and every stage after it (e.g. train-mdnrnn).")  # fmt: skip
+        _add_config_flags(p, name)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    types = {name: tp for name, tp, _ in C.leaf_fields()}
+    out = {}
+    for key, value in vars(args).items():
+        if key.startswith("set:") and value is not None:
+            name = key[4:]
+            out[name] = C.parse_value(name, types[name], value)
+    return out
+
+
+def _info(args: argparse.Namespace) -> int:
+    from worldmodels.models import model_sizes
+
+    cfg = C.preset(args.preset)
+    sizes = model_sizes(cfg)
+    if args.json:
+        print(json.dumps(sizes))
+    else:
+        print(f"preset {args.preset} ({cfg.env.id})")
+        for key, value in sizes.items():
+            print(f"  {key:18s} {value:>12,}" if isinstance(value, int) else f"  {key:18s} {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "info":
+            return _info(args)
+        from worldmodels import pipeline
+
+        return pipeline.dispatch(args.command, args, _overrides(args))
+    except WorldModelsError as e:
+        print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"worldmodels {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

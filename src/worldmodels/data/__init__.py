@@ -1,0 +1,1 @@
+"""Rollout collection, episode storage and the streamed datasets V and M train on."""

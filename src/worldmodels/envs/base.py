@@ -1,0 +1,198 @@
+"""What every env adapter shares: pixel preprocessing to 64x64x3 uint8 and the adapter interface.
+
+An adapter knows one family of environments: how to make it, how its actions are encoded for M, how C's
+tanh outputs become env actions, and its random policy. Everything else in the library is env-agnostic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+
+from worldmodels.config import CollectConfig
+from worldmodels.errors import WorldModelsError
+
+FRAME = 64
+
+
+def find_image(space: gym.Space) -> str | None:
+    """Key of the HxWx3 uint8 image in a Dict observation space ('' for a plain Box), or None."""
+
+    def is_image(s: gym.Space) -> bool:
+        return (
+            isinstance(s, gym.spaces.Box)
+            and s.dtype == np.uint8
+            and len(s.shape) == 3
+            and s.shape[2] == 3
+        )
+
+    if is_image(space):
+        return ""
+    if isinstance(space, gym.spaces.Dict):
+        for key in ("screen", "pixels", "image", "rgb"):
+            if key in space.spaces and is_image(space.spaces[key]):
+                return key
+        for key, sub in space.spaces.items():
+            if is_image(sub):
+                return key
+    return None
+
+
+class PixelObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Crop rows [0:crop_bottom) of the image, resize to 64x64 (area interpolation), uint8 HxWx3."""
+
+    def __init__(self, env: gym.Env, crop_bottom: int | None = None) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, crop_bottom=crop_bottom)
+        gym.ObservationWrapper.__init__(self, env)
+        key = find_image(env.observation_space)
+        if key is None:
+            raise WorldModelsError(
+                f"env {env.spec.id if env.spec else env}: observation {env.observation_space} holds no "
+                "HxWx3 uint8 image"
+            )
+        self._key = key
+        self._crop = crop_bottom
+        self.observation_space = gym.spaces.Box(0, 255, (FRAME, FRAME, 3), np.uint8)
+
+    def observation(self, observation: Any) -> np.ndarray:
+        img = observation[self._key] if self._key else observation
+        return preprocess(img, self._crop)
+
+
+def preprocess(img: np.ndarray | None, crop_bottom: int | None = None) -> np.ndarray:
+    """One frame to 64x64x3 uint8. A missing frame (some envs return none once the episode ends) is black."""
+    if img is None:
+        return np.zeros((FRAME, FRAME, 3), np.uint8)
+    if crop_bottom is not None:
+        img = img[:crop_bottom]
+    if img.shape[:2] != (FRAME, FRAME):
+        img = cv2.resize(img, (FRAME, FRAME), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(img, dtype=np.uint8)
+
+
+class Policy:
+    """A random policy: reset with a generator at the start of each episode, then called per step."""
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def __call__(self, obs: np.ndarray) -> Any:
+        raise NotImplementedError
+
+
+class HeldDiscrete(Policy):
+    """Uniform action held for a uniform number of frames in [hold_min, hold_max] (the paper's Doom data)."""
+
+    def __init__(self, n: int, hold_min: int, hold_max: int) -> None:
+        self.n, self.lo, self.hi = n, hold_min, hold_max
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        self.left = 0
+        self.action = 0
+
+    def __call__(self, obs: np.ndarray) -> int:
+        if self.left == 0:
+            self.action = int(self.rng.integers(self.n))
+            self.left = int(self.rng.integers(self.lo, self.hi + 1))
+        self.left -= 1
+        return self.action
+
+
+class HeldBox(Policy):
+    """A uniform sample of a bounded Box held for a random number of frames (generic continuous envs)."""
+
+    def __init__(self, space: gym.spaces.Box, hold_min: int, hold_max: int) -> None:
+        self.low = np.where(np.isfinite(space.low), space.low, -1.0).astype(np.float32)
+        self.high = np.where(np.isfinite(space.high), space.high, 1.0).astype(np.float32)
+        self.lo, self.hi = hold_min, hold_max
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        self.left = 0
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if self.left == 0:
+            self.action = self.rng.uniform(self.low, self.high).astype(np.float32)
+            self.left = int(self.rng.integers(self.lo, self.hi + 1))
+        self.left -= 1
+        return self.action
+
+
+class Adapter:
+    """One family of environments. Subclasses set the fields and override what differs."""
+
+    name = "generic"
+    crop_bottom: int | None = None
+    make_kwargs: dict[str, Any] = {}
+    reward_is_alive_bonus = False
+    """True when the reward is +1 per step alive, so the dream can score without a reward head."""
+
+    def __init__(self, env_id: str) -> None:
+        self.env_id = env_id
+        probe = self._make_raw(max_steps=None)
+        try:
+            self.action_space = probe.action_space
+            if find_image(probe.observation_space) is None:
+                raise WorldModelsError(
+                    f"--env {env_id}: observation {probe.observation_space} holds no HxWx3 uint8 image"
+                )
+        finally:
+            probe.close()
+        if not isinstance(self.action_space, gym.spaces.Discrete | gym.spaces.Box):
+            raise WorldModelsError(
+                f"--env {env_id}: action space {self.action_space} is neither Discrete nor Box"
+            )
+
+    def _make_raw(self, max_steps: int | None) -> gym.Env:
+        kwargs = dict(self.make_kwargs)
+        if max_steps is not None:
+            kwargs["max_episode_steps"] = max_steps
+        try:
+            return gym.make(self.env_id, **kwargs)
+        except gym.error.Error as e:
+            raise WorldModelsError(f"--env {self.env_id}: {str(e).splitlines()[0]}") from None
+        except ImportError as e:
+            raise WorldModelsError(f"--env {self.env_id}: missing package ({e})") from None
+
+    def make(self, max_steps: int) -> gym.Env:
+        """The real env: pixels at 64x64x3 uint8, a step limit as truncation, 5-tuple steps."""
+        return PixelObservation(self._make_raw(max_steps), self.crop_bottom)
+
+    # --- actions -------------------------------------------------------------------------------------
+    @property
+    def action_dim(self) -> int:
+        """Size of the action vector M sees (and episodes store)."""
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return int(self.action_space.n)
+        return int(np.prod(self.action_space.shape))
+
+    @property
+    def controller_outputs(self) -> int:
+        return self.action_dim
+
+    def encode_action(self, action: Any) -> np.ndarray:
+        """Env action -> the float vector M sees. Discrete: one-hot; Box: the action itself."""
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            v = np.zeros(self.action_dim, np.float32)
+            v[int(action) - int(self.action_space.start)] = 1.0
+            return v
+        return np.asarray(action, np.float32).reshape(-1)
+
+    def controller_to_action(self, a: np.ndarray) -> Any:
+        """C's tanh outputs (controller_outputs,) -> one env action.
+
+        Discrete: argmax over the outputs. Box: tanh in [-1, 1] scaled linearly to the space's bounds.
+        """
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return int(np.argmax(a)) + int(self.action_space.start)
+        low, high = self.action_space.low, self.action_space.high
+        return (low + (np.asarray(a) + 1.0) * 0.5 * (high - low)).astype(self.action_space.dtype)
+
+    def random_policy(self, cfg: CollectConfig) -> Policy:
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return HeldDiscrete(int(self.action_space.n), cfg.hold_min, cfg.hold_max)
+        return HeldBox(self.action_space, cfg.hold_min, cfg.hold_max)

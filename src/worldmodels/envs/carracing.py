@@ -1,0 +1,47 @@
+"""CarRacing-v3 (gymnasium[box2d]): drop the indicator bar, the paper's steer/gas/brake mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from worldmodels.config import CollectConfig
+from worldmodels.envs.base import Adapter, Policy
+
+
+class BrownianActions(Policy):
+    """a_{t+1} = clip(a_t + sqrt(dt) * N(0, 1)) per action dimension, from a_0 = 0.
+
+    Chosen over the reference code's random-weights agent: it needs no model, and its smooth action paths
+    both follow and leave the track, so V and M see driving, skidding and grass.
+    """
+
+    def __init__(self, dt: float) -> None:
+        self.scale = float(np.sqrt(dt))
+        self.low = np.array([-1.0, 0.0, 0.0], np.float32)
+        self.high = np.array([1.0, 1.0, 1.0], np.float32)
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        self.action = np.zeros(3, np.float32)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        step = self.rng.standard_normal(3).astype(np.float32) * self.scale
+        self.action = np.clip(self.action + step, self.low, self.high)
+        return self.action.copy()
+
+
+class CarRacingAdapter(Adapter):
+    name = "carracing"
+    crop_bottom = 84  # rows 84:96 hold the indicator bar
+
+    @property
+    def controller_outputs(self) -> int:
+        return 3
+
+    def controller_to_action(self, a: np.ndarray) -> np.ndarray:
+        """The paper: steer = a0, gas = (a1 + 1) / 2, brake = clip(a2, 0, 1)."""
+        a = np.asarray(a, np.float32)
+        return np.array([a[0], (a[1] + 1.0) / 2.0, np.clip(a[2], 0.0, 1.0)], np.float32)
+
+    def random_policy(self, cfg: CollectConfig) -> Policy:
+        return BrownianActions(cfg.brownian_dt)

@@ -1,0 +1,107 @@
+"""M: an LSTM over [z_t, a_t] with a mixture density head over z_{t+1} (and done, reward heads).
+
+Notation: B batch, T time, Z latent size, A action size, H LSTM units, K mixture components.
+One class serves whole sequences (training) and single steps (rollouts, the dream) with the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+class MDNOutput(NamedTuple):
+    logpi: torch.Tensor  # (B, T, Z, K) log mixture weights (normalised)
+    mu: torch.Tensor  # (B, T, Z, K)
+    logsigma: torch.Tensor  # (B, T, Z, K)
+    done_logit: torch.Tensor | None  # (B, T) logit of "this step ends the episode"
+    reward: torch.Tensor | None  # (B, T) predicted reward of this step
+
+
+class MDNRNN(nn.Module):
+    def __init__(
+        self,
+        z_dim: int,
+        action_dim: int,
+        hidden: int,
+        n_mixtures: int = 5,
+        done_head: bool = True,
+        reward_head: bool = False,
+    ) -> None:
+        super().__init__()
+        self.z_dim, self.action_dim, self.hidden, self.k = z_dim, action_dim, hidden, n_mixtures
+        self.done_head, self.reward_head = done_head, reward_head
+        self.lstm = nn.LSTM(z_dim + action_dim, hidden, batch_first=True)
+        n_out = 3 * z_dim * n_mixtures + int(done_head) + int(reward_head)
+        self.head = nn.Linear(hidden, n_out)
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        """Zero (h, c), each (1, B, H)."""
+        zeros = torch.zeros(1, batch, self.hidden, device=device)
+        return zeros, zeros.clone()
+
+    def forward(
+        self, z: torch.Tensor, action: torch.Tensor, state: State | None = None
+    ) -> tuple[MDNOutput, State]:
+        """z (B, T, Z), action (B, T, A) -> the distribution of z_{t+1} for every t, and the new state."""
+        out, state = self.lstm(torch.cat([z, action], dim=-1), state)
+        return self.heads(out), state
+
+    def heads(self, h: torch.Tensor) -> MDNOutput:
+        """LSTM outputs h (B, T, H) -> MDNOutput (computed in fp32 for a stable loss)."""
+        y = self.head(h).float()
+        B, T = y.shape[:2]
+        n = self.z_dim * self.k
+        shape = (B, T, self.z_dim, self.k)
+        logpi = F.log_softmax(y[..., :n].reshape(shape), dim=-1)
+        mu = y[..., n : 2 * n].reshape(shape)
+        logsigma = y[..., 2 * n : 3 * n].reshape(shape)
+        i = 3 * n
+        done = reward = None
+        if self.done_head:
+            done, i = y[..., i], i + 1
+        if self.reward_head:
+            reward = y[..., i]
+        return MDNOutput(logpi, mu, logsigma, done, reward)
+
+    def step(
+        self, z: torch.Tensor, action: torch.Tensor, state: State | None = None
+    ) -> tuple[MDNOutput, State]:
+        """One step: z (B, Z), action (B, A) -> MDNOutput with T = 1, and the new state."""
+        return self.forward(z[:, None], action[:, None], state)
+
+
+def mdn_nll(logpi: torch.Tensor, mu: torch.Tensor, logsigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of x (..., Z) under the per-dimension mixture (..., Z, K): returns (..., Z).
+
+    Negative values are normal: these are densities of continuous variables.
+    """
+    x = x.unsqueeze(-1)
+    log_prob = -0.5 * ((x - mu) * torch.exp(-logsigma)) ** 2 - logsigma - LOG_SQRT_2PI
+    return -torch.logsumexp(logpi + log_prob, dim=-1)
+
+
+def sample_mixture(
+    logpi: torch.Tensor,
+    mu: torch.Tensor,
+    logsigma: torch.Tensor,
+    tau: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Sample z (..., Z) at temperature tau as the paper: logits / tau, noise scaled by sqrt(tau),
+    the component chosen independently per dimension."""
+    *lead, K = logpi.shape
+    probs = torch.softmax(logpi.float().reshape(-1, K) / tau, dim=-1)
+    k = torch.multinomial(probs, 1, generator=generator)  # (N, 1)
+    mu_k = mu.reshape(-1, K).gather(1, k).reshape(lead)
+    sigma_k = logsigma.reshape(-1, K).gather(1, k).reshape(lead).exp()
+    eps = torch.randn(lead, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu_k + sigma_k * math.sqrt(tau) * eps

@@ -1,0 +1,122 @@
+"""Executors for real-env work: worker processes on one machine, or Ray tasks on a cluster.
+
+Both run ``fn(item)`` for every item and yield ``(item, result)`` as results arrive. A task whose worker
+dies is retried (``retries`` times); an exception raised inside a task stops the run with a one-line error.
+Neither ever waits on a dead worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from worldmodels.config import ParallelConfig
+from worldmodels.errors import WorldModelsError
+
+T = TypeVar("T")
+
+
+def _task_error(item: Any, e: BaseException) -> WorldModelsError:
+    if isinstance(e, WorldModelsError):
+        return e
+    first = str(e).splitlines()[0] if str(e) else ""
+    return WorldModelsError(f"a worker failed on {item!r}: {type(e).__name__}: {first}")
+
+
+def run_tasks(
+    fn: Callable[[T], Any], items: Iterable[T], cfg: ParallelConfig
+) -> Iterator[tuple[T, Any]]:
+    """Yield (item, fn(item)) in completion order on the configured backend."""
+    items = list(items)
+    if not items:
+        return iter(())
+    if cfg.backend == "ray":
+        return _run_ray(fn, items, cfg)
+    return _run_local(fn, items, cfg)
+
+
+def _context() -> mp.context.BaseContext:
+    # fork is unsafe with threads (torch, Ray); forkserver starts workers from a clean process.
+    return mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+
+
+def _run_local(fn: Callable[[T], Any], items: list[T], cfg: ParallelConfig) -> Iterator[tuple[T, Any]]:
+    todo = list(range(len(items)))[::-1]  # a stack of indices into items
+    deaths = [0] * len(items)
+    while todo:
+        pool = ProcessPoolExecutor(max_workers=cfg.workers, mp_context=_context())
+        running: dict[Future, int] = {}
+        broken = False
+        try:
+            while (todo or running) and not broken:
+                while todo and len(running) < 2 * cfg.workers:
+                    i = todo.pop()
+                    running[pool.submit(fn, items[i])] = i
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = running[fut]
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        continue
+                    except Exception as e:
+                        raise _task_error(items[i], e) from None
+                    del running[fut]
+                    yield items[i], result
+            # A worker died: finished results are kept, every task in flight is retried on a fresh
+            # pool, and a task that keeps killing its worker stops the run instead of looping forever.
+            for fut, i in running.items():
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    yield items[i], fut.result()
+                    continue
+                deaths[i] += 1
+                if deaths[i] > cfg.retries:
+                    raise WorldModelsError(
+                        f"a worker died {deaths[i]} times running {items[i]!r}; giving up"
+                    )
+                todo.append(i)
+        finally:
+            pool.shutdown(wait=not broken, cancel_futures=True)
+
+
+def _run_ray(fn: Callable[[T], Any], items: list[T], cfg: ParallelConfig) -> Iterator[tuple[T, Any]]:
+    try:
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+    except ImportError:
+        raise WorldModelsError(
+            "--backend ray needs Ray: pip install 'worldmodels[ray]'"
+        ) from None
+    if not ray.is_initialized():
+        try:
+            if cfg.ray_address:
+                ray.init(address=cfg.ray_address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=cfg.workers, include_dashboard=False, log_to_driver=False)
+        except Exception as e:
+            raise WorldModelsError(f"--ray-address {cfg.ray_address or '(local)'}: {e}") from None
+    remote = ray.remote(max_retries=cfg.retries, retry_exceptions=False)(fn)
+    pending = list(reversed(items))
+    running: dict[Any, T] = {}
+    limit = 2 * max(1, int(ray.cluster_resources().get("CPU", cfg.workers)))
+    while pending or running:
+        while pending and len(running) < limit:
+            item = pending.pop()
+            running[remote.remote(item)] = item
+        ready, _ = ray.wait(list(running), num_returns=1)
+        for ref in ready:
+            item = running.pop(ref)
+            try:
+                result = ray.get(ref)
+            except RayTaskError as e:
+                raise _task_error(item, e.cause if e.cause is not None else e) from None
+            except RayError as e:
+                raise WorldModelsError(
+                    f"Ray lost the task for {item!r} after {cfg.retries} retries: {type(e).__name__}"
+                ) from None
+            yield item, result

@@ -1,0 +1,154 @@
+"""Small shared pieces: atomic writes, checkpoints as data, metrics, seeds, devices."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldmodels.errors import WorldModelsError
+
+CHECKPOINT_FORMAT = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, fsync, then rename: a reader sees all or nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporaries a killed writer left behind (they are never read)."""
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(path: Path, header: dict[str, Any], tensors: dict[str, Any]) -> None:
+    """A checkpoint is data: a JSON header plus state dicts, loadable with weights_only=True."""
+    header = {"format": CHECKPOINT_FORMAT, **header}
+    buf = io.BytesIO()
+    torch.save({"header": json.dumps(header), **tensors}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load (header, tensors) or raise a one-line error naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise WorldModelsError(f"{path}: missing; run the stage that writes it first")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        header = json.loads(blob.pop("header"))
+    except Exception as e:  # a truncated or foreign file
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise WorldModelsError(f"{path}: not a readable checkpoint ({reason})") from None
+    if header.get("kind") != kind:
+        raise WorldModelsError(f"{path}: holds a {header.get('kind')!r} checkpoint, expected {kind!r}")
+    if header.get("format") != CHECKPOINT_FORMAT:
+        raise WorldModelsError(f"{path}: checkpoint format {header.get('format')} is not supported")
+    return header, blob
+
+
+class Metrics:
+    """Appends one JSON object a line to RUN_DIR/metrics.jsonl (the record); TensorBoard optionally."""
+
+    def __init__(self, run_dir: Path, stage: str, tensorboard: bool = False) -> None:
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.stage = stage
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise WorldModelsError(
+                    "--tensorboard needs the tensorboard package: pip install 'worldmodels[tensorboard]'"
+                ) from None
+            self._tb = SummaryWriter(str(Path(run_dir) / "tb" / stage))
+
+    def log(self, step: int, **values: float) -> None:
+        row = {"stage": self.stage, "step": int(step), "time": round(time.time(), 3)}
+        row.update({k: float(v) for k, v in values.items()})
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            for k, v in values.items():
+                self._tb.add_scalar(k, float(v), step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """All rows of metrics.jsonl; a torn last line (a kill mid-write) is skipped."""
+    path = Path(run_dir) / "metrics.jsonl"
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def seed_for(seed: int, *key: int) -> int:
+    """A 32-bit seed derived from the run seed and a key path (e.g. (stream, index))."""
+    return int(np.random.SeedSequence(seed, spawn_key=tuple(int(k) for k in key)).generate_state(1)[0])
+
+
+def rng_for(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(int(k) for k in key)))
+
+
+# Streams of derived seeds, so that no two uses of the run seed collide.
+STREAM_COLLECT, STREAM_SPLIT, STREAM_VAE, STREAM_MDN, STREAM_ES, STREAM_EVAL, STREAM_RENDER = range(7)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise WorldModelsError("--device cuda: no CUDA device is available here")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CPU (AMX) or GPU; a no-op context when disabled."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def chunks(seq: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
