@@ -71,7 +71,9 @@ def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
     aliases = {**_ALIASES["common"], **_ALIASES.get(command, {})}
     g = p.add_argument_group("shortcuts")
     for flag, (target, text) in aliases.items():
-        g.add_argument(f"--{flag}", dest=f"set:{target}", metavar="V", help=f"{text} (= --{target})")
+        g.add_argument(
+            f"--{flag}", dest=f"set:{target}", metavar="V", help=f"{text} (= --{target})"
+        )
     g = p.add_argument_group("config fields (any of them; defaults come from the preset)")
     for name, tp, doc in C.leaf_fields():
         if name == "preset" or name.replace("_", "-") in aliases:
@@ -84,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="worldmodels", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, text in COMMANDS.items():
-        usage = f"worldmodels {name} " + ("[--preset NAME] [--json]" if name == "info" else "--run-dir DIR [options]")
+        usage = f"worldmodels {name} " + (
+            "[--preset NAME] [--json]" if name == "info" else "--run-dir DIR [options]"
+        )
         p = sub.add_parser(name, help=text, description=text, usage=usage)
         if name == "info":
             p.add_argument("--preset", default="doom", help="Preset to describe (default: doom).")
@@ -152,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"worldmodels {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(
+            f"worldmodels {args.command}: interrupted; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -335,7 +335,10 @@ def validate(cfg: Config) -> None:
         (cfg.parallel.backend in ("local", "ray"), "parallel.backend must be 'local' or 'ray'"),
         (cfg.parallel.workers >= 1, "parallel.workers must be >= 1"),
         (cfg.collect.episodes >= 1, "collect.episodes must be >= 1"),
-        (1 <= cfg.collect.hold_min <= cfg.collect.hold_max, "need 1 <= collect.hold_min <= hold_max"),
+        (
+            1 <= cfg.collect.hold_min <= cfg.collect.hold_max,
+            "need 1 <= collect.hold_min <= hold_max",
+        ),
         (cfg.env.max_steps >= 1, "env.max_steps must be >= 1"),
         (cfg.vae.z_dim >= 1, "vae.z_dim must be >= 1"),
         (cfg.vae.batch_size >= 1, "vae.batch_size must be >= 1"),
@@ -365,7 +368,9 @@ def load_config(path: Path) -> Config:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise WorldModelsError(f"{path}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+        raise WorldModelsError(
+            f"{path}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})"
+        ) from None
     cfg = from_dict(data, Config, str(path))
     validate(cfg)
     return cfg
@@ -381,4 +386,3 @@ def diff(a: Any, b: Any, prefix: str = "") -> list[str]:
         elif x != y:
             out.append(f"{prefix}{f.name}")
     return out
-

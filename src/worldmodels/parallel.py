@@ -44,7 +44,9 @@ def _context() -> mp.context.BaseContext:
     return mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
 
 
-def _run_local(fn: Callable[[T], Any], items: list[T], cfg: ParallelConfig) -> Iterator[tuple[T, Any]]:
+def _run_local(
+    fn: Callable[[T], Any], items: list[T], cfg: ParallelConfig
+) -> Iterator[tuple[T, Any]]:
     todo = list(range(len(items)))[::-1]  # a stack of indices into items
     deaths = [0] * len(items)
     while todo:
@@ -84,14 +86,14 @@ def _run_local(fn: Callable[[T], Any], items: list[T], cfg: ParallelConfig) -> I
             pool.shutdown(wait=not broken, cancel_futures=True)
 
 
-def _run_ray(fn: Callable[[T], Any], items: list[T], cfg: ParallelConfig) -> Iterator[tuple[T, Any]]:
+def _run_ray(
+    fn: Callable[[T], Any], items: list[T], cfg: ParallelConfig
+) -> Iterator[tuple[T, Any]]:
     try:
         import ray
         from ray.exceptions import RayError, RayTaskError
     except ImportError:
-        raise WorldModelsError(
-            "--backend ray needs Ray: pip install 'worldmodels[ray]'"
-        ) from None
+        raise WorldModelsError("--backend ray needs Ray: pip install 'worldmodels[ray]'") from None
     if not ray.is_initialized():
         try:
             if cfg.ray_address:

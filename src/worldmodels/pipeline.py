@@ -50,7 +50,9 @@ def stage_fields(stage: str) -> list[str]:
 
 
 def _touches(changed: list[str], patterns: list[str]) -> list[str]:
-    return [c for c in changed if any(c == p or (p.endswith(".") and c.startswith(p)) for p in patterns)]
+    return [
+        c for c in changed if any(c == p or (p.endswith(".") and c.startswith(p)) for p in patterns)
+    ]
 
 
 # ------------------------------------------------------------------------------------------ stage outputs
@@ -64,7 +66,11 @@ def _outputs(run_dir: Path, stage: str) -> list[Path]:
         "encode": [run_dir / "latents"],
         "train-mdnrnn": [run_dir / "mdnrnn.pt", run_dir / "mdnrnn_last.pt"],
         "train-controller": [run_dir / "controller.pt", run_dir / "es_state.pkl"],
-        "evaluate": [run_dir / "eval.json", run_dir / "eval_random.json", run_dir / "eval_dream.json"],
+        "evaluate": [
+            run_dir / "eval.json",
+            run_dir / "eval_random.json",
+            run_dir / "eval_dream.json",
+        ],
         "render": [run_dir / "real.gif", run_dir / "dream.gif"],
         "report": [run_dir / "report.html"],
     }[stage]
@@ -77,7 +83,9 @@ def stage_done(run_dir: Path, stage: str, cfg: C.Config) -> bool:
 
         return not missing_episodes(run_dir / "episodes", cfg.collect.episodes)
     if stage in ("train-vae", "train-mdnrnn", "train-controller"):
-        name = {"train-vae": "vae", "train-mdnrnn": "mdnrnn", "train-controller": "controller"}[stage]
+        name = {"train-vae": "vae", "train-mdnrnn": "mdnrnn", "train-controller": "controller"}[
+            stage
+        ]
         return _finished(run_dir / f"{name}.pt")
     if stage == "encode":
         from worldmodels.train.vae import missing_latents
@@ -145,7 +153,9 @@ def _get(cfg: Any, dotted: str) -> Any:
 def force_from(run_dir: Path, stage: str) -> None:
     """Remove the outputs of `stage` and of every stage after it."""
     if stage not in STAGES:
-        raise WorldModelsError(f"--force {stage}: unknown stage; choose one of: {', '.join(STAGES)}")
+        raise WorldModelsError(
+            f"--force {stage}: unknown stage; choose one of: {', '.join(STAGES)}"
+        )
     for s in STAGES[STAGES.index(stage) :]:
         for p in _outputs(run_dir, s):
             if p.is_dir():
@@ -237,7 +247,9 @@ def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) 
     if command == "run":
         if args.force:
             if args.force not in STAGES:
-                raise WorldModelsError(f"--force {args.force}: unknown stage; choose one of: {', '.join(STAGES)}")
+                raise WorldModelsError(
+                    f"--force {args.force}: unknown stage; choose one of: {', '.join(STAGES)}"
+                )
             cfg = resolve(args.run_dir, args.preset, overrides, force=args.force)
             force_from(args.run_dir, args.force)
         else:
@@ -257,7 +269,9 @@ def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) 
         for line in bad:
             print(line)
         if bad:
-            raise WorldModelsError(f"{len(bad)} corrupt episode file(s); delete them and rerun collect")
+            raise WorldModelsError(
+                f"{len(bad)} corrupt episode file(s); delete them and rerun collect"
+            )
         print("all episodes readable")
         return 0
     if command == "evaluate":

@@ -66,7 +66,9 @@ def load_checkpoint(path: Path, kind: str) -> tuple[dict[str, Any], dict[str, An
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise WorldModelsError(f"{path}: not a readable checkpoint ({reason})") from None
     if header.get("kind") != kind:
-        raise WorldModelsError(f"{path}: holds a {header.get('kind')!r} checkpoint, expected {kind!r}")
+        raise WorldModelsError(
+            f"{path}: holds a {header.get('kind')!r} checkpoint, expected {kind!r}"
+        )
     if header.get("format") != CHECKPOINT_FORMAT:
         raise WorldModelsError(f"{path}: checkpoint format {header.get('format')} is not supported")
     return header, blob
@@ -117,7 +119,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def seed_for(seed: int, *key: int) -> int:
     """A 32-bit seed derived from the run seed and a key path (e.g. (stream, index))."""
-    return int(np.random.SeedSequence(seed, spawn_key=tuple(int(k) for k in key)).generate_state(1)[0])
+    return int(
+        np.random.SeedSequence(seed, spawn_key=tuple(int(k) for k in key)).generate_state(1)[0]
+    )
 
 
 def rng_for(seed: int, *key: int) -> np.random.Generator:
@@ -125,7 +129,9 @@ def rng_for(seed: int, *key: int) -> np.random.Generator:
 
 
 # Streams of derived seeds, so that no two uses of the run seed collide.
-STREAM_COLLECT, STREAM_SPLIT, STREAM_VAE, STREAM_MDN, STREAM_ES, STREAM_EVAL, STREAM_RENDER = range(7)
+STREAM_COLLECT, STREAM_SPLIT, STREAM_VAE, STREAM_MDN, STREAM_ES, STREAM_EVAL, STREAM_RENDER = range(
+    7
+)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -64,7 +64,9 @@ def check_episode(arrays: dict[str, np.ndarray], path: Path | str) -> None:
         raise WorldModelsError(f"{path}: corrupt episode file (obs {obs.dtype} {obs.shape})")
     for k in EPISODE_KEYS[1:]:
         if len(arrays[k]) != T:
-            raise WorldModelsError(f"{path}: corrupt episode file ({k} has {len(arrays[k])} steps, obs {T})")
+            raise WorldModelsError(
+                f"{path}: corrupt episode file ({k} has {len(arrays[k])} steps, obs {T})"
+            )
 
 
 def load_episode(path: Path, keys: tuple[str, ...] = EPISODE_KEYS) -> dict[str, np.ndarray]:
@@ -77,7 +79,9 @@ def load_npz(path: Path, keys: tuple[str, ...], check: bool = False, what: str =
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in keys if k not in f.files]
             if missing:
-                raise WorldModelsError(f"{path}: corrupt {what} file (missing {', '.join(missing)})")
+                raise WorldModelsError(
+                    f"{path}: corrupt {what} file (missing {', '.join(missing)})"
+                )
             arrays = {k: f[k] for k in keys}
     except WorldModelsError:
         raise

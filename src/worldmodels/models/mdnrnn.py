@@ -79,7 +79,9 @@ class MDNRNN(nn.Module):
         return self.forward(z[:, None], action[:, None], state)
 
 
-def mdn_nll(logpi: torch.Tensor, mu: torch.Tensor, logsigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def mdn_nll(
+    logpi: torch.Tensor, mu: torch.Tensor, logsigma: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
     """Negative log-likelihood of x (..., Z) under the per-dimension mixture (..., Z, K): returns (..., Z).
 
     Negative values are normal: these are densities of continuous variables.

@@ -67,7 +67,11 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def vae_loss(
-    x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, kl_tolerance: float
+    x: torch.Tensor,
+    recon: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    kl_tolerance: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The reference code's loss: per-image summed squared error + max(KL, kl_tolerance * Z), batch mean.
 

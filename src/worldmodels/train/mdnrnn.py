@@ -1,0 +1,244 @@
+"""Train M on z resampled every batch from the stored (mu, logvar), sequences streamed from disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from worldmodels.config import Config
+from worldmodels.data.datasets import SequenceStream, split
+from worldmodels.data.storage import list_episodes, load_npz
+from worldmodels.errors import WorldModelsError
+from worldmodels.models import MDNRNN, build_mdnrnn
+from worldmodels.models.mdnrnn import mdn_nll
+from worldmodels.models.vae import sample_z
+from worldmodels.train.common import Every, Position, check_finite, load_training, save_training
+from worldmodels.utils import (
+    STREAM_MDN,
+    Metrics,
+    Stopwatch,
+    atomic_write_text,
+    autocast,
+    load_checkpoint,
+    resolve_device,
+    seed_for,
+)
+
+
+def latent_files(run_dir: Path, cfg: Config) -> list[Path]:
+    paths = list_episodes(Path(run_dir) / "latents")
+    if not paths:
+        raise WorldModelsError(
+            f"{Path(run_dir) / 'latents'}: no latents; run `worldmodels encode` first"
+        )
+    z = load_npz(paths[0], ("mu",), what="latent")["mu"].shape[1]
+    if z != cfg.vae.z_dim:
+        raise WorldModelsError(
+            f"{paths[0]}: latents have z size {z}, but vae.z_dim is {cfg.vae.z_dim}; rerun encode"
+        )
+    return paths
+
+
+def action_dim_of(paths: list[Path]) -> int:
+    return int(load_npz(paths[0], ("action",), what="latent")["action"].shape[1])
+
+
+NAMES = {"nll": "nll", "done": "done_loss", "reward": "reward_loss", "loss": "loss"}
+
+
+def mdnrnn_losses(
+    model: MDNRNN,
+    batch: dict[str, torch.Tensor],
+    cfg: Config,
+    generator: torch.Generator | None,
+    amp: bool,
+) -> dict[str, torch.Tensor]:
+    """The paper's losses on one padded batch; padding contributes to none of them.
+
+    nll: -log p(z_{t+1} | z_<=t, a_<=t) under the per-dimension mixture, mean over dims and real steps.
+    done: sigmoid cross-entropy against `terminated` (positives weighted); reward: squared error.
+    """
+    z = sample_z(batch["mu"], batch["logvar"], generator)  # resampled every batch, as the paper
+    with autocast(z.device, amp):
+        out, _ = model(z[:, :-1], batch["action"])
+    next_mask, mask = batch["next_mask"].float(), batch["mask"].float()
+    nll = mdn_nll(out.logpi, out.mu, out.logsigma, z[:, 1:]).mean(-1)
+    losses = {"nll": (nll * next_mask).sum() / next_mask.sum().clamp(min=1)}
+    total = losses["nll"]
+    if out.done_logit is not None:
+        pos_weight = torch.tensor(cfg.mdnrnn.done_pos_weight, device=z.device)
+        bce = F.binary_cross_entropy_with_logits(
+            out.done_logit, batch["terminated"], pos_weight=pos_weight, reduction="none"
+        )
+        losses["done"] = (bce * mask).sum() / mask.sum().clamp(min=1)
+        total = total + losses["done"]
+    if out.reward is not None:
+        losses["reward"] = (((out.reward - batch["reward"]) ** 2) * mask).sum() / mask.sum().clamp(
+            min=1
+        )
+        total = total + losses["reward"]
+    losses["loss"] = total
+    losses["_out"] = out  # type: ignore[assignment]
+    return losses
+
+
+def to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def validate(
+    model: MDNRNN, stream: SequenceStream, cfg: Config, device: torch.device
+) -> dict[str, float]:
+    """Validation NLL, done-head accuracy and mixture usage over the held-out episodes (fixed z draws)."""
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_MDN, 99))
+    sums: dict[str, float] = {}
+    n_steps = n_next = 0
+    weights = torch.zeros(cfg.vae.z_dim, cfg.mdnrnn.n_mixtures)
+    tp = fn = fp = tn = 0
+    for raw in stream.epoch(0):
+        b = to_tensors(raw, device)
+        losses = mdnrnn_losses(model, b, cfg, gen, cfg.mdnrnn.amp)
+        out = losses.pop("_out")  # type: ignore[arg-type]
+        m, nm = b["mask"], b["next_mask"]
+        k_steps, k_next = int(m.sum()), int(nm.sum())
+        for key, val in losses.items():
+            sums[key] = sums.get(key, 0.0) + float(val) * (k_next if key == "nll" else k_steps)
+        n_steps, n_next = n_steps + k_steps, n_next + k_next
+        weights += out.logpi.exp()[nm].sum(0).cpu()
+        if out.done_logit is not None:
+            pred, true = (out.done_logit > 0)[m], b["terminated"][m] > 0.5
+            tp, fn = tp + int((pred & true).sum()), fn + int((~pred & true).sum())
+            fp, tn = fp + int((pred & ~true).sum()), tn + int((~pred & ~true).sum())
+    model.train()
+    res = {
+        f"mdnrnn/val_{k}": v / max(1, n_next if k == "nll" else n_steps) for k, v in sums.items()
+    }
+    res["mdnrnn/val_nll"] = res.pop("mdnrnn/val_nll", float("nan"))
+    if model.done_head:
+        res["mdnrnn/val_done_recall"] = tp / max(1, tp + fn)
+        res["mdnrnn/val_done_false_alarm"] = fp / max(1, fp + tn)
+    usage = (weights / max(1, n_next)).numpy()
+    ranked = -np.sort(-usage, axis=1).mean(
+        0
+    )  # mean weight of each dimension's most-used, 2nd, ... component
+    for k, w in enumerate(ranked):
+        res[f"mdnrnn/mix_rank{k}"] = float(w)
+    res["_usage"] = usage.tolist()  # type: ignore[assignment]
+    return res
+
+
+def load_mdnrnn(path: Path, cfg: Config, device: torch.device | str = "cpu") -> MDNRNN:
+    """A trained M matching this run's V (z size) and config; otherwise a one-line error naming the file."""
+    header, _ = load_checkpoint(path, "mdnrnn")
+    _check_header(path, header, cfg)
+    model = build_mdnrnn(cfg, header["action_dim"])
+    load_training(path, "mdnrnn", model, None, None)
+    if not header.get("finished"):
+        raise WorldModelsError(
+            f"{path}: M's training has not finished; rerun `worldmodels train-mdnrnn`"
+        )
+    return model.to(device).eval()
+
+
+def _check_header(path: Path, header: dict, cfg: Config) -> None:
+    z = header["config"]["vae"]["z_dim"]
+    if z != cfg.vae.z_dim:
+        raise WorldModelsError(
+            f"{path}: M was trained on z size {z}, but V's z_dim is {cfg.vae.z_dim}"
+        )
+    hidden = header["config"]["mdnrnn"]["hidden"]
+    if hidden != cfg.mdnrnn.hidden:
+        raise WorldModelsError(
+            f"{path}: M has {hidden} units, this run's mdnrnn.hidden is {cfg.mdnrnn.hidden}"
+        )
+
+
+def train_mdnrnn(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
+    run_dir = Path(run_dir)
+    path = run_dir / "mdnrnn.pt"
+    device = resolve_device(cfg.device)
+    paths = latent_files(run_dir, cfg)
+    action_dim = action_dim_of(paths)
+    torch.manual_seed(seed_for(cfg.seed, STREAM_MDN))
+    model = build_mdnrnn(cfg, action_dim).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.mdnrnn.lr)
+    generator = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_MDN, 1))
+    pos = Position()
+    if path.exists():
+        header, _ = load_checkpoint(path, "mdnrnn")
+        _check_header(path, header, cfg)
+        _, pos = load_training(path, "mdnrnn", model, optimizer, generator)
+        if pos.finished:
+            return {"mdnrnn/step": pos.step}
+    m = cfg.mdnrnn
+    train_paths, val_paths = split(paths, cfg.seed, cfg.val_fraction)
+    stream = SequenceStream(
+        train_paths, m.seq_len, m.batch_size, m.shuffle_episodes, cfg.seed, STREAM_MDN
+    )
+    val_stream = SequenceStream(
+        val_paths, m.seq_len, m.batch_size, m.shuffle_episodes, cfg.seed, STREAM_MDN
+    )
+    total = sum(stream.batches_in_epoch(e) for e in range(m.epochs))
+    if m.max_updates:
+        total = min(total, m.max_updates)
+    val_every = max(1, total // 20)
+    metrics = Metrics(run_dir, "train-mdnrnn", cfg.tensorboard)
+    checkpoint_due = Every(m.checkpoint_every_s)
+    bar = tqdm(total=total, initial=pos.step, desc="train-mdnrnn", unit="upd", disable=not progress,
+               dynamic_ncols=True)  # fmt: skip
+    clock, steps, last = Stopwatch(), 0, {}
+    header_extra = {"action_dim": action_dim}
+    val: dict = {}
+
+    def run_validation() -> None:
+        nonlocal val
+        if val_paths:
+            val = validate(model, val_stream, cfg, device)
+            usage = val.pop("_usage")
+            metrics.log(pos.step, **val)
+            atomic_write_text(
+                run_dir / "mixture_usage.json", json.dumps({"step": pos.step, "usage": usage})
+            )
+
+    try:
+        while pos.step < total:
+            for raw in stream.epoch(pos.epoch, skip=pos.batch):
+                batch = to_tensors(raw, device)
+                losses = mdnrnn_losses(model, batch, cfg, generator, m.amp)
+                losses.pop("_out")
+                check_finite(losses["loss"].item(), "M's loss", pos.step, path)
+                optimizer.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                torch.nn.utils.clip_grad_value_(model.parameters(), m.grad_clip)
+                optimizer.step()
+                pos.step, pos.batch = pos.step + 1, pos.batch + 1
+                steps += int(raw["mask"].sum())
+                last = {f"mdnrnn/{NAMES[k]}": v.item() for k, v in losses.items()}
+                bar.update(1)
+                bar.set_postfix(nll=f"{last['mdnrnn/nll']:.3f}", steps_s=f"{steps / clock():.0f}")
+                if pos.step % 10 == 0 or pos.step == total:
+                    metrics.log(pos.step, **last, **{"perf/steps_per_s": steps / clock()})
+                if pos.step % val_every == 0 and pos.step < total:
+                    run_validation()
+                if pos.step >= total:
+                    break
+                if checkpoint_due():
+                    save_training(
+                        path, "mdnrnn", cfg, pos, model, optimizer, generator, header_extra
+                    )
+            else:
+                pos.epoch, pos.batch = pos.epoch + 1, 0
+    finally:
+        bar.close()
+    run_validation()
+    pos.finished = True
+    save_training(path, "mdnrnn", cfg, pos, model, optimizer, generator, header_extra)
+    metrics.close()
+    return {"mdnrnn/step": pos.step, **last, **val}

@@ -1,0 +1,248 @@
+"""Train V on frames streamed from the run's episodes; then encode every frame's (mu, logvar)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from worldmodels.config import Config
+from worldmodels.data.datasets import FrameStream, split
+from worldmodels.data.storage import encode_npz, episode_path, list_episodes, load_episode, load_npz
+from worldmodels.errors import WorldModelsError
+from worldmodels.models.vae import ConvVAE, frames_to_tensor, vae_loss
+from worldmodels.train.common import Every, Position, check_finite, load_training, save_training
+from worldmodels.utils import (
+    STREAM_VAE,
+    Metrics,
+    Stopwatch,
+    atomic_write_bytes,
+    autocast,
+    remove_stale_temporaries,
+    resolve_device,
+    seed_for,
+)
+
+VAL_FRAMES = 500
+
+
+def episodes_of(run_dir: Path) -> list[Path]:
+    paths = list_episodes(Path(run_dir) / "episodes")
+    if not paths:
+        raise WorldModelsError(
+            f"{Path(run_dir) / 'episodes'}: no episodes; run `worldmodels collect` first"
+        )
+    return paths
+
+
+def load_vae(path: Path, cfg: Config, device: torch.device | str = "cpu") -> ConvVAE:
+    """A trained V for this run's config; a truncated file or another z size is a one-line error."""
+    header = _check_vae_header(path, cfg)
+    model = ConvVAE(cfg.vae.z_dim)
+    load_training(path, "vae", model, None, None)
+    if not header.get("finished"):
+        raise WorldModelsError(
+            f"{path}: V's training has not finished; rerun `worldmodels train-vae`"
+        )
+    return model.to(device).eval()
+
+
+def _check_vae_header(path: Path, cfg: Config) -> dict:
+    from worldmodels.utils import load_checkpoint
+
+    header, _ = load_checkpoint(path, "vae")
+    z = header["config"]["vae"]["z_dim"]
+    if z != cfg.vae.z_dim:
+        raise WorldModelsError(
+            f"{path}: V has z_dim {z}, this run's config says vae.z_dim {cfg.vae.z_dim}"
+        )
+    return header
+
+
+def validation_frames(paths: list[Path], n: int = VAL_FRAMES) -> np.ndarray:
+    """Up to n frames spread evenly over the held-out episodes (fixed, for comparable losses)."""
+    per = max(1, -(-n // max(1, len(paths))))
+    frames = []
+    for p in paths:
+        obs = load_episode(p)["obs"]
+        frames.append(obs[np.linspace(0, len(obs) - 1, min(per, len(obs))).astype(int)])
+        if sum(len(f) for f in frames) >= n:
+            break
+    return np.concatenate(frames)[:n] if frames else np.zeros((0, 64, 64, 3), np.uint8)
+
+
+@torch.no_grad()
+def validation_loss(model: ConvVAE, frames: np.ndarray, cfg: Config, device: torch.device) -> float:
+    """Mean loss over held-out frames, decoding mu (no sampling: the number is reproducible)."""
+    model.eval()
+    total = 0.0
+    for i in range(0, len(frames), 250):
+        x = frames_to_tensor(torch.from_numpy(frames[i : i + 250]).to(device))
+        with autocast(device, cfg.vae.amp):
+            mu, logvar = model.encode(x)
+            recon = model.decode(mu)
+        loss, _, _ = vae_loss(x, recon, mu, logvar, cfg.vae.kl_tolerance)
+        total += float(loss) * len(x)
+    model.train()
+    return total / max(1, len(frames))
+
+
+def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
+    run_dir = Path(run_dir)
+    path = run_dir / "vae.pt"
+    device = resolve_device(cfg.device)
+    torch.manual_seed(seed_for(cfg.seed, STREAM_VAE))
+    model = ConvVAE(cfg.vae.z_dim).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.vae.lr)
+    generator = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_VAE, 1))
+    pos = Position()
+    if path.exists():
+        _check_vae_header(path, cfg)
+        _, pos = load_training(path, "vae", model, optimizer, generator)
+        if pos.finished:
+            return {"vae/step": pos.step}
+    channels_last = cfg.vae.amp and device.type == "cpu"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    train_paths, val_paths = split(episodes_of(run_dir), cfg.seed, cfg.val_fraction)
+    stream = FrameStream(
+        train_paths, cfg.vae.batch_size, cfg.vae.shuffle_episodes, cfg.seed, STREAM_VAE
+    )
+    per_epoch = [stream.batches_in_epoch(e) for e in range(cfg.vae.epochs)]
+    total = sum(per_epoch)
+    if cfg.vae.max_updates:
+        total = min(total, cfg.vae.max_updates)
+    val_frames = validation_frames(val_paths)
+    metrics = Metrics(run_dir, "train-vae", cfg.tensorboard)
+    checkpoint_due = Every(cfg.vae.checkpoint_every_s)
+    bar = tqdm(total=total, initial=pos.step, desc="train-vae", unit="upd", disable=not progress,
+               dynamic_ncols=True)  # fmt: skip
+    clock, images, last = Stopwatch(), 0, {}
+    try:
+        while pos.step < total:
+            for frames in stream.epoch(pos.epoch, skip=pos.batch):
+                x = frames_to_tensor(torch.from_numpy(frames).to(device), channels_last)
+                with autocast(device, cfg.vae.amp):
+                    recon, mu, logvar = model(x, generator)
+                loss, recon_err, kl = vae_loss(x, recon, mu, logvar, cfg.vae.kl_tolerance)
+                check_finite(loss.item(), "V's loss", pos.step, path)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                pos.step, pos.batch, images = pos.step + 1, pos.batch + 1, images + len(x)
+                last = {"vae/loss": float(loss), "vae/recon": float(recon_err), "vae/kl": float(kl)}
+                bar.update(1)
+                if pos.step % 10 == 0 or pos.step == total:
+                    ips = images / clock()
+                    metrics.log(pos.step, **last, **{"perf/images_per_s": ips})
+                    bar.set_postfix(loss=f"{last['vae/loss']:.1f}", img_s=f"{ips:.0f}")
+                if pos.step >= total:
+                    break
+                if checkpoint_due():
+                    save_training(path, "vae", cfg, pos, model, optimizer, generator)
+            else:
+                pos.epoch, pos.batch = pos.epoch + 1, 0
+                if len(val_frames):
+                    metrics.log(
+                        pos.step,
+                        **{"vae/val_loss": validation_loss(model, val_frames, cfg, device)},
+                    )
+                continue
+    finally:
+        bar.close()
+    val = validation_loss(model, val_frames, cfg, device) if len(val_frames) else float("nan")
+    if len(val_frames):
+        metrics.log(pos.step, **{"vae/val_loss": val})
+    pos.finished = True
+    save_training(path, "vae", cfg, pos, model.to(memory_format=torch.contiguous_format), optimizer,
+                  generator)  # fmt: skip
+    if len(val_frames):
+        save_reconstructions(run_dir / "reconstructions.png", model, val_frames, device)
+    metrics.close()
+    return {"vae/step": pos.step, "vae/val_loss": val, **last}
+
+
+@torch.no_grad()
+def reconstruct(
+    model: ConvVAE, frames: np.ndarray, device: torch.device | str = "cpu"
+) -> np.ndarray:
+    """uint8 frames (N, 64, 64, 3) -> their reconstructions through mu, uint8 (N, 64, 64, 3)."""
+    model.eval()
+    x = frames_to_tensor(torch.from_numpy(np.ascontiguousarray(frames)).to(device))
+    mu, _ = model.encode(x)
+    out = model.decode(mu).permute(0, 2, 3, 1).clamp(0, 1).mul(255).round().byte()
+    return out.cpu().numpy()
+
+
+def save_reconstructions(
+    path: Path, model: ConvVAE, frames: np.ndarray, device, n: int = 8
+) -> None:
+    """Held-out frames (top row) over their reconstructions (bottom row), as a PNG, 2x enlarged."""
+    pick = frames[np.linspace(0, len(frames) - 1, min(n, len(frames))).astype(int)]
+    grid = np.concatenate(
+        [np.concatenate(list(pick), 1), np.concatenate(list(reconstruct(model, pick, device)), 1)],
+        0,
+    )
+    grid = grid.repeat(2, 0).repeat(2, 1)
+    atomic_write_bytes(path, iio.imwrite("<bytes>", grid, extension=".png"))
+
+
+# --------------------------------------------------------------------------------------------------- latents
+
+
+def latent_path(run_dir: Path, index: int) -> Path:
+    return episode_path(Path(run_dir) / "latents", index)
+
+
+def missing_latents(run_dir: Path) -> list[Path]:
+    return [
+        p for p in list_episodes(Path(run_dir) / "episodes")
+        if not latent_path(run_dir, int(p.stem[3:])).exists()
+    ]  # fmt: skip
+
+
+@torch.no_grad()
+def encode_frames(model: ConvVAE, obs: np.ndarray, device, amp: bool, batch: int = 500):
+    """uint8 (T, 64, 64, 3) -> mu, logvar, each float32 (T, Z)."""
+    mus, logvars = [], []
+    for i in range(0, len(obs), batch):
+        x = frames_to_tensor(torch.from_numpy(obs[i : i + batch]).to(device))
+        with autocast(torch.device(device), amp):
+            mu, logvar = model.encode(x)
+        mus.append(mu.float().cpu().numpy())
+        logvars.append(logvar.float().cpu().numpy())
+    return np.concatenate(mus), np.concatenate(logvars)
+
+
+def encode_latents(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
+    """Write RUN_DIR/latents/ep_N.npz (mu, logvar per frame, plus the episode's actions, rewards and ends)
+    for every episode that has none yet: M resamples z from these every batch, as the paper does."""
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.device)
+    model = load_vae(run_dir / "vae.pt", cfg, device)
+    (run_dir / "latents").mkdir(exist_ok=True)
+    remove_stale_temporaries(run_dir / "latents")
+    todo = missing_latents(run_dir)
+    clock, frames = Stopwatch(), 0
+    for p in tqdm(todo, desc="encode", unit="ep", disable=not progress, dynamic_ncols=True):
+        ep = load_episode(p)
+        mu, logvar = encode_frames(model, ep["obs"], device, cfg.vae.amp)
+        arrays = {k: v for k, v in ep.items() if k != "obs"}
+        atomic_write_bytes(
+            latent_path(run_dir, int(p.stem[3:])),
+            encode_npz({"mu": mu, "logvar": logvar, **arrays}),
+        )
+        frames += len(mu)
+    if todo:
+        Metrics(run_dir, "encode").log(len(todo), **{"perf/encode_frames_per_s": frames / clock()})
+    return {"encode/episodes": len(todo)}
+
+
+def load_latents(path: Path) -> dict[str, np.ndarray]:
+    from worldmodels.data.datasets import LATENT_KEYS
+
+    return load_npz(path, LATENT_KEYS, what="latent")
