@@ -91,8 +91,6 @@ def stage_done(run_dir: Path, stage: str, cfg: C.Config) -> bool:
         from worldmodels.train.vae import missing_latents
 
         return (run_dir / "latents").is_dir() and not missing_latents(run_dir)
-    if stage == "evaluate":
-        return (run_dir / "eval.json").exists() and (run_dir / "eval_random.json").exists()
     return all(p.exists() for p in _outputs(run_dir, stage))
 
 

@@ -13,7 +13,13 @@ import numpy as np
 from tqdm import tqdm
 
 from worldmodels.config import CollectConfig, Config
-from worldmodels.data.storage import encode_npz, episode_path, list_episodes, save_episode
+from worldmodels.data.storage import (
+    EPISODE_KEYS,
+    encode_npz,
+    episode_path,
+    list_episodes,
+    save_episode,
+)
 from worldmodels.envs import Adapter, adapter_for
 from worldmodels.parallel import run_tasks
 from worldmodels.utils import (
@@ -28,28 +34,39 @@ from worldmodels.utils import (
 
 
 def rollout(
-    env: gym.Env, adapter: Adapter, act: Callable[[np.ndarray], Any], env_seed: int
-) -> dict[str, np.ndarray]:
-    """Run one episode with `act(obs) -> env action`; return the episode's arrays (see storage.py)."""
+    env: gym.Env,
+    adapter: Adapter,
+    act: Callable[[np.ndarray], Any],
+    env_seed: int,
+    record: bool = True,
+) -> dict[str, Any]:
+    """Run one episode with `act(obs) -> env action`.
+
+    Returns the episode's arrays (see storage.py) when `record`, and always `return` and `length`.
+    """
     obs, _ = env.reset(seed=env_seed)
     frames, actions, rewards, terms, truncs = [], [], [], [], []
     while True:
         action = act(obs)
-        frames.append(obs)
-        actions.append(adapter.encode_action(action))
+        if record:
+            frames.append(obs)
+            actions.append(adapter.encode_action(action))
         obs, reward, terminated, truncated, _ = env.step(action)
         rewards.append(reward)
         terms.append(terminated)
         truncs.append(truncated)
         if terminated or truncated:
             break
-    return {
-        "obs": np.stack(frames),
-        "action": np.stack(actions).astype(np.float32),
-        "reward": np.asarray(rewards, np.float32),
-        "terminated": np.asarray(terms, bool),
-        "truncated": np.asarray(truncs, bool),
-    }
+    out: dict[str, Any] = {"return": float(np.sum(rewards)), "length": len(rewards)}
+    if record:
+        out.update(
+            obs=np.stack(frames),
+            action=np.stack(actions).astype(np.float32),
+            reward=np.asarray(rewards, np.float32),
+            terminated=np.asarray(terms, bool),
+            truncated=np.asarray(truncs, bool),
+        )
+    return out
 
 
 @lru_cache(maxsize=2)
@@ -78,8 +95,9 @@ def collect_episode(task: EpisodeTask) -> dict[str, Any]:
     env = worker_env(task.env_id, task.max_steps)
     policy = adapter.random_policy(task.collect)
     policy.reset(rng_for(task.seed, STREAM_COLLECT, task.index, 1))
-    arrays = rollout(env, adapter, policy, seed_for(task.seed, STREAM_COLLECT, task.index))
-    return {"data": encode_npz(arrays), "steps": len(arrays["reward"])}
+    ep = rollout(env, adapter, policy, seed_for(task.seed, STREAM_COLLECT, task.index))
+    arrays = {k: ep[k] for k in EPISODE_KEYS}
+    return {"data": encode_npz(arrays), "steps": ep["length"]}
 
 
 def missing_episodes(folder: Path, n: int) -> list[int]:

@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import gymnasium as gym
 import numpy as np
+import torch
 
 from worldmodels.config import CollectConfig
 from worldmodels.errors import WorldModelsError
@@ -182,15 +183,23 @@ class Adapter:
             return v
         return np.asarray(action, np.float32).reshape(-1)
 
-    def controller_to_action(self, a: np.ndarray) -> Any:
-        """C's tanh outputs (controller_outputs,) -> one env action.
+    def controller_to_vector(self, a: torch.Tensor) -> torch.Tensor:
+        """C's tanh outputs (N, controller_outputs) -> the action vectors M sees (N, action_dim).
 
-        Discrete: argmax over the outputs. Box: tanh in [-1, 1] scaled linearly to the space's bounds.
+        Discrete: one-hot of the argmax. Box: tanh in [-1, 1] scaled linearly to the space's bounds.
+        The dream and the real-env agent both go through this one mapping.
         """
         if isinstance(self.action_space, gym.spaces.Discrete):
-            return int(np.argmax(a)) + int(self.action_space.start)
-        low, high = self.action_space.low, self.action_space.high
-        return (low + (np.asarray(a) + 1.0) * 0.5 * (high - low)).astype(self.action_space.dtype)
+            return torch.nn.functional.one_hot(a.argmax(-1), self.action_dim).to(a.dtype)
+        low = torch.as_tensor(self.action_space.low, dtype=a.dtype, device=a.device).reshape(-1)
+        high = torch.as_tensor(self.action_space.high, dtype=a.dtype, device=a.device).reshape(-1)
+        return low + (a + 1.0) * 0.5 * (high - low)
+
+    def vector_to_action(self, v: np.ndarray) -> Any:
+        """The inverse of encode_action: an action vector (action_dim,) -> the env's action."""
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return int(np.argmax(v)) + int(self.action_space.start)
+        return np.asarray(v, self.action_space.dtype).reshape(self.action_space.shape)
 
     def random_policy(self, cfg: CollectConfig) -> Policy:
         if isinstance(self.action_space, gym.spaces.Discrete):

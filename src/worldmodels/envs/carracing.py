@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from worldmodels.config import CollectConfig
 from worldmodels.envs.base import Adapter, Policy
@@ -38,10 +39,9 @@ class CarRacingAdapter(Adapter):
     def controller_outputs(self) -> int:
         return 3
 
-    def controller_to_action(self, a: np.ndarray) -> np.ndarray:
+    def controller_to_vector(self, a: torch.Tensor) -> torch.Tensor:
         """The paper: steer = a0, gas = (a1 + 1) / 2, brake = clip(a2, 0, 1)."""
-        a = np.asarray(a, np.float32)
-        return np.array([a[0], (a[1] + 1.0) / 2.0, np.clip(a[2], 0.0, 1.0)], np.float32)
+        return torch.stack([a[:, 0], (a[:, 1] + 1.0) / 2.0, a[:, 2].clamp(0.0, 1.0)], dim=-1)
 
     def random_policy(self, cfg: CollectConfig) -> Policy:
         return BrownianActions(cfg.brownian_dt)

@@ -7,6 +7,7 @@ smaller one runs about twice as fast (4,800 vs 2,400 steps/s a core on the devel
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from worldmodels.envs.base import Adapter
 
@@ -34,7 +35,11 @@ class DoomAdapter(Adapter):
     def encode_action(self, action: int) -> np.ndarray:
         return np.array([{NOOP: 0.0, LEFT: -1.0, RIGHT: 1.0}[int(action)]], np.float32)
 
-    def controller_to_action(self, a: np.ndarray) -> int:
-        """The paper: a < -1/3 -> left, a > 1/3 -> right, otherwise no-op."""
-        x = float(np.asarray(a).reshape(-1)[0])
-        return LEFT if x < -1 / 3 else RIGHT if x > 1 / 3 else NOOP
+    def controller_to_vector(self, a: torch.Tensor) -> torch.Tensor:
+        """The paper: a < -1/3 -> left (-1), a > 1/3 -> right (+1), otherwise no-op (0)."""
+        x = a[:, :1]
+        return (x > 1 / 3).to(a.dtype) - (x < -1 / 3).to(a.dtype)
+
+    def vector_to_action(self, v: np.ndarray) -> int:
+        x = float(np.asarray(v).reshape(-1)[0])
+        return LEFT if x < -0.5 else RIGHT if x > 0.5 else NOOP

@@ -100,10 +100,25 @@ def sample_mixture(
 ) -> torch.Tensor:
     """Sample z (..., Z) at temperature tau as the paper: logits / tau, noise scaled by sqrt(tau),
     the component chosen independently per dimension."""
-    *lead, K = logpi.shape
-    probs = torch.softmax(logpi.float().reshape(-1, K) / tau, dim=-1)
-    k = torch.multinomial(probs, 1, generator=generator)  # (N, 1)
-    mu_k = mu.reshape(-1, K).gather(1, k).reshape(lead)
-    sigma_k = logsigma.reshape(-1, K).gather(1, k).reshape(lead).exp()
-    eps = torch.randn(lead, generator=generator, device=mu.device, dtype=mu.dtype)
+    lead = logpi.shape[:-1]
+    u = torch.rand(lead, generator=generator, device=mu.device)
+    eps = torch.randn(lead, generator=generator, device=mu.device)
+    return sample_mixture_from(logpi, mu, logsigma, tau, u, eps)
+
+
+def sample_mixture_from(
+    logpi: torch.Tensor,
+    mu: torch.Tensor,
+    logsigma: torch.Tensor,
+    tau: float,
+    u: torch.Tensor,
+    eps: torch.Tensor,
+) -> torch.Tensor:
+    """`sample_mixture` with its randomness given: u ~ U(0, 1) picks the component (inverse CDF of
+    softmax(logpi / tau)), eps ~ N(0, 1) the noise; both (..., Z). Lets every rollout of a batch own its
+    random stream, so a batched dream equals the same rollouts run one by one."""
+    probs = torch.softmax(logpi.float() / tau, dim=-1)
+    k = (probs.cumsum(-1) < u.unsqueeze(-1)).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
+    mu_k = mu.gather(-1, k).squeeze(-1)
+    sigma_k = logsigma.gather(-1, k).squeeze(-1).exp()
     return mu_k + sigma_k * math.sqrt(tau) * eps

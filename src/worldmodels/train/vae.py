@@ -134,7 +134,7 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
                 loss.backward()
                 optimizer.step()
                 pos.step, pos.batch, images = pos.step + 1, pos.batch + 1, images + len(x)
-                last = {"vae/loss": float(loss), "vae/recon": float(recon_err), "vae/kl": float(kl)}
+                last = {"vae/loss": loss.item(), "vae/recon": recon_err.item(), "vae/kl": kl.item()}
                 bar.update(1)
                 if pos.step % 10 == 0 or pos.step == total:
                     ips = images / clock()

@@ -1,0 +1,197 @@
+"""The dream: M as an environment. A whole CMA-ES generation (population x trials rollouts) advances as one
+tensor batch; each rollout owns a random stream seeded by its own seed, so a batch of rollouts gives the
+same trajectories as running them one at a time. Also a single Gymnasium env (`DreamEnv`) for inspection.
+
+Per step: C sees [z, (c), h]; its action is mapped to M's action vector; M steps; z_{t+1} is sampled at
+temperature tau; done = sigmoid(done_logit) > 0.5 (or sampled); reward is +1 per step survived (envs
+whose reward is an alive bonus, like Doom) or M's reward head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from worldmodels.envs import Adapter
+from worldmodels.errors import WorldModelsError
+from worldmodels.models import controller as C
+from worldmodels.models.mdnrnn import MDNRNN, sample_mixture_from
+
+CHUNK = 32  # steps of random numbers drawn at a time per rollout
+
+
+@dataclass
+class DreamSpec:
+    temperature: float
+    max_steps: int
+    use_cell: bool
+    bias: bool
+    sample_done: bool = False
+    alive_reward: bool = True
+    """+1 per step survived; otherwise the reward head's prediction."""
+
+
+class _Streams:
+    """Per-rollout random numbers, CHUNK steps at a time: u and eps for z (Z each), u for done (1)."""
+
+    def __init__(self, seeds: list[int], z_dim: int, device: torch.device) -> None:
+        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.z_dim, self.device = z_dim, device
+        self.t = CHUNK
+
+    def start(self, n_starts: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which real first frame each rollout starts from, and the noise of its initial z."""
+        idx = torch.stack([torch.randint(n_starts, (1,), generator=g) for g in self.gens])[:, 0]
+        eps = torch.stack([torch.randn(self.z_dim, generator=g) for g in self.gens])
+        return idx.to(self.device), eps.to(self.device)
+
+    def next(self, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.t == CHUNK:
+            width = 2 * self.z_dim + 1
+            self.buf = torch.stack([torch.rand(CHUNK, width, generator=g) for g in self.gens]).to(
+                self.device
+            )
+            self.t = 0
+        row = self.buf[alive, self.t]
+        self.t += 1
+        Z = self.z_dim
+        u = row[:, :Z]
+        eps = torch.erfinv(2 * row[:, Z : 2 * Z].clamp(1e-7, 1 - 1e-7) - 1) * (2**0.5)  # N(0, 1)
+        return u, eps, row[:, 2 * Z]
+
+
+class Dream:
+    """M as a batched environment over real start frames (their (mu, logvar) under V)."""
+
+    def __init__(
+        self,
+        mdnrnn: MDNRNN,
+        adapter: Adapter,
+        start_mu: np.ndarray,
+        start_logvar: np.ndarray,
+        spec: DreamSpec,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if not spec.alive_reward and not mdnrnn.reward_head:
+            raise WorldModelsError(
+                f"the dream of {adapter.env_id} needs a reward: set --mdnrnn.reward_head true and retrain M"
+            )
+        self.m, self.adapter, self.spec = mdnrnn.eval(), adapter, spec
+        self.device = torch.device(device)
+        self.start_mu = torch.as_tensor(start_mu, dtype=torch.float32, device=self.device)
+        self.start_std = (
+            torch.as_tensor(start_logvar, dtype=torch.float32, device=self.device).mul(0.5).exp()
+        )
+        self.z_dim = mdnrnn.z_dim
+        self.out_dim = adapter.controller_outputs
+
+    def features(self, z: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """C's input: [z, c, h] (use_cell) or [z, h], (N, in)."""
+        h, c = state[0][0], state[1][0]
+        return torch.cat([z, c, h] if self.spec.use_cell else [z, h], dim=-1)
+
+    @torch.no_grad()
+    def step(
+        self,
+        z: torch.Tensor,
+        action_vec: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor],
+        u: torch.Tensor,
+        eps: torch.Tensor,
+        u_done: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """(z, a) -> (z_next, reward, done, state), the randomness given."""
+        out, state = self.m.step(z, action_vec, state)
+        z_next = sample_mixture_from(out.logpi[:, 0], out.mu[:, 0], out.logsigma[:, 0],
+                                     self.spec.temperature, u, eps)  # fmt: skip
+        if out.done_logit is not None:
+            p = torch.sigmoid(out.done_logit[:, 0])
+            done = (u_done < p) if self.spec.sample_done else (p > 0.5)
+        else:
+            done = torch.zeros(len(z), dtype=torch.bool, device=z.device)
+        reward = (
+            torch.ones(len(z), device=z.device)
+            if self.spec.alive_reward
+            else out.reward[:, 0].float()
+        )
+        return z_next, reward, done, state
+
+    @torch.no_grad()
+    def rollout(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Run len(seeds) rollouts, row i with controller params[i] (N, P) and seed seeds[i].
+
+        Returns (returns, lengths), each (N,). Finished rollouts leave the batch, so the cost follows the
+        number still alive.
+        """
+        N = len(seeds)
+        P = torch.as_tensor(np.asarray(params, np.float32), device=self.device)
+        streams = _Streams(seeds, self.z_dim, self.device)
+        idx, eps0 = streams.start(len(self.start_mu))
+        z = self.start_mu[idx] + self.start_std[idx] * eps0
+        state = self.m.initial_state(N, self.device)
+        alive = torch.arange(N, device=self.device)
+        returns = torch.zeros(N, device=self.device)
+        lengths = torch.zeros(N, dtype=torch.long, device=self.device)
+        for _ in range(self.spec.max_steps):
+            a = C.act(P[alive], self.features(z, state), self.out_dim, self.spec.bias)
+            u, eps, u_done = streams.next(alive)
+            z, reward, done, state = self.step(
+                z, self.adapter.controller_to_vector(a), state, u, eps, u_done
+            )
+            returns[alive] += reward
+            lengths[alive] += 1
+            if done.any():
+                keep = ~done
+                alive, z = alive[keep], z[keep]
+                state = (state[0][:, keep], state[1][:, keep])
+                if len(alive) == 0:
+                    break
+        return returns.cpu().numpy(), lengths.cpu().numpy()
+
+
+class DreamEnv(gym.Env):
+    """One dream rollout as a Gymnasium env. Observation: C's input [z, (c), h]; action: C's tanh outputs
+    in [-1, 1]; `render()` decodes z to pixels with V's decoder when one is given."""
+
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(
+        self, dream: Dream, vae: torch.nn.Module | None = None, render_mode: str | None = None
+    ):
+        self.dream, self.vae, self.render_mode = dream, vae, render_mode
+        n = dream.z_dim + dream.m.hidden * (2 if dream.spec.use_cell else 1)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (dream.out_dim,), np.float32)
+
+    def _obs(self) -> np.ndarray:
+        return self.dream.features(self.z, self.state)[0].cpu().numpy().astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        s = int(self.np_random.integers(2**31)) if seed is None else seed
+        self.streams = _Streams([s], self.dream.z_dim, self.dream.device)
+        idx, eps0 = self.streams.start(len(self.dream.start_mu))
+        self.z = self.dream.start_mu[idx] + self.dream.start_std[idx] * eps0
+        self.state = self.dream.m.initial_state(1, self.dream.device)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        a = torch.as_tensor(np.asarray(action, np.float32).reshape(1, -1), device=self.dream.device)
+        u, eps, u_done = self.streams.next(torch.zeros(1, dtype=torch.long))
+        self.z, reward, done, self.state = self.dream.step(
+            self.z, self.dream.adapter.controller_to_vector(a), self.state, u, eps, u_done
+        )
+        self.t += 1
+        truncated = self.t >= self.dream.spec.max_steps and not bool(done[0])
+        return self._obs(), float(reward[0]), bool(done[0]), truncated, {}
+
+    @torch.no_grad()
+    def render(self) -> np.ndarray | None:
+        if self.vae is None:
+            return None
+        img = self.vae.decode(self.z.to(next(self.vae.parameters()).device))[0]
+        return img.permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().cpu().numpy()

@@ -1,0 +1,162 @@
+"""Score a controller (or the random policy) over N real episodes on a fixed seed list, or in the dream."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from worldmodels.agent import Agent, load_controller, worker_models
+from worldmodels.config import Config, load_config
+from worldmodels.data.collect import rollout, worker_env
+from worldmodels.envs import adapter_for
+from worldmodels.parallel import run_tasks
+from worldmodels.utils import STREAM_EVAL, Stopwatch, atomic_write_text, rng_for, seed_for
+
+
+@dataclass(frozen=True)
+class RealEpisodes:
+    """Episodes in the real env for one worker task: a policy (C's params, or None for random) and seeds."""
+
+    run_dir: str
+    params: Any  # np.ndarray (P,) or None for the random policy
+    seeds: tuple[int, ...]
+
+    def __repr__(self) -> str:
+        who = "random policy" if self.params is None else "controller"
+        return f"{who} on {len(self.seeds)} episode(s) from seed {self.seeds[0]}"
+
+
+def play_real(task: RealEpisodes) -> list[tuple[float, int]]:
+    """(return, length) of each episode; runs inside a worker, models loaded once per worker."""
+    if task.params is None:
+        cfg = load_config(Path(task.run_dir) / "config.json")
+        adapter = adapter_for(cfg.env.id)
+        act = adapter.random_policy(cfg.collect)
+        start = lambda s: act.reset(rng_for(s, 2))  # noqa: E731
+    else:
+        models = worker_models(task.run_dir)
+        cfg, adapter = models.cfg, models.adapter
+        act = Agent(models, task.params)
+        start = act.reset
+    env = worker_env(cfg.env.id, cfg.env.max_steps)
+    out = []
+    for s in task.seeds:
+        start(s)
+        ep = rollout(env, adapter, act, s, record=False)
+        out.append((ep["return"], ep["length"]))
+    return out
+
+
+def eval_seeds(seed: int, n: int) -> list[int]:
+    """The fixed seed list of an evaluation: episode i always gets the same env seed."""
+    return [seed_for(seed, STREAM_EVAL, i) for i in range(n)]
+
+
+def evaluate_real(
+    run_dir: Path, cfg: Config, params: np.ndarray | None, n: int, seed: int, progress: bool = True
+) -> dict[str, Any]:
+    seeds = eval_seeds(seed, n)
+    per_task = max(1, min(8, n // (4 * cfg.parallel.workers)))
+    tasks = [
+        RealEpisodes(str(Path(run_dir).resolve()), params, tuple(seeds[i : i + per_task]))
+        for i in range(0, n, per_task)
+    ]
+    results: dict[int, tuple[float, int]] = {}
+    clock = Stopwatch()
+    label = "evaluate " + ("random" if params is None else "controller")
+    with tqdm(total=n, desc=label, unit="ep", disable=not progress, dynamic_ncols=True) as bar:
+        for task, res in run_tasks(play_real, tasks, cfg.parallel):
+            for s, r in zip(task.seeds, res, strict=True):
+                results[s] = r
+            bar.update(len(res))
+            done = list(results.values())
+            bar.set_postfix(mean=f"{np.mean([r for r, _ in done]):.1f}")
+    returns = [results[s][0] for s in seeds]
+    lengths = [results[s][1] for s in seeds]
+    return summary(cfg, returns, lengths, seed, "real", params is None, clock())
+
+
+def summary(
+    cfg: Config,
+    returns: list[float],
+    lengths: list[int],
+    seed: int,
+    where: str,
+    random: bool,
+    wall: float,
+) -> dict[str, Any]:
+    r = np.asarray(returns, float)
+    return {
+        "env": cfg.env.id,
+        "where": where,
+        "policy": "random" if random else "controller",
+        "episodes": len(r),
+        "mean": float(r.mean()),
+        "std": float(r.std()),
+        "stderr": float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else float("nan"),
+        "returns": [float(x) for x in r],
+        "lengths": [int(x) for x in lengths],
+        "seed": seed,
+        "temperature": cfg.controller.temperature if where == "dream" else None,
+        "wall_s": round(wall, 2),
+    }
+
+
+def evaluate_dream(
+    run_dir: Path, cfg: Config, params: np.ndarray, n: int, seed: int
+) -> dict[str, Any]:
+    from worldmodels.train.controller import build_dream
+
+    clock = Stopwatch()
+    dream = build_dream(run_dir, cfg)
+    returns, lengths = dream.rollout(np.repeat(params[None], n, 0), eval_seeds(seed, n))
+    return summary(cfg, list(returns), list(lengths), seed, "dream", False, clock())
+
+
+_FILES = {("controller", "real"): "eval.json", ("random", "real"): "eval_random.json",
+          ("controller", "dream"): "eval_dream.json"}  # fmt: skip
+
+
+def evaluate_command(
+    run_dir: Path, cfg: Config, policy: str, where: str, progress: bool = True
+) -> int:
+    """`worldmodels evaluate`: one evaluation, written to its JSON file and printed as mean +- std."""
+    from worldmodels.errors import WorldModelsError
+
+    run_dir = Path(run_dir)
+    e = cfg.evaluate
+    if policy == "random" and where == "dream":
+        raise WorldModelsError(
+            "--policy random --where dream: the random policy is scored in the real env only"
+        )
+    if policy == "random":
+        result = evaluate_real(run_dir, cfg, None, e.episodes, e.seed, progress)
+    else:
+        params = load_controller(run_dir / "controller.pt", cfg)
+        if where == "dream":
+            result = evaluate_dream(run_dir, cfg, params, e.episodes, e.seed)
+        else:
+            result = evaluate_real(run_dir, cfg, params, e.episodes, e.seed, progress)
+    write_eval(run_dir / _FILES[(policy, where)], result)
+    return 0
+
+
+def write_eval(path: Path, result: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    print(f"{result['policy']} in the {result['where']} env {result['env']}: {result['mean']:.1f} +- "
+          f"{result['std']:.1f} over {result['episodes']} episodes (seed {result['seed']}) -> {path}")  # fmt: skip
+
+
+def evaluate_run(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
+    """The pipeline's evaluate stage: the controller and the random policy on the same seeds, and the
+    controller in the dream; each file is written as soon as it is measured (a rerun skips it)."""
+    run_dir = Path(run_dir)
+    for policy, where in _FILES:
+        if not (run_dir / _FILES[(policy, where)]).exists():
+            evaluate_command(run_dir, cfg, policy, where, progress)
+    return {}

@@ -1,0 +1,61 @@
+"""GIFs: a real episode beside V's reconstruction of every frame, and a dream episode decoded by V."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from worldmodels.agent import Agent, load_controller, load_models
+from worldmodels.config import Config
+from worldmodels.data.collect import rollout
+from worldmodels.dream import DreamEnv
+from worldmodels.utils import STREAM_RENDER, atomic_write_bytes, seed_for
+
+MAX_FRAMES = 300
+
+
+def gif_bytes(frames: list[np.ndarray], scale: int = 2, fps: int = 20) -> bytes:
+    frames = [f.repeat(scale, 0).repeat(scale, 1) for f in frames]
+    return iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
+
+
+def render_run(run_dir: Path, cfg: Config, out_dir: Path | None = None) -> dict[str, str]:
+    """Write real.gif and dream.gif into out_dir (default: the run directory)."""
+    from worldmodels.train.controller import build_dream
+    from worldmodels.train.vae import reconstruct
+
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir or run_dir)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    models = load_models(run_dir, cfg)
+    params = load_controller(run_dir / "controller.pt", cfg)
+    seed = seed_for(cfg.seed, STREAM_RENDER)
+
+    agent = Agent(models, params)
+    agent.reset(seed)
+    env = models.adapter.make(min(cfg.env.max_steps, MAX_FRAMES))
+    ep = rollout(env, models.adapter, agent, seed)
+    env.close()
+    recon = reconstruct(models.vae, ep["obs"])
+    real = [np.concatenate([o, r], 1) for o, r in zip(ep["obs"], recon, strict=True)]
+    atomic_write_bytes(out_dir / "real.gif", gif_bytes(real))
+
+    dream = DreamEnv(build_dream(run_dir, cfg, "cpu"), models.vae, render_mode="rgb_array")
+    obs, _ = dream.reset(seed=seed)
+    frames = [dream.render()]
+    x = torch.as_tensor(params)[None]
+    from worldmodels.models.controller import act
+
+    for _ in range(MAX_FRAMES - 1):
+        a = act(
+            x, torch.as_tensor(obs)[None], models.adapter.controller_outputs, cfg.controller.bias
+        )
+        obs, _, terminated, truncated, _ = dream.step(a[0].numpy())
+        frames.append(dream.render())
+        if terminated or truncated:
+            break
+    atomic_write_bytes(out_dir / "dream.gif", gif_bytes(frames))
+    return {"real": str(out_dir / "real.gif"), "dream": str(out_dir / "dream.gif")}

@@ -1,0 +1,227 @@
+"""RUN_DIR/report.html: one self-contained page (plots and GIFs inlined), rebuilt from the run directory alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from worldmodels.config import load_config
+from worldmodels.data.storage import list_episodes
+from worldmodels.utils import atomic_write_text, read_metrics
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.6em 0} td,th{border:1px solid #ddd;padding:.3em .7em;text-align:left}
+th{background:#f5f5f5} .num{text-align:right;font-variant-numeric:tabular-nums}
+.grid{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start} figure{margin:0}
+figcaption{font-size:.9em;color:#555} img{max-width:100%;image-rendering:pixelated}
+.muted{color:#666;font-size:.9em}
+"""
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def _plot(
+    series: list[tuple[str, list[float], list[float]]], title: str, xlabel: str, ylabel: str
+) -> str | None:
+    """A line plot as an inline PNG <img>, or None when there is nothing to draw."""
+    series = [s for s in series if s[1]]
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.2), dpi=100)
+    for label, xs, ys in series:
+        ax.plot(xs, ys, label=label, marker="o" if len(xs) < 30 else None, markersize=3)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return f'<img alt="{html.escape(title)}" src="{_data_uri(buf.getvalue(), "image/png")}">'
+
+
+def _bars(values: list[float], title: str, xlabel: str, ylabel: str) -> str | None:
+    if not values:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.2), dpi=100)
+    ax.bar([str(i + 1) for i in range(len(values))], values, color="#4c72b0")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return f'<img alt="{html.escape(title)}" src="{_data_uri(buf.getvalue(), "image/png")}">'
+
+
+def _series(rows: list[dict[str, Any]], stage: str, key: str) -> tuple[list[float], list[float]]:
+    pts = [(r["step"], r[key]) for r in rows if r.get("stage") == stage and key in r]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
+
+
+def _eval_rows(run_dir: Path) -> tuple[str, dict[str, dict]]:
+    evals = {}
+    for name, label in (("eval.json", "controller, real env"), ("eval_random.json", "random policy, real env"),
+                        ("eval_dream.json", "controller, in the dream")):  # fmt: skip
+        p = run_dir / name
+        if p.exists():
+            evals[name] = {"label": label, **json.loads(p.read_text())}
+    if not evals:
+        return "<p>No evaluation yet: run <code>worldmodels evaluate</code>.</p>", evals
+    rows = []
+    for name, e in evals.items():
+        rows.append(
+            f'<tr data-file="{name}"><td>{e["label"]}</td><td class="num mean">{_fmt(e["mean"])}</td>'
+            f'<td class="num std">{_fmt(e["std"])}</td><td class="num">{_fmt(e.get("stderr"))}</td>'
+            f'<td class="num episodes">{e["episodes"]}</td><td class="num">{e["seed"]}</td></tr>'
+        )
+    table = ("<table><tr><th>policy, where</th><th>mean</th><th>std</th><th>std. error</th><th>n</th>"
+             "<th>seed</th></tr>" + "".join(rows) + "</table>")  # fmt: skip
+    if "eval.json" in evals and "eval_random.json" in evals:
+        a, b = evals["eval.json"], evals["eval_random.json"]
+        diff = a["mean"] - b["mean"]
+        se = math.sqrt((a.get("stderr") or 0) ** 2 + (b.get("stderr") or 0) ** 2)
+        verdict = "beats" if diff > 2 * se else "does not clearly beat"
+        table += (f"<p>Controller minus random: <b>{diff:.1f}</b> (standard error of the difference "
+                  f"{se:.1f}): the controller {verdict} the random policy (threshold: 2 standard errors). "
+                  "Both were scored on the same fixed seed list.</p>")  # fmt: skip
+    return table, evals
+
+
+def build_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.json")
+    rows = read_metrics(run_dir)
+    timings = (
+        json.loads((run_dir / "timings.json").read_text())
+        if (run_dir / "timings.json").exists()
+        else {}
+    )
+    episodes = list_episodes(run_dir / "episodes")
+    frames = sum(r.get("collect/steps", 0) for r in rows if r.get("stage") == "collect")
+    parts: list[str] = []
+    add = parts.append
+
+    add(f"<h1>World Models run: {html.escape(cfg.preset)} on {html.escape(cfg.env.id)}</h1>")
+    add(f'<p class="muted">Run directory <code>{html.escape(str(run_dir.resolve()))}</code>. '
+        "Rebuild this page with <code>worldmodels report --run-dir DIR</code>.</p>")  # fmt: skip
+
+    add("<h2>What was run</h2>")
+    v, m, es = cfg.vae, cfg.mdnrnn, cfg.controller
+    summary = [
+        ("environment", f"{cfg.env.id} (step limit {cfg.env.max_steps})"),
+        ("data", f"{len(episodes)} random-policy episodes, {int(frames):,} frames collected by this run"),
+        ("V", f"ConvVAE, z = {v.z_dim}, {v.epochs} epoch(s), max {v.max_updates or 'all'} updates, "
+              f"batch {v.batch_size}, lr {v.lr}, bf16 {v.amp}"),
+        ("M", f"MDN-RNN, {m.hidden} units, {m.n_mixtures} components, done head {m.done_head}, "
+              f"reward head {m.reward_head}, max {m.max_updates or 'all'} updates, batch {m.batch_size}"),
+        ("C", f"CMA-ES in the {es.where}, population {es.population}, {es.trials} trials, "
+              f"{es.generations} generations, tau {es.temperature}, sigma0 {es.sigma0}"),
+        ("seed", str(cfg.seed)),
+    ]  # fmt: skip
+    add(
+        "<table>"
+        + "".join(f"<tr><th>{k}</th><td>{html.escape(val)}</td></tr>" for k, val in summary)
+        + "</table>"
+    )
+    if timings:
+        total = sum(timings.values())
+        add("<table><tr><th>stage</th><th>wall time</th></tr>" + "".join(
+            f'<tr><td>{k}</td><td class="num">{t / 60:.1f} min</td></tr>' for k, t in timings.items())
+            + f'<tr><th>total</th><th class="num">{total / 60:.1f} min</th></tr></table>')  # fmt: skip
+
+    add("<h2>Evaluation</h2>")
+    table, _ = _eval_rows(run_dir)
+    add(table)
+
+    add("<h2>V: the ConvVAE</h2><div class='grid'>")
+    if (run_dir / "reconstructions.png").exists():
+        uri = _data_uri((run_dir / "reconstructions.png").read_bytes(), "image/png")
+        add(f'<figure><img alt="reconstructions" src="{uri}"><figcaption>Held-out frames (top) and V\'s '
+            "reconstructions (bottom).</figcaption></figure>")  # fmt: skip
+    for img in (
+        _plot([("loss", *_series(rows, "train-vae", "vae/loss")),
+               ("validation loss", *_series(rows, "train-vae", "vae/val_loss"))], "V's loss", "update", "loss"),
+        _plot([("reconstruction", *_series(rows, "train-vae", "vae/recon")),
+               ("KL", *_series(rows, "train-vae", "vae/kl"))], "V's loss terms", "update", "nats / summed sq. err."),
+    ):  # fmt: skip
+        if img:
+            add(f"<figure>{img}</figure>")
+    add("</div>")
+
+    add("<h2>M: the MDN-RNN</h2><div class='grid'>")
+    nll = _plot([("train NLL", *_series(rows, "train-mdnrnn", "mdnrnn/nll")),
+                 ("validation NLL", *_series(rows, "train-mdnrnn", "mdnrnn/val_nll"))],
+                "M's NLL per latent dimension (negative is normal)", "update", "nats")  # fmt: skip
+    done = _plot([("train", *_series(rows, "train-mdnrnn", "mdnrnn/done_loss")),
+                  ("validation", *_series(rows, "train-mdnrnn", "mdnrnn/val_done_loss")),
+                  ("val. recall of deaths", *_series(rows, "train-mdnrnn", "mdnrnn/val_done_recall"))],
+                 "M's done head", "update", "loss / share")  # fmt: skip
+    mix = []
+    usage_path = run_dir / "mixture_usage.json"
+    if usage_path.exists():
+        usage = json.loads(usage_path.read_text())["usage"]
+        ranked = [sorted(u, reverse=True) for u in usage]
+        mix = (
+            [sum(r[k] for r in ranked) / len(ranked) for k in range(len(ranked[0]))]
+            if ranked
+            else []
+        )
+    bars = _bars(mix, "Mixture usage (validation)", "component, most used first", "mean weight")
+    for img, cap in ((nll, ""), (done, ""), (bars, "Each latent dimension's components sorted by weight, "
+                     "averaged: a near-zero bar is a component that died out.")):  # fmt: skip
+        if img:
+            add(f"<figure>{img}<figcaption>{cap}</figcaption></figure>")
+    add("</div>")
+
+    add("<h2>C: CMA-ES</h2><div class='grid'>")
+    es_plot = _plot([("best", *_series(rows, "train-controller", "es/return_best")),
+                     ("mean", *_series(rows, "train-controller", "es/return_mean")),
+                     ("worst", *_series(rows, "train-controller", "es/return_worst")),
+                     ("evaluation of the mean", *_series(rows, "train-controller", "es/eval_return"))],
+                    f"Return per generation ({es.where})", "generation", "return")  # fmt: skip
+    if es_plot:
+        add(f"<figure>{es_plot}</figure>")
+    add("</div>")
+
+    add("<h2>Episodes</h2><div class='grid'>")
+    for name, cap in (("real.gif", "A real episode (left) beside V's reconstruction (right)."),
+                      ("dream.gif", "A dream episode: M's sampled z decoded by V.")):  # fmt: skip
+        p = run_dir / name
+        if p.exists():
+            add(f'<figure><img alt="{name}" src="{_data_uri(p.read_bytes(), "image/gif")}">'
+                f"<figcaption>{cap}</figcaption></figure>")  # fmt: skip
+    add("</div>")
+
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>World Models report: "
+            f"{html.escape(cfg.preset)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
+    out = run_dir / "report.html"
+    atomic_write_text(out, page)
+    return out
