@@ -8,7 +8,11 @@ Neither ever waits on a dead worker.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -44,13 +48,43 @@ def _context() -> mp.context.BaseContext:
     return mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
 
 
+def _worker_init(parent: int) -> None:
+    """Each worker leads its own process group, so that what it starts (ViZDoom runs its engine as a child
+    process) can be killed with it; and it kills that group when its parent dies, so a SIGKILLed run
+    leaves nothing behind."""
+    os.setpgrp()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(parent, 0)  # the run's process (not our parent: that is the forkserver)
+            except ProcessLookupError:
+                os.killpg(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _kill_groups(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def _run_local(
     fn: Callable[[T], Any], items: list[T], cfg: ParallelConfig
 ) -> Iterator[tuple[T, Any]]:
     todo = list(range(len(items)))[::-1]  # a stack of indices into items
     deaths = [0] * len(items)
     while todo:
-        pool = ProcessPoolExecutor(max_workers=cfg.workers, mp_context=_context())
+        pool = ProcessPoolExecutor(
+            max_workers=cfg.workers,
+            mp_context=_context(),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
+        )
         running: dict[Future, int] = {}
         broken = False
         try:
@@ -83,7 +117,9 @@ def _run_local(
                     )
                 todo.append(i)
         finally:
+            pids = list(pool._processes or {})  # the workers' process groups, dead or alive
             pool.shutdown(wait=not broken, cancel_futures=True)
+            _kill_groups(pids)
 
 
 def _run_ray(

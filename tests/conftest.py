@@ -1,0 +1,107 @@
+"""Shared fixtures: the debug preset, small fake pixel envs, and a collected debug run reused across tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from worldmodels.config import preset, with_overrides
+
+
+class FakePixelEnv(gym.Env):
+    """A tiny env with a Dict observation holding an image; the episode ends (terminated) after 12 steps."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, continuous: bool = False, size: int = 32) -> None:
+        self.observation_space = gym.spaces.Dict(
+            {"pixels": gym.spaces.Box(0, 255, (size, size + 8, 3), np.uint8),
+             "pos": gym.spaces.Box(-1, 1, (1,), np.float32)}
+        )  # fmt: skip
+        self.action_space = (
+            gym.spaces.Box(-2.0, 2.0, (2,), np.float32) if continuous else gym.spaces.Discrete(4)
+        )
+        self.size = size
+
+    def _obs(self):
+        img = np.full((self.size, self.size + 8, 3), (self.t * 20) % 255, np.uint8)
+        img[:, : self.noise] = 7
+        return {"pixels": img, "pos": np.zeros(1, np.float32)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.noise = 0, int(self.np_random.integers(1, 8))
+        return self._obs(), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), action
+        self.t += 1
+        return self._obs(), 1.0, self.t >= 12, False, {}
+
+
+gym.register("FakePixel-v0", entry_point=FakePixelEnv)
+gym.register("FakePixelBox-v0", entry_point=FakePixelEnv, kwargs={"continuous": True})
+
+
+@pytest.fixture
+def debug_cfg():
+    return preset("debug")
+
+
+@pytest.fixture(scope="session")
+def collected_run(tmp_path_factory) -> Path:
+    """A debug run directory after `collect` (6 Doom episodes); copy it before changing it."""
+    from worldmodels.data.collect import collect
+
+    run = tmp_path_factory.mktemp("collected")
+    cfg = preset("debug")
+    from worldmodels.config import save_config
+
+    save_config(cfg, run / "config.json")
+    collect(run, cfg, progress=False)
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A debug run with V, latents and M trained (seconds); copy it before changing it."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    out = subprocess.run(
+        [sys.executable, "-m", "worldmodels.cli", "run", "--preset", "debug", "--run-dir", str(run), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return run
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real entry point in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "worldmodels.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """Assert the process failed with exactly one line on stderr and no traceback; return that line."""
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+__all__ = ["FakePixelEnv", "cli", "copy_run", "one_line_error", "with_overrides"]

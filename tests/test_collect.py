@@ -1,0 +1,201 @@
+"""Collection: round trip, reproducibility, resume after a kill, corrupt files, Ray, datasets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worldmodels.config import ParallelConfig, preset, save_config, with_overrides
+from worldmodels.data.collect import collect
+from worldmodels.data.datasets import FrameStream, SequenceStream, split
+from worldmodels.data.storage import EPISODE_KEYS, list_episodes, load_episode, verify_episodes
+from worldmodels.errors import WorldModelsError
+from worldmodels.parallel import run_tasks
+
+from .conftest import cli, one_line_error
+
+
+def _episodes(run: Path) -> dict[str, dict[str, np.ndarray]]:
+    return {p.name: load_episode(p) for p in list_episodes(run / "episodes")}
+
+
+def test_collect_load_round_trip(collected_run):
+    eps = _episodes(collected_run)
+    assert len(eps) == 6
+    for ep in eps.values():
+        T = len(ep["obs"])
+        assert ep["obs"].dtype == np.uint8 and ep["obs"].shape == (T, 64, 64, 3)
+        assert ep["action"].shape == (T, 1) and set(np.unique(ep["action"])) <= {-1.0, 0.0, 1.0}
+        assert all(len(ep[k]) == T for k in EPISODE_KEYS)
+        ends = ep["terminated"] | ep["truncated"]
+        assert ends[-1] and not ends[:-1].any()  # only the last step ends the episode
+        assert T <= 60  # the debug preset's step limit
+        if T == 60 and not ep["terminated"][-1]:
+            assert ep["truncated"][-1]
+
+
+def test_same_seed_same_episodes_and_other_seed_differs(collected_run, tmp_path):
+    cfg = with_overrides(preset("debug"), {"collect.episodes": 3, "parallel.workers": 1})
+    collect(tmp_path / "again", cfg, progress=False)
+    a, b = _episodes(collected_run), _episodes(tmp_path / "again")
+    for name in b:
+        for k in EPISODE_KEYS:
+            np.testing.assert_array_equal(a[name][k], b[name][k])
+    collect(tmp_path / "other", with_overrides(cfg, {"seed": 1}), progress=False)
+    c = _episodes(tmp_path / "other")
+    assert any(not np.array_equal(a[n]["action"], c[n]["action"]) for n in c)
+
+
+def test_resume_after_sigkill_keeps_finished_episodes_and_adds_no_duplicates(
+    collected_run, tmp_path
+):
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "worldmodels.cli", "collect", "--preset", "debug", "--run-dir", str(run),
+           "--quiet", "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while len(list_episodes(run / "episodes")) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in list_episodes(run / "episodes")}
+    assert 2 <= len(before) < 6, "the kill should land mid-collection"
+    assert cli(*cmd[3:]).returncode == 0
+    after = list_episodes(run / "episodes")
+    assert [p.name for p in after] == [f"ep_{i:06d}.npz" for i in range(6)]
+    assert all(
+        after_p.stat().st_mtime_ns == before[after_p.name]
+        for after_p in after
+        if after_p.name in before
+    )
+    assert not [
+        p for p in (run / "episodes").iterdir() if p.suffix != ".npz"
+    ]  # no temporaries left
+    ref, got = _episodes(collected_run), _episodes(run)
+    for name in ref:
+        np.testing.assert_array_equal(ref[name]["obs"], got[name]["obs"])
+
+
+def test_corrupt_episode_is_reported_by_name(collected_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "corrupt"
+    shutil.copytree(collected_run, run)
+    bad = list_episodes(run / "episodes")[2]
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    with pytest.raises(WorldModelsError, match=bad.name):
+        load_episode(bad)
+    assert len(verify_episodes(run / "episodes")) == 1
+    out = cli("collect", "--run-dir", str(run), "--verify")
+    assert out.returncode == 1 and bad.name in out.stdout
+    assert "corrupt" in one_line_error(out)
+    # train-vae reads every episode and stops at the bad one instead of using it
+    line = one_line_error(cli("train-vae", "--run-dir", str(run), "--quiet"))
+    assert bad.name in line
+
+
+def _boom(x: int) -> int:
+    if x == 3:
+        raise ValueError("three is bad")
+    return x * 2
+
+
+def _die_once(path: str) -> int:
+    marker = Path(path)
+    if not marker.exists():
+        marker.write_text("died")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 1
+
+
+def test_local_executor_surfaces_task_errors_as_one_line():
+    with pytest.raises(WorldModelsError, match="three is bad"):
+        list(run_tasks(_boom, range(6), ParallelConfig(workers=2)))
+    assert sorted(r for _, r in run_tasks(_boom, [0, 1, 2], ParallelConfig(workers=2))) == [0, 2, 4]
+
+
+def test_local_executor_retries_a_task_whose_worker_died(tmp_path):
+    results = list(
+        run_tasks(_die_once, [str(tmp_path / "m")], ParallelConfig(workers=1, retries=1))
+    )
+    assert results == [(str(tmp_path / "m"), 1)]
+
+
+def _always_die(x: int) -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def test_local_executor_gives_up_on_a_task_that_keeps_killing_workers():
+    with pytest.raises(WorldModelsError, match="died"):
+        list(run_tasks(_always_die, [1], ParallelConfig(workers=1, retries=1)))
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_same_episodes_and_retries_dead_workers(collected_run, tmp_path):
+    ray = pytest.importorskip("ray")
+    cfg = with_overrides(preset("debug"), {"collect.episodes": 3, "parallel.backend": "ray"})
+    save_config(cfg, tmp_path / "config.json")
+    try:
+        collect(tmp_path, cfg, progress=False)
+        a, b = _episodes(collected_run), _episodes(tmp_path)
+        for name in b:
+            np.testing.assert_array_equal(a[name]["obs"], b[name]["obs"])
+        got = list(run_tasks(_die_once, [str(tmp_path / "m")], cfg.parallel))
+        assert got == [(str(tmp_path / "m"), 1)]
+        with pytest.raises(WorldModelsError, match="three is bad"):
+            list(run_tasks(_boom, [3], cfg.parallel))
+    finally:
+        ray.shutdown()
+
+
+def test_split_is_seeded_per_episode_and_stable(collected_run):
+    paths = list_episodes(collected_run / "episodes")
+    train, val = split(paths, 0, 0.2)
+    assert train and val and set(train).isdisjoint(val) and len(train) + len(val) == len(paths)
+    assert split(paths, 0, 0.2) == (train, val)
+    train4, val4 = split(paths[:4], 0, 0.2)
+    assert set(val4) <= set(val) or len(val4) == 1  # adding episodes does not move old ones
+
+
+def test_frame_stream_covers_each_frame_once_and_resumes_exactly(collected_run):
+    paths = list_episodes(collected_run / "episodes")
+    stream = FrameStream(paths, batch_size=16, group=2, seed=0, stream=2)
+    batches = list(stream.epoch(0))
+    assert len(batches) == stream.batches_in_epoch(0)
+    assert sum(len(b) for b in batches) == stream.frames
+    skipped = list(stream.epoch(0, skip=5))
+    assert len(skipped) == len(batches) - 5
+    for a, b in zip(batches[5:], skipped):
+        np.testing.assert_array_equal(a, b)
+    other = list(stream.epoch(1))
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, other))
+
+
+def test_sequence_batches_mask_padding(tmp_path):
+    from worldmodels.data.storage import encode_npz, episode_path, save_episode  # noqa: F401
+    from worldmodels.utils import atomic_write_bytes
+
+    for i, T in enumerate([5, 9, 3]):
+        arrays = {
+            "mu": np.full((T, 2), i, np.float32), "logvar": np.zeros((T, 2), np.float32),
+            "action": np.ones((T, 1), np.float32), "reward": np.ones(T, np.float32),
+            "terminated": np.eye(T, dtype=bool)[-1], "truncated": np.zeros(T, bool),
+        }  # fmt: skip
+        atomic_write_bytes(episode_path(tmp_path, i), encode_npz(arrays))
+    stream = SequenceStream(
+        list_episodes(tmp_path), seq_len=4, batch_size=8, group=8, seed=0, stream=3
+    )
+    (batch,) = list(stream.epoch(0))
+    assert batch["mask"].sum() == 5 + 9 + 3
+    # each episode's last step has no next z; pieces cut mid-episode do
+    assert batch["next_mask"].sum() == 5 + 9 + 3 - 3
+    assert batch["terminated"].sum() == 3
+    assert batch["mu"].shape[1] == batch["mask"].shape[1] + 1

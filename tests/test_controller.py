@@ -1,0 +1,161 @@
+"""C, CMA-ES, the dream, and real-env evaluation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from worldmodels.agent import load_controller
+from worldmodels.config import preset, with_overrides
+from worldmodels.dream import DreamEnv
+from worldmodels.es import CMAES
+from worldmodels.evaluate import evaluate_real
+from worldmodels.models import controller as C
+from worldmodels.train.controller import build_dream, train_controller
+from worldmodels.utils import read_metrics
+
+from .conftest import cli, one_line_error
+
+
+def test_controller_parameter_counts_and_flat_layout():
+    assert C.n_params(32 + 256, 3, True) == 867  # CarRacing: [z, h] -> 3, with bias
+    assert C.n_params(64 + 512 + 512, 1, False) == 1088  # Doom: [z, c, h] -> 1, no bias
+    params = torch.arange(2 * (3 * 2 + 2), dtype=torch.float32).reshape(2, 8) / 10
+    x = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 0.5]])
+    out = C.act(params, x, 2, True)
+    W0, b0 = params[0, :6].reshape(2, 3), params[0, 6:]
+    torch.testing.assert_close(out[0], torch.tanh(W0 @ x[0] + b0))
+    single = C.Controller(3, 2, True, params[1].numpy())
+    torch.testing.assert_close(single(x[1:]), out[1:])
+
+
+def test_cmaes_maximises_a_simple_function():
+    es = CMAES(5, population=16, sigma0=0.5, seed=0)
+    for _ in range(150):
+        X = es.ask()
+        es.tell(-((X - 3.0) ** 2).sum(1))
+    np.testing.assert_allclose(es.mean, 3.0, atol=0.05)
+
+
+def test_cmaes_resume_matches_an_uninterrupted_run(tmp_path):
+    def f(X):
+        return -((X - 1.0) ** 2).sum(1)
+
+    a = CMAES(4, 8, 0.3, seed=1)
+    for _ in range(10):
+        a.tell(f(a.ask()))
+    b = CMAES(4, 8, 0.3, seed=1)
+    for _ in range(4):
+        b.tell(f(b.ask()))
+    b.save(tmp_path / "es.pkl")
+    np.random.seed(123)  # global numpy state must not matter
+    b = CMAES.load(tmp_path / "es.pkl")
+    for _ in range(6):
+        b.tell(f(b.ask()))
+    np.testing.assert_array_equal(a.mean, b.mean)
+
+
+@pytest.fixture
+def dream_run(trained_run, tmp_path):
+    return shutil.copytree(trained_run, tmp_path / "run")
+
+
+def test_dream_env_passes_the_checker(dream_run):
+    env = DreamEnv(build_dream(dream_run, preset("debug"), "cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(env, skip_render_check=True)
+
+
+def test_batched_and_single_dreams_agree(dream_run):
+    cfg = preset("debug")
+    dream = build_dream(dream_run, cfg, "cpu")
+    in_dim = dream.z_dim + 2 * dream.m.hidden
+    rng = np.random.default_rng(0)
+    params = rng.normal(0, 0.5, (5, C.n_params(in_dim, 1, False))).astype(np.float32)
+    seeds = [11, 12, 13, 14, 15]
+    returns, lengths = dream.rollout(params, seeds)
+    for i in range(5):
+        env = DreamEnv(dream)
+        obs, _ = env.reset(seed=seeds[i])
+        total, steps = 0.0, 0
+        while True:
+            a = C.act(torch.as_tensor(params[i])[None], torch.as_tensor(obs)[None], 1, False)
+            obs, r, terminated, truncated, _ = env.step(a[0].numpy())
+            total, steps = total + r, steps + 1
+            if terminated or truncated:
+                break
+        assert (total, steps) == (returns[i], lengths[i])
+
+
+def test_temperature_near_zero_makes_the_dream_nearly_deterministic(dream_run):
+    cfg = preset("debug")
+    starts = []
+    for tau in (1e-4, 1.0):
+        dream = build_dream(dream_run, with_overrides(cfg, {"controller.temperature": tau}), "cpu")
+        dream.start_std.zero_()
+        dream.start_mu[:] = dream.start_mu[0]  # one start frame
+        zs = []
+        for seed in range(4):
+            env = DreamEnv(dream)
+            env.reset(seed=seed)
+            for _ in range(5):
+                env.step(np.zeros(1, np.float32))
+            zs.append(env.z[0])
+        starts.append(torch.stack(zs).std(0).mean().item())
+    assert starts[0] < 1e-2 < starts[1]
+
+
+def test_train_controller_in_the_dream_resumes_to_the_same_result(dream_run, tmp_path):
+    cfg = preset("debug")
+    ref = shutil.copytree(dream_run, tmp_path / "ref")
+    for p in ("controller.pt", "es_state.pkl"):
+        (ref / p).unlink()
+    train_controller(ref, cfg, progress=False)
+    # an interrupted run: stop after one generation, then resume
+    run = shutil.copytree(dream_run, tmp_path / "resumed")
+    for p in ("controller.pt", "es_state.pkl"):
+        (run / p).unlink()
+    short = with_overrides(cfg, {"controller.generations": 1})
+    train_controller(run, short, progress=False)
+    (run / "controller.pt").unlink()  # as if killed after the generation's ES state was saved
+    train_controller(run, cfg, progress=False)
+    np.testing.assert_array_equal(
+        load_controller(run / "controller.pt", cfg), load_controller(ref / "controller.pt", cfg)
+    )
+    rows = [r for r in read_metrics(ref) if r["stage"] == "train-controller"]
+    assert {"es/return_mean", "es/return_best", "perf/rollout_steps_per_s"} <= set(rows[-1])
+    assert any("es/eval_return" in r for r in rows)
+
+
+def test_real_env_evaluation_is_reproducible_and_random_baseline_works(dream_run):
+    cfg = with_overrides(preset("debug"), {"parallel.workers": 1})
+    params = load_controller(dream_run / "controller.pt", cfg)
+    a = evaluate_real(dream_run, cfg, params, 3, seed=5, progress=False)
+    b = evaluate_real(dream_run, cfg, params, 3, seed=5, progress=False)
+    assert a["returns"] == b["returns"] and a["episodes"] == 3
+    r = evaluate_real(dream_run, cfg, None, 3, seed=5, progress=False)
+    assert r["policy"] == "random" and len(r["returns"]) == 3
+
+
+def test_evaluate_cli_writes_eval_json(dream_run):
+    out = cli("evaluate", "--run-dir", str(dream_run), "--episodes", "2", "--seed", "9", "--quiet")
+    assert out.returncode == 0, out.stderr
+    e = json.loads((dream_run / "eval.json").read_text())
+    assert {"env", "episodes", "mean", "std", "returns", "seed"} <= set(e)
+    assert e["episodes"] == 2 and e["seed"] == 9 and len(e["returns"]) == 2
+    assert f"{e['mean']:.1f} +- {e['std']:.1f}" in out.stdout
+
+
+def test_a_truncated_controller_is_refused(dream_run):
+    p = dream_run / "controller.pt"
+    p.write_bytes(p.read_bytes()[:100])
+    assert "controller.pt" in one_line_error(
+        cli("evaluate", "--run-dir", str(dream_run), "--quiet")
+    )

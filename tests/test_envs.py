@@ -1,0 +1,137 @@
+"""Env adapters: 64x64x3 uint8 frames, Gymnasium's checker, time limits, action mappings, random policies."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from worldmodels.config import CollectConfig
+from worldmodels.envs import adapter_for
+from worldmodels.envs.doom import LEFT, NOOP, RIGHT
+from worldmodels.errors import WorldModelsError
+
+
+@pytest.mark.parametrize(
+    "env_id", ["VizdoomTakeCover-v1", "CarRacing-v3", "FakePixel-v0", "FakePixelBox-v0"]
+)
+def test_adapter_frames_and_checker(env_id):
+    env = adapter_for(env_id).make(50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the checker's advice to check the unwrapped env
+        check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=3)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+    obs, r, terminated, truncated, info = env.step(env.action_space.sample())
+    assert obs.shape == (64, 64, 3) and isinstance(terminated, bool) and isinstance(truncated, bool)
+    env.close()
+
+
+def test_doom_step_limit_is_a_truncation_not_a_termination():
+    env = adapter_for("VizdoomTakeCover-v1").make(25)
+    env.reset(seed=0)
+    for t in range(25):
+        _, _, terminated, truncated, _ = env.step(NOOP)
+        if terminated:
+            pytest.skip("died within 25 steps")  # does not happen standing still at the start
+    assert truncated and not terminated and t == 24
+
+
+def test_doom_death_is_a_termination():
+    env = adapter_for("VizdoomTakeCover-v1").make(2100)
+    env.reset(seed=0)
+    steps = 0
+    while True:
+        _, _, terminated, truncated, _ = env.step(NOOP)
+        steps += 1
+        if terminated or truncated:
+            break
+    assert terminated and not truncated and steps < 2100
+
+
+def test_fake_env_termination_passes_through():
+    env = adapter_for("FakePixel-v0").make(100)
+    env.reset(seed=0)
+    for _ in range(12):
+        _, _, terminated, truncated, _ = env.step(0)
+    assert terminated and not truncated
+
+
+def test_carracing_crops_the_indicator_bar():
+    from worldmodels.envs.base import preprocess
+
+    frame = np.zeros((96, 96, 3), np.uint8)
+    frame[84:] = 255  # the bar
+    assert preprocess(frame, 84).max() == 0
+    assert preprocess(frame, None).max() > 0
+
+
+def test_doom_controller_thresholds_and_encoding():
+    a = adapter_for("VizdoomTakeCover-v1")
+    out = torch.tensor([[-0.9], [-0.34], [-0.33], [0.0], [0.33], [0.34], [0.9]])
+    vec = a.controller_to_vector(out)
+    assert vec[:, 0].tolist() == [-1, -1, 0, 0, 0, 1, 1]
+    assert [a.vector_to_action(v.numpy()) for v in vec] == [
+        LEFT,
+        LEFT,
+        NOOP,
+        NOOP,
+        NOOP,
+        RIGHT,
+        RIGHT,
+    ]
+    for action in (NOOP, LEFT, RIGHT):
+        assert a.vector_to_action(a.encode_action(action)) == action
+
+
+def test_carracing_controller_mapping():
+    a = adapter_for("CarRacing-v3")
+    vec = a.controller_to_vector(torch.tensor([[0.5, -1.0, -0.5], [-1.0, 1.0, 0.7]]))
+    torch.testing.assert_close(vec, torch.tensor([[0.5, 0.0, 0.0], [-1.0, 1.0, 0.7]]))
+
+
+def test_generic_mappings():
+    d = adapter_for("FakePixel-v0")
+    assert d.action_dim == 4 and d.controller_outputs == 4
+    vec = d.controller_to_vector(torch.tensor([[0.1, 0.9, -0.2, 0.0]]))
+    assert vec.tolist() == [[0, 1, 0, 0]] and d.vector_to_action(vec[0].numpy()) == 1
+    assert d.encode_action(3).tolist() == [0, 0, 0, 1]
+    b = adapter_for("FakePixelBox-v0")
+    vec = b.controller_to_vector(torch.tensor([[-1.0, 1.0]]))
+    assert vec.tolist() == [[-2.0, 2.0]]
+    assert b.action_space.contains(b.vector_to_action(vec[0].numpy()))
+
+
+def test_non_pixel_env_is_refused_by_name():
+    with pytest.raises(WorldModelsError, match="CartPole-v1"):
+        adapter_for("CartPole-v1")
+
+
+def test_held_discrete_policy_holds_between_1_and_10_frames():
+    pol = adapter_for("VizdoomTakeCover-v1").random_policy(CollectConfig())
+    pol.reset(np.random.default_rng(0))
+    actions = [pol(None) for _ in range(3000)]
+    runs, n = [], 1
+    for prev, cur in zip(actions, actions[1:]):
+        if cur == prev:
+            n += 1
+        else:
+            runs.append(n)
+            n = 1
+    assert set(actions) == {0, 1, 2}
+    assert max(runs) <= 30  # a repeat of the same action can merge two holds; each hold is <= 10
+    assert 3.0 < np.mean(runs) < 12.0
+
+
+def test_brownian_policy_stays_in_bounds_and_moves_smoothly():
+    pol = adapter_for("CarRacing-v3").random_policy(CollectConfig())
+    pol.reset(np.random.default_rng(0))
+    acts = np.stack([pol(None) for _ in range(2000)])
+    space = gym.spaces.Box(np.array([-1, 0, 0], np.float32), np.ones(3, np.float32))
+    assert all(space.contains(a) for a in acts)
+    assert np.abs(np.diff(acts, axis=0)).max() < 0.9
+    assert acts[:, 0].std() > 0.2

@@ -1,0 +1,169 @@
+"""M: the mixture NLL, temperature, sequence vs step, learning a bimodal process and death, masks."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import pytest
+import torch
+from torch.distributions import Categorical, MixtureSameFamily, Normal
+
+from worldmodels.config import preset, save_config, with_overrides
+from worldmodels.models.mdnrnn import MDNRNN, mdn_nll, sample_mixture
+from worldmodels.train.mdnrnn import load_mdnrnn, mdnrnn_losses, train_mdnrnn
+from worldmodels.utils import load_checkpoint
+
+from .conftest import cli, one_line_error
+
+
+def test_nll_matches_mixture_same_family():
+    logpi = torch.log_softmax(torch.randn(4, 6, 3, 5), -1)
+    mu, logsigma, x = torch.randn(4, 6, 3, 5), torch.randn(4, 6, 3, 5) * 0.3, torch.randn(4, 6, 3)
+    ref = -MixtureSameFamily(Categorical(logits=logpi), Normal(mu, logsigma.exp())).log_prob(x)
+    torch.testing.assert_close(mdn_nll(logpi, mu, logsigma, x), ref)
+
+
+def test_sample_variance_scales_with_tau_for_one_component():
+    g = torch.Generator().manual_seed(0)
+    shape = (20000, 1, 1)
+    logpi, mu, logsigma = torch.zeros(shape), torch.zeros(shape), torch.zeros(shape)
+    for tau in (0.25, 1.0, 2.0):
+        z = sample_mixture(logpi, mu, logsigma, tau, g)
+        assert z.var().item() == pytest.approx(tau, rel=0.05)
+
+
+def test_low_tau_samples_go_to_the_most_likely_mean():
+    g = torch.Generator().manual_seed(0)
+    logpi = torch.log(torch.tensor([0.2, 0.5, 0.3])).expand(1000, 4, 3)
+    mu = torch.tensor([-3.0, 1.0, 5.0]).expand(1000, 4, 3)
+    z = sample_mixture(logpi, mu, torch.zeros(1000, 4, 3), 1e-4, g)
+    torch.testing.assert_close(z, torch.ones(1000, 4), atol=0.05, rtol=0)
+    z1 = sample_mixture(logpi, mu, torch.full((1000, 4, 3), -6.0), 1.0, g)
+    share = [(z1 - m).abs().lt(0.1).float().mean().item() for m in (-3.0, 1.0, 5.0)]
+    assert share == pytest.approx([0.2, 0.5, 0.3], abs=0.04)
+
+
+def test_sequence_forward_equals_single_steps():
+    torch.manual_seed(0)
+    m = MDNRNN(6, 2, 16, done_head=True, reward_head=True)
+    z, a = torch.randn(3, 7, 6), torch.randn(3, 7, 2)
+    seq, _ = m(z, a)
+    state = None
+    for t in range(7):
+        out, state = m.step(z[:, t], a[:, t], state)
+        for s, o in zip(seq, out):
+            torch.testing.assert_close(o[:, 0], s[:, t], atol=1e-5, rtol=1e-5)
+
+
+def _batch(
+    z: torch.Tensor, action: torch.Tensor, terminated: torch.Tensor, lengths: list[int]
+) -> dict:
+    B, T1, Z = z.shape
+    mask = torch.zeros(B, T1 - 1, dtype=torch.bool)
+    next_mask = torch.zeros_like(mask)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = True
+        next_mask[b, : n - 1] = True
+    return {"mu": z, "logvar": torch.full_like(z, -40.0), "action": action, "terminated": terminated,
+            "reward": torch.zeros(B, T1 - 1), "mask": mask, "next_mask": next_mask}  # fmt: skip
+
+
+def test_learns_a_bimodal_process_and_samples_both_modes():
+    torch.manual_seed(0)
+    sigma = 0.1
+    true_nll = math.log(2) + 0.5 * math.log(2 * math.pi * sigma**2) + 0.5
+    cfg = with_overrides(preset("debug"), {"vae.z_dim": 1, "mdnrnn.done_head": False})
+    m = MDNRNN(1, 1, 32, 5, done_head=False)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for _ in range(400):
+        z = (torch.randint(0, 2, (32, 21, 1)) * 2 - 1).float() + sigma * torch.randn(32, 21, 1)
+        losses = mdnrnn_losses(
+            m, _batch(z, torch.zeros(32, 20, 1), torch.zeros(32, 20), [20] * 32), cfg, None, False
+        )
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    assert losses["nll"].item() == pytest.approx(true_nll, abs=0.1)
+    out, _ = m(z[:, :-1], torch.zeros(32, 20, 1))
+    s = sample_mixture(out.logpi, out.mu, out.logsigma, 1.0).flatten()
+    assert (s - 1).abs().lt(0.4).float().mean().item() == pytest.approx(0.5, abs=0.08)
+    assert (s + 1).abs().lt(0.4).float().mean().item() == pytest.approx(0.5, abs=0.08)
+
+
+def test_done_head_learns_dies_after_k_steps():
+    torch.manual_seed(0)
+    k = 6
+    cfg = preset("debug")
+    m = MDNRNN(2, 1, 24, done_head=True)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    term = torch.zeros(16, 10)
+    term[:, k - 1] = 1
+    for _ in range(300):
+        z = torch.randn(16, 11, 2)
+        losses = mdnrnn_losses(
+            m, _batch(z, torch.zeros(16, 10, 1), term, [k] * 16), cfg, None, False
+        )
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    out, _ = m(torch.randn(16, 10, 2), torch.zeros(16, 10, 1))
+    p = torch.sigmoid(out.done_logit[:, :k])
+    assert (p[:, k - 1] > 0.5).all() and (p[:, : k - 1] < 0.5).all()
+
+
+def test_padding_changes_no_loss():
+    torch.manual_seed(0)
+    cfg = with_overrides(preset("debug"), {"mdnrnn.reward_head": True})
+    m = MDNRNN(3, 1, 8, done_head=True, reward_head=True)
+    z, a = torch.randn(2, 6, 3), torch.randn(2, 5, 1)
+    term = torch.zeros(2, 5)
+    term[0, 2] = 1
+    b1 = _batch(z, a, term, [3, 5])
+    pad = {k: v.clone() for k, v in b1.items()}
+    pad["mu"][0, 4:] = 99.0
+    pad["action"][0, 3:] = -50.0
+    pad["terminated"][0, 3:] = 1.0
+    pad["reward"][0, 3:] = 7.0
+    l1 = mdnrnn_losses(m, b1, cfg, torch.Generator().manual_seed(1), False)
+    l2 = mdnrnn_losses(m, pad, cfg, torch.Generator().manual_seed(1), False)
+    for key in ("nll", "done", "reward"):
+        torch.testing.assert_close(l1[key], l2[key])
+
+
+def test_train_resume_and_refusals(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    cfg = preset("debug")
+    model = load_mdnrnn(run / "mdnrnn.pt", cfg)
+    again = load_mdnrnn(run / "mdnrnn.pt", cfg)
+    z, a = torch.randn(2, 4, cfg.vae.z_dim), torch.randn(2, 4, 1)
+    torch.testing.assert_close(model(z, a)[0].mu, again(z, a)[0].mu, rtol=0, atol=0)
+    # resume: an unfinished checkpoint continues to the same final step and weights
+    ref_header, ref_blob = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")
+    (run / "mdnrnn.pt").unlink()
+    more = with_overrides(cfg, {"mdnrnn.max_updates": 2})
+    save_config(more, run / "config.json")
+    train_mdnrnn(run, more, progress=False)
+    header, blob = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")
+    assert header["step"] == 2 and header["finished"]
+    from worldmodels.train.common import Position, load_training, save_training
+
+    m2 = MDNRNN(cfg.vae.z_dim, 1, cfg.mdnrnn.hidden)
+    opt = torch.optim.Adam(m2.parameters())
+    gen = torch.Generator()
+    _, pos = load_training(run / "mdnrnn.pt", "mdnrnn", m2, opt, gen)
+    save_training(run / "mdnrnn.pt", "mdnrnn", cfg, Position(pos.step, pos.epoch, pos.batch, False), m2, opt,
+                  gen, {"action_dim": 1})  # fmt: skip
+    save_config(cfg, run / "config.json")
+    train_mdnrnn(run, cfg, progress=False)
+    header, blob = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")
+    assert header["step"] == ref_header["step"]
+    for k, v in ref_blob["model"].items():
+        torch.testing.assert_close(blob["model"][k], v, rtol=0, atol=0)
+    # mismatched z sizes between V and M
+    save_config(with_overrides(cfg, {"vae.z_dim": 4}), run / "config.json")
+    line = one_line_error(cli("train-mdnrnn", "--run-dir", str(run), "--quiet"))
+    assert "z" in line and ("latent" in line or "mdnrnn.pt" in line)
+    with pytest.raises(Exception, match="z size"):
+        load_mdnrnn(run / "mdnrnn.pt", with_overrides(cfg, {"vae.z_dim": 4}))
