@@ -25,7 +25,7 @@ test: setup
 	$(BIN)/pytest -q
 
 bench: setup
-	$(BIN)/python benchmarks/collect_throughput.py
+	for b in collect_throughput vae_throughput mdnrnn_throughput dream_vs_real; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 format: setup
 	$(BIN)/ruff format src tests benchmarks

@@ -118,9 +118,8 @@ def validate(
             fp, tn = fp + int((pred & ~true).sum()), tn + int((~pred & ~true).sum())
     model.train()
     res = {
-        f"mdnrnn/val_{k}": v / max(1, n_next if k == "nll" else n_steps) for k, v in sums.items()
+        f"mdnrnn/val_{NAMES[k]}": v / max(1, n_next if k == "nll" else n_steps) for k, v in sums.items()
     }
-    res["mdnrnn/val_nll"] = res.pop("mdnrnn/val_nll", float("nan"))
     if model.done_head:
         res["mdnrnn/val_done_recall"] = tp / max(1, tp + fn)
         res["mdnrnn/val_done_false_alarm"] = fp / max(1, fp + tn)
