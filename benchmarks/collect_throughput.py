@@ -42,7 +42,9 @@ def raw_env_steps_per_s(episodes: int) -> float:
 
 
 def collect_steps_per_s(episodes: int, workers: int) -> float:
-    cfg = with_overrides(preset("doom"), {"collect.episodes": episodes, "parallel.workers": workers})
+    cfg = with_overrides(
+        preset("doom"), {"collect.episodes": episodes, "parallel.workers": workers}
+    )
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
         out = collect(Path(d), cfg, progress=False)

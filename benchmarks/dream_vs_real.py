@@ -43,13 +43,24 @@ def untrained_run(run: Path, workers: int) -> None:
         m.head.bias[-1] = -10.0  # done never fires: every rollout runs the full length
     for name, model, extra in (("vae", vae, {}), ("mdnrnn", m, {"action_dim": 1})):
         opt = torch.optim.Adam(model.parameters())
-        save_training(run / f"{name}.pt", name, cfg, Position(finished=True), model, opt, torch.Generator(), extra)
+        save_training(
+            run / f"{name}.pt",
+            name,
+            cfg,
+            Position(finished=True),
+            model,
+            opt,
+            torch.Generator(),
+            extra,
+        )
     encode_latents(run, cfg, progress=False)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--run-dir", type=Path, help="A finished Doom run to use instead of untrained models.")
+    p.add_argument(
+        "--run-dir", type=Path, help="A finished Doom run to use instead of untrained models."
+    )
     p.add_argument("--workers", type=int, default=2, help="Local workers for the real env.")
     p.add_argument("--real-episodes", type=int, default=8, help="Real episodes to time.")
     args = p.parse_args()

@@ -34,7 +34,10 @@ def bare_images_per_s(updates: int, amp: bool) -> float:
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.rand(100, 3, 64, 64)
     if amp:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        model, x = (
+            model.to(memory_format=torch.channels_last),
+            x.contiguous(memory_format=torch.channels_last),
+        )
     cpu = torch.device("cpu")
     for i in range(updates + 5):
         if i == 5:
@@ -58,8 +61,18 @@ def train_vae_run(episodes_dir: Path, updates: int, amp: bool) -> tuple[float, i
         # A wrapper process runs the CLI and reports its children's peak RSS: one fresh measurement each.
         wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
                    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # fmt: skip
-        cmd = [sys.executable, "-m", "worldmodels.cli", "train-vae", "--run-dir", str(run), "--quiet"]
-        out = subprocess.run([sys.executable, "-c", wrapper, *cmd], check=True, capture_output=True, text=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "worldmodels.cli",
+            "train-vae",
+            "--run-dir",
+            str(run),
+            "--quiet",
+        ]
+        out = subprocess.run(
+            [sys.executable, "-c", wrapper, *cmd], check=True, capture_output=True, text=True
+        )
         peak_kib = int(out.stdout.strip().splitlines()[-1])
         rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         ips = [r["perf/images_per_s"] for r in rows if "perf/images_per_s" in r][-1]

@@ -156,7 +156,11 @@ def evaluate_run(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str,
     """The pipeline's evaluate stage: the controller and the random policy on the same seeds, and the
     controller in the dream; each file is written as soon as it is measured (a rerun skips it)."""
     run_dir = Path(run_dir)
-    for policy, where in _FILES:
-        if not (run_dir / _FILES[(policy, where)]).exists():
-            evaluate_command(run_dir, cfg, policy, where, progress)
+    for (policy, where), name in _FILES.items():
+        path = run_dir / name
+        if path.exists():
+            e = json.loads(path.read_text())
+            if e["episodes"] == cfg.evaluate.episodes and e["seed"] == cfg.evaluate.seed:
+                continue
+        evaluate_command(run_dir, cfg, policy, where, progress)
     return {}

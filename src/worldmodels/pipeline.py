@@ -36,7 +36,7 @@ _OWN_FIELDS = {
     "encode": [],
     "train-mdnrnn": ["mdnrnn."],
     "train-controller": ["controller."],
-    "evaluate": ["evaluate."],
+    "evaluate": [],  # a measurement: changing it re-measures (see stage_done), invalidates nothing
     "render": [],
     "report": [],
 }
@@ -91,6 +91,15 @@ def stage_done(run_dir: Path, stage: str, cfg: C.Config) -> bool:
         from worldmodels.train.vae import missing_latents
 
         return (run_dir / "latents").is_dir() and not missing_latents(run_dir)
+    if stage == "evaluate":
+        outputs = _outputs(run_dir, stage)
+        if not all(p.exists() for p in outputs):
+            return False
+        return all(
+            (e := json.loads(p.read_text()))["episodes"] == cfg.evaluate.episodes
+            and e["seed"] == cfg.evaluate.seed
+            for p in outputs
+        )
     return all(p.exists() for p in _outputs(run_dir, stage))
 
 

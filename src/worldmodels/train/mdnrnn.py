@@ -118,7 +118,8 @@ def validate(
             fp, tn = fp + int((pred & ~true).sum()), tn + int((~pred & ~true).sum())
     model.train()
     res = {
-        f"mdnrnn/val_{NAMES[k]}": v / max(1, n_next if k == "nll" else n_steps) for k, v in sums.items()
+        f"mdnrnn/val_{NAMES[k]}": v / max(1, n_next if k == "nll" else n_steps)
+        for k, v in sums.items()
     }
     if model.done_head:
         res["mdnrnn/val_done_recall"] = tp / max(1, tp + fn)
