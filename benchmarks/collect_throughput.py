@@ -1,6 +1,6 @@
 """Collection speed on DoomTakeCover: the raw env, one collection worker, two workers, side by side.
 
-    python benchmarks/collect_throughput.py [--episodes 40]
+    python benchmarks/collect_throughput.py [--episodes 150]
 
 Prints steps/s of each and the ratios the foundation issue asks for (one worker >= 80% of the raw env,
 two workers >= 1.7x one worker).
@@ -53,7 +53,7 @@ def collect_steps_per_s(episodes: int, workers: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--episodes", type=int, default=40, help="Episodes per measurement.")
+    p.add_argument("--episodes", type=int, default=150, help="Episodes per measurement.")
     args = p.parse_args()
     adapter_for("VizdoomTakeCover-v1")
     raw = raw_env_steps_per_s(args.episodes)

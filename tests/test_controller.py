@@ -12,7 +12,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from worldmodels.agent import load_controller
-from worldmodels.config import preset, with_overrides
+from worldmodels.config import preset, save_config, with_overrides
 from worldmodels.dream import DreamEnv
 from worldmodels.es import CMAES
 from worldmodels.evaluate import evaluate_real
@@ -160,3 +160,27 @@ def test_a_truncated_controller_is_refused(dream_run):
     assert "controller.pt" in one_line_error(
         cli("evaluate", "--run-dir", str(dream_run), "--quiet")
     )
+
+
+def test_train_controller_in_the_real_env_with_workers(dream_run):
+    cfg = with_overrides(preset("debug"), {"controller.where": "real", "controller.generations": 2,
+                                           "controller.population": 4, "controller.trials": 2,
+                                           "controller.eval_every": 2, "controller.eval_rollouts": 2})  # fmt: skip
+    for p in ("controller.pt", "es_state.pkl"):
+        (dream_run / p).unlink()
+    save_config(cfg, dream_run / "config.json")
+    row = train_controller(dream_run, cfg, progress=False)
+    assert row["es/return_best"] >= row["es/return_mean"] >= row["es/return_worst"] > 0
+    assert "es/eval_return" in row
+    assert load_controller(dream_run / "controller.pt", cfg).shape == (
+        C.n_params(8 + 2 * 16, 1, False),
+    )
+
+
+def test_tensorboard_flag_writes_event_files(dream_run):
+    pytest.importorskip("tensorboard")
+    for p in ("controller.pt", "es_state.pkl"):
+        (dream_run / p).unlink()
+    out = cli("train-controller", "--run-dir", str(dream_run), "--tensorboard", "true", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert list((dream_run / "tb" / "train-controller").glob("events.out.tfevents.*"))

@@ -66,8 +66,9 @@ class VAEConfig:
     """Adam learning rate (the paper: 1e-4)."""
     kl_tolerance: float = 0.5
     """KL floor per image, in nats per latent dimension: loss uses max(KL, kl_tolerance * z_dim)."""
-    shuffle_episodes: int = 64
-    """Episodes mixed in one shuffle buffer; memory is bounded by this, not by the data set size."""
+    shuffle_episodes: int = 32
+    """Episodes mixed in one shuffle buffer (two are in memory: one in use, one being read); memory is
+    bounded by this, not by the data set size."""
     amp: bool = True
     """bf16 autocast (and channels_last on CPU): about 1.6x faster on CPUs with AMX, and on GPUs."""
     checkpoint_every_s: float = 120.0
@@ -195,7 +196,7 @@ def _demo() -> Config:
     return Config(
         preset="demo",
         collect=CollectConfig(episodes=800),
-        vae=VAEConfig(epochs=1, max_updates=800, lr=1e-3),
+        vae=VAEConfig(epochs=1, max_updates=800, lr=1e-3, shuffle_episodes=64),
         mdnrnn=MDNRNNConfig(epochs=1000, max_updates=900, batch_size=32),
         controller=ControllerConfig(
             temperature=1.5, population=64, trials=8, generations=12, eval_every=4, eval_rollouts=256,

@@ -72,6 +72,16 @@ class FrameStream:
     def frames(self) -> int:
         return int(self.lengths.sum())
 
+    def _load_group(self, members: np.ndarray) -> np.ndarray:
+        """The frames of a group's episodes, read into one preallocated array (no transient copy)."""
+        frames = np.empty((int(self.lengths[members].sum()), 64, 64, 3), np.uint8)
+        i = 0
+        for m in members:
+            obs = load_episode(self.paths[m])["obs"]
+            frames[i : i + len(obs)] = obs
+            i += len(obs)
+        return frames
+
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[np.ndarray]:
         """The epoch's batches, after skipping the first `skip` (whole groups are skipped unread)."""
         todo = []
@@ -82,10 +92,7 @@ class FrameStream:
                 continue
             todo.append((g, members, skip))
             skip = 0
-        loads = [
-            lambda m=m: np.concatenate([load_episode(self.paths[i])["obs"] for i in m])
-            for _, m, _ in todo
-        ]
+        loads = [lambda m=m: self._load_group(m) for _, m, _ in todo]
         for (g, _, start), frames in zip(todo, _prefetched(loads), strict=True):
             perm = rng_for(self.seed, self.stream, epoch, g + 1).permutation(len(frames))
             for b in range(start, -(-len(frames) // self.B)):

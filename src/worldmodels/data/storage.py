@@ -42,9 +42,14 @@ def list_episodes(folder: Path) -> list[Path]:
     return [p for i, p in sorted((i, p) for i, p in found if i is not None)]
 
 
-def encode_npz(arrays: dict[str, np.ndarray]) -> bytes:
+def encode_npz(arrays: dict[str, np.ndarray], level: int = 1) -> bytes:
+    """An .npz (what np.load reads) deflated at `level`. Level 1 instead of numpy's default 6: on Doom frames
+    it is several times faster for files about 1.3x larger, and compression was most of a worker's time."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
+        for key, value in arrays.items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
     return buf.getvalue()
 
 
