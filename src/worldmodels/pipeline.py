@@ -8,6 +8,7 @@ finished stage depends on them; otherwise it is refused with the stage and the f
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shutil
 import time
@@ -174,40 +175,22 @@ def force_from(run_dir: Path, stage: str) -> None:
 # ------------------------------------------------------------------------------------------ running stages
 
 
+# Each stage is one library function taking (run_dir, cfg, progress), imported only when it runs.
+_STAGE_FUNCTIONS = {
+    "collect": ("worldmodels.data.collect", "collect"),
+    "train-vae": ("worldmodels.train.vae", "train_vae"),
+    "encode": ("worldmodels.train.vae", "encode_latents"),
+    "train-mdnrnn": ("worldmodels.train.mdnrnn", "train_mdnrnn"),
+    "train-controller": ("worldmodels.train.controller", "train_controller"),
+    "evaluate": ("worldmodels.evaluate", "evaluate_run"),
+    "render": ("worldmodels.render", "render_run"),
+    "report": ("worldmodels.report", "build_report"),
+}
+
+
 def run_stage(stage: str, run_dir: Path, cfg: C.Config, progress: bool = True) -> Any:
-    if stage == "collect":
-        from worldmodels.data.collect import collect
-
-        return collect(run_dir, cfg, progress)
-    if stage == "train-vae":
-        from worldmodels.train.vae import train_vae
-
-        return train_vae(run_dir, cfg, progress)
-    if stage == "encode":
-        from worldmodels.train.vae import encode_latents
-
-        return encode_latents(run_dir, cfg, progress)
-    if stage == "train-mdnrnn":
-        from worldmodels.train.mdnrnn import train_mdnrnn
-
-        return train_mdnrnn(run_dir, cfg, progress)
-    if stage == "train-controller":
-        from worldmodels.train.controller import train_controller
-
-        return train_controller(run_dir, cfg, progress)
-    if stage == "evaluate":
-        from worldmodels.evaluate import evaluate_run
-
-        return evaluate_run(run_dir, cfg, progress)
-    if stage == "render":
-        from worldmodels.render import render_run
-
-        return render_run(run_dir, cfg)
-    if stage == "report":
-        from worldmodels.report import build_report
-
-        return build_report(run_dir)
-    raise AssertionError(stage)
+    module, name = _STAGE_FUNCTIONS[stage]
+    return getattr(importlib.import_module(module), name)(Path(run_dir), cfg, progress)
 
 
 def record_time(run_dir: Path, stage: str, seconds: float) -> None:

@@ -22,7 +22,9 @@ def gif_bytes(frames: list[np.ndarray], scale: int = 2, fps: int = 20) -> bytes:
     return iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
 
 
-def render_run(run_dir: Path, cfg: Config, out_dir: Path | None = None) -> dict[str, str]:
+def render_run(
+    run_dir: Path, cfg: Config, progress: bool = True, out_dir: Path | None = None
+) -> dict[str, str]:
     """Write real.gif and dream.gif into out_dir (default: the run directory)."""
     from worldmodels.train.controller import build_dream
     from worldmodels.train.vae import reconstruct

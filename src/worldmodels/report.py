@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from worldmodels.config import load_config
+from worldmodels.config import Config, load_config
 from worldmodels.data.storage import list_episodes
 from worldmodels.utils import atomic_write_text, read_metrics
 
@@ -115,9 +115,10 @@ def _eval_rows(run_dir: Path) -> tuple[str, dict[str, dict]]:
     return table, evals
 
 
-def build_report(run_dir: Path) -> Path:
+def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True) -> Path:
+    """Write RUN_DIR/report.html from what the run directory holds (cfg defaults to its config.json)."""
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.json")
+    cfg = cfg or load_config(run_dir / "config.json")
     rows = read_metrics(run_dir)
     timings = (
         json.loads((run_dir / "timings.json").read_text())
