@@ -199,3 +199,17 @@ def test_sequence_batches_mask_padding(tmp_path):
     assert batch["next_mask"].sum() == 5 + 9 + 3 - 3
     assert batch["terminated"].sum() == 3
     assert batch["mu"].shape[1] == batch["mask"].shape[1] + 1
+
+
+def test_a_generic_pixel_env_by_id_collects_in_worker_processes(tmp_path):
+    # "module:EnvId" makes Gymnasium import the module (which registers the env) in every worker too
+    cfg = with_overrides(
+        preset("debug"), {"env.id": "tests.conftest:FakePixel-v0", "collect.episodes": 2}
+    )
+    collect(tmp_path, cfg, progress=False)
+    eps = _episodes(tmp_path)
+    assert len(eps) == 2
+    for ep in eps.values():
+        assert ep["obs"].shape == (12, 64, 64, 3) and ep["action"].shape == (12, 4)
+        assert ep["terminated"][-1] and not ep["truncated"].any()
+        assert (ep["action"].sum(1) == 1).all()  # one-hot Discrete actions

@@ -149,3 +149,17 @@ def test_report_opens_in_a_real_browser(trained_run, tmp_path):
     assert len(widths) >= 5 and all(w > 0 for w in widths), widths
     assert errors == []
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_carracing_pipeline_with_real_env_fitness(tmp_path):
+    run = tmp_path / "car"
+    out = cli("run", "--preset", "debug", "--env", "CarRacing-v3", "--where", "real", "--run-dir", str(run),
+              "--controller.population", "4", "--collect.episodes", "4", "--quiet")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    e = json.loads((run / "eval.json").read_text())
+    assert e["env"] == "CarRacing-v3" and len(e["returns"]) == 4
+    assert not (
+        run / "eval_dream.json"
+    ).exists()  # no reward head: the dream cannot score CarRacing
+    assert (run / "dream.gif").exists() and (run / "report.html").exists()

@@ -122,6 +122,13 @@ _FILES = {("controller", "real"): "eval.json", ("random", "real"): "eval_random.
           ("controller", "dream"): "eval_dream.json"}  # fmt: skip
 
 
+def expected_evaluations(cfg: Config) -> dict[tuple[str, str], str]:
+    """What the pipeline's evaluate stage writes: the dream row only where the dream can score."""
+    from worldmodels.train.controller import dream_can_score
+
+    return {k: v for k, v in _FILES.items() if k[1] == "real" or dream_can_score(cfg)}
+
+
 def evaluate_command(
     run_dir: Path, cfg: Config, policy: str, where: str, progress: bool = True
 ) -> int:
@@ -156,7 +163,7 @@ def evaluate_run(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str,
     """The pipeline's evaluate stage: the controller and the random policy on the same seeds, and the
     controller in the dream; each file is written as soon as it is measured (a rerun skips it)."""
     run_dir = Path(run_dir)
-    for (policy, where), name in _FILES.items():
+    for (policy, where), name in expected_evaluations(cfg).items():
         path = run_dir / name
         if path.exists():
             e = json.loads(path.read_text())

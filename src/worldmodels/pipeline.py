@@ -93,7 +93,9 @@ def stage_done(run_dir: Path, stage: str, cfg: C.Config) -> bool:
 
         return (run_dir / "latents").is_dir() and not missing_latents(run_dir)
     if stage == "evaluate":
-        outputs = _outputs(run_dir, stage)
+        from worldmodels.evaluate import expected_evaluations
+
+        outputs = [run_dir / name for name in expected_evaluations(cfg).values()]
         if not all(p.exists() for p in outputs):
             return False
         return all(

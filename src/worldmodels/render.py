@@ -45,7 +45,9 @@ def render_run(
     real = [np.concatenate([o, r], 1) for o, r in zip(ep["obs"], recon, strict=True)]
     atomic_write_bytes(out_dir / "real.gif", gif_bytes(real))
 
-    dream = DreamEnv(build_dream(run_dir, cfg, "cpu"), models.vae, render_mode="rgb_array")
+    dream = DreamEnv(
+        build_dream(run_dir, cfg, "cpu", for_pictures=True), models.vae, render_mode="rgb_array"
+    )
     obs, _ = dream.reset(seed=seed)
     frames = [dream.render()]
     x = torch.as_tensor(params)[None]

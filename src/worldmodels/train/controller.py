@@ -36,7 +36,15 @@ def dream_starts(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([f["mu"][0] for f in firsts]), np.stack([f["logvar"][0] for f in firsts])
 
 
-def build_dream(run_dir: Path, cfg: Config, device: Any = None) -> Dream:
+def dream_can_score(cfg: Config) -> bool:
+    """The dream scores rollouts with +1 per step alive (envs like Doom) or with M's reward head."""
+    return adapter_for(cfg.env.id).reward_is_alive_bonus or cfg.mdnrnn.reward_head
+
+
+def build_dream(
+    run_dir: Path, cfg: Config, device: Any = None, for_pictures: bool = False
+) -> Dream:
+    """M as a batched env. `for_pictures`: only z is wanted (render), so a missing reward is no error."""
     from worldmodels.train.mdnrnn import load_mdnrnn
 
     device = device or resolve_device(cfg.device)
@@ -46,7 +54,8 @@ def build_dream(run_dir: Path, cfg: Config, device: Any = None) -> Dream:
     spec = DreamSpec(
         temperature=c.temperature, max_steps=c.max_steps, use_cell=c.use_cell, bias=c.bias,
         sample_done=c.sample_done,
-        alive_reward=adapter.reward_is_alive_bonus and not cfg.mdnrnn.reward_head,
+        alive_reward=(adapter.reward_is_alive_bonus and not cfg.mdnrnn.reward_head)
+        or (for_pictures and not cfg.mdnrnn.reward_head),
     )  # fmt: skip
     return Dream(
         load_mdnrnn(Path(run_dir) / "mdnrnn.pt", cfg, device), adapter, mu, logvar, spec, device
