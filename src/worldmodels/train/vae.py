@@ -117,6 +117,7 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
     if cfg.vae.max_updates:
         total = min(total, cfg.vae.max_updates)
     val_frames = validation_frames(val_paths)
+    val_every = max(1, total // 10)
     metrics = Metrics(run_dir, "train-vae", cfg.tensorboard)
     checkpoint_due = Every(cfg.vae.checkpoint_every_s)
     bar = tqdm(total=total, initial=pos.step, desc="train-vae", unit="upd", disable=not progress,
@@ -142,6 +143,9 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
                     bar.set_postfix(loss=f"{last['vae/loss']:.1f}", img_s=f"{ips:.0f}")
                 if pos.step >= total:
                     break
+                if len(val_frames) and pos.step % val_every == 0:
+                    val = validation_loss(model, val_frames, cfg, device)
+                    metrics.log(pos.step, **{"vae/val_loss": val})
                 if checkpoint_due():
                     save_training(path, "vae", cfg, pos, model, optimizer, generator)
             else:
