@@ -78,7 +78,7 @@ def test_learns_a_bimodal_process_and_samples_both_modes():
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     for _ in range(400):
         z = (torch.randint(0, 2, (32, 21, 1)) * 2 - 1).float() + sigma * torch.randn(32, 21, 1)
-        losses = mdnrnn_losses(
+        losses, _ = mdnrnn_losses(
             m, _batch(z, torch.zeros(32, 20, 1), torch.zeros(32, 20), [20] * 32), cfg, None, False
         )
         opt.zero_grad()
@@ -101,7 +101,7 @@ def test_done_head_learns_dies_after_k_steps():
     term[:, k - 1] = 1
     for _ in range(300):
         z = torch.randn(16, 11, 2)
-        losses = mdnrnn_losses(
+        losses, _ = mdnrnn_losses(
             m, _batch(z, torch.zeros(16, 10, 1), term, [k] * 16), cfg, None, False
         )
         opt.zero_grad()
@@ -125,8 +125,8 @@ def test_padding_changes_no_loss():
     pad["action"][0, 3:] = -50.0
     pad["terminated"][0, 3:] = 1.0
     pad["reward"][0, 3:] = 7.0
-    l1 = mdnrnn_losses(m, b1, cfg, torch.Generator().manual_seed(1), False)
-    l2 = mdnrnn_losses(m, pad, cfg, torch.Generator().manual_seed(1), False)
+    l1, _ = mdnrnn_losses(m, b1, cfg, torch.Generator().manual_seed(1), False)
+    l2, _ = mdnrnn_losses(m, pad, cfg, torch.Generator().manual_seed(1), False)
     for key in ("nll", "done", "reward"):
         torch.testing.assert_close(l1[key], l2[key])
 

@@ -39,6 +39,9 @@ class CMAES:
         }
         self.es = cma.CMAEvolutionStrategy(np.zeros(n_params), sigma0, opts)
         self.generation = 0
+        self.best_params = np.zeros(n_params, np.float32)
+        """The mean with the best periodic evaluation so far (what train-controller ships)."""
+        self.best_eval = -np.inf
 
     def ask(self) -> np.ndarray:
         """The generation's candidates, (population, n_params)."""

@@ -101,7 +101,6 @@ def train_controller(run_dir: Path, cfg: Config, progress: bool = True) -> dict[
             )
     else:
         state = CMAES(size, c.population, c.sigma0, seed_for(cfg.seed, STREAM_ES))
-        state.best_params, state.best_eval = np.zeros(size, np.float32), -np.inf  # type: ignore[attr-defined]
     fitness = build_dream(run_dir, cfg) if c.where == "dream" else RealFitness(run_dir, cfg)
     metrics = Metrics(run_dir, "train-controller", cfg.tensorboard)
     bar = tqdm(total=c.generations, initial=state.generation, desc=f"train-controller ({c.where})",
@@ -138,7 +137,7 @@ def train_controller(run_dir: Path, cfg: Config, progress: bool = True) -> dict[
                 er, _ = fitness.rollout(np.repeat(mean[None], c.eval_rollouts, 0), eval_seeds)
                 row["es/eval_return"] = float(er.mean())
                 if er.mean() > state.best_eval:
-                    state.best_eval, state.best_params = float(er.mean()), mean  # type: ignore[attr-defined]
+                    state.best_eval, state.best_params = float(er.mean()), mean
                 row["es/best_eval_return"] = float(state.best_eval)
             metrics.log(gen + 1, **row)
             state.save(state_path)

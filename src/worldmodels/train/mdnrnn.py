@@ -15,7 +15,7 @@ from worldmodels.data.datasets import SequenceStream, split
 from worldmodels.data.storage import list_episodes, load_npz
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNN, build_mdnrnn
-from worldmodels.models.mdnrnn import mdn_nll
+from worldmodels.models.mdnrnn import MDNOutput, mdn_nll
 from worldmodels.models.vae import sample_z
 from worldmodels.train.common import Every, Position, check_finite, load_training, save_training
 from worldmodels.utils import (
@@ -57,7 +57,7 @@ def mdnrnn_losses(
     cfg: Config,
     generator: torch.Generator | None,
     amp: bool,
-) -> dict[str, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], MDNOutput]:
     """The paper's losses on one padded batch; padding contributes to none of them.
 
     nll: -log p(z_{t+1} | z_<=t, a_<=t) under the per-dimension mixture, mean over dims and real steps.
@@ -83,8 +83,7 @@ def mdnrnn_losses(
         )
         total = total + losses["reward"]
     losses["loss"] = total
-    losses["_out"] = out  # type: ignore[assignment]
-    return losses
+    return losses, out
 
 
 def to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -94,8 +93,9 @@ def to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, 
 @torch.no_grad()
 def validate(
     model: MDNRNN, stream: SequenceStream, cfg: Config, device: torch.device
-) -> dict[str, float]:
-    """Validation NLL, done-head accuracy and mixture usage over the held-out episodes (fixed z draws)."""
+) -> tuple[dict[str, float], np.ndarray]:
+    """Validation NLL, done-head accuracy and mixture usage (mean weight per dimension and component,
+    (Z, K)) over the held-out episodes, with fixed z draws."""
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_MDN, 99))
     sums: dict[str, float] = {}
@@ -104,8 +104,7 @@ def validate(
     tp = fn = fp = tn = 0
     for raw in stream.epoch(0):
         b = to_tensors(raw, device)
-        losses = mdnrnn_losses(model, b, cfg, gen, cfg.mdnrnn.amp)
-        out = losses.pop("_out")  # type: ignore[arg-type]
+        losses, out = mdnrnn_losses(model, b, cfg, gen, cfg.mdnrnn.amp)
         m, nm = b["mask"], b["next_mask"]
         k_steps, k_next = int(m.sum()), int(nm.sum())
         for key, val in losses.items():
@@ -130,8 +129,7 @@ def validate(
     )  # mean weight of each dimension's most-used, 2nd, ... component
     for k, w in enumerate(ranked):
         res[f"mdnrnn/mix_rank{k}"] = float(w)
-    res["_usage"] = usage.tolist()  # type: ignore[assignment]
-    return res
+    return res, usage
 
 
 def load_mdnrnn(path: Path, cfg: Config, device: torch.device | str = "cpu") -> MDNRNN:
@@ -200,19 +198,18 @@ def train_mdnrnn(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str,
     def run_validation() -> None:
         nonlocal val
         if val_paths:
-            val = validate(model, val_stream, cfg, device)
-            usage = val.pop("_usage")
+            val, usage = validate(model, val_stream, cfg, device)
             metrics.log(pos.step, **val)
             atomic_write_text(
-                run_dir / "mixture_usage.json", json.dumps({"step": pos.step, "usage": usage})
+                run_dir / "mixture_usage.json",
+                json.dumps({"step": pos.step, "usage": usage.tolist()}),
             )
 
     try:
         while pos.step < total:
             for raw in stream.epoch(pos.epoch, skip=pos.batch):
                 batch = to_tensors(raw, device)
-                losses = mdnrnn_losses(model, batch, cfg, generator, m.amp)
-                losses.pop("_out")
+                losses, _ = mdnrnn_losses(model, batch, cfg, generator, m.amp)
                 check_finite(losses["loss"].item(), "M's loss", pos.step, path)
                 optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
