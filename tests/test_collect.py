@@ -180,7 +180,7 @@ def test_frame_stream_covers_each_frame_once_and_resumes_exactly(collected_run):
 
 
 def test_sequence_batches_mask_padding(tmp_path):
-    from worldmodels.data.storage import encode_npz, episode_path, save_episode  # noqa: F401
+    from worldmodels.data.storage import encode_npz, episode_path
     from worldmodels.utils import atomic_write_bytes
 
     for i, T in enumerate([5, 9, 3]):

@@ -18,7 +18,6 @@ from worldmodels.data.storage import (
     encode_npz,
     episode_path,
     list_episodes,
-    save_episode,
 )
 from worldmodels.envs import Adapter, adapter_for
 from worldmodels.parallel import run_tasks
@@ -136,4 +135,4 @@ def collect(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
     return summary
 
 
-__all__ = ["EpisodeTask", "collect", "collect_episode", "rollout", "save_episode"]
+__all__ = ["EpisodeTask", "collect", "collect_episode", "rollout"]

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from worldmodels.errors import WorldModelsError
-from worldmodels.utils import atomic_write_bytes
 
 EPISODE_KEYS = ("obs", "action", "reward", "terminated", "truncated")
 _NAME = re.compile(r"^ep_(\d{6,})\.npz$")
@@ -51,11 +50,6 @@ def encode_npz(arrays: dict[str, np.ndarray], level: int = 1) -> bytes:
             with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
     return buf.getvalue()
-
-
-def save_episode(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    check_episode(arrays, path)
-    atomic_write_bytes(path, encode_npz(arrays))
 
 
 def check_episode(arrays: dict[str, np.ndarray], path: Path | str) -> None:
