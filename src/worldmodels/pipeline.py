@@ -204,17 +204,27 @@ def record_time(run_dir: Path, stage: str, seconds: float) -> None:
 
 
 def run_all(run_dir: Path, cfg: C.Config, progress: bool = True) -> int:
+    """Every stage in order, skipping what is done. The top bar shows the stage, how many are done and the
+    time spent so far; each stage's own bar (below it) shows that stage's progress."""
+    from tqdm import tqdm
+
     t0 = time.perf_counter()
-    for k, stage in enumerate(STAGES, 1):
-        head = f"[{k}/{len(STAGES)}] {stage}"
-        if stage_done(run_dir, stage, cfg):
-            print(f"{head}: done, skipped", flush=True)
-            continue
-        print(f"{head} (total elapsed {_fmt(time.perf_counter() - t0)})", flush=True)
-        start = time.perf_counter()
-        run_stage(stage, run_dir, cfg, progress)
-        record_time(run_dir, stage, time.perf_counter() - start)
-        print(f"{head}: finished in {_fmt(time.perf_counter() - start)}", flush=True)
+    bar = tqdm(total=len(STAGES), desc="pipeline", disable=not progress, dynamic_ncols=True,
+               bar_format="{desc}: {n_fmt}/{total_fmt} stages done, {elapsed} so far")  # fmt: skip
+    with bar:
+        for k, stage in enumerate(STAGES, 1):
+            head = f"[{k}/{len(STAGES)}] {stage}"
+            if stage_done(run_dir, stage, cfg):
+                tqdm.write(f"{head}: done, skipped")
+                bar.update(1)
+                continue
+            tqdm.write(f"{head} (total elapsed {_fmt(time.perf_counter() - t0)})")
+            bar.set_description_str(f"pipeline, now {stage}")
+            start = time.perf_counter()
+            run_stage(stage, run_dir, cfg, progress)
+            record_time(run_dir, stage, time.perf_counter() - start)
+            tqdm.write(f"{head}: finished in {_fmt(time.perf_counter() - start)}")
+            bar.update(1)
     _print_scores(run_dir)
     print(f"total {_fmt(time.perf_counter() - t0)}; report: {Path(run_dir) / 'report.html'}")
     return 0
