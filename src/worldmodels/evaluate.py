@@ -122,6 +122,14 @@ _FILES = {("controller", "real"): "eval.json", ("random", "real"): "eval_random.
           ("controller", "dream"): "eval_dream.json"}  # fmt: skip
 
 
+def evaluation_is_current(path: Path, cfg: Config) -> bool:
+    """An evaluation file exists and was made with the config's episode count and seed."""
+    if not path.exists():
+        return False
+    e = json.loads(path.read_text())
+    return e["episodes"] == cfg.evaluate.episodes and e["seed"] == cfg.evaluate.seed
+
+
 def expected_evaluations(cfg: Config) -> dict[tuple[str, str], str]:
     """What the pipeline's evaluate stage writes: the dream row only where the dream can score."""
     from worldmodels.train.controller import dream_can_score
@@ -164,10 +172,7 @@ def evaluate_run(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str,
     controller in the dream; each file is written as soon as it is measured (a rerun skips it)."""
     run_dir = Path(run_dir)
     for (policy, where), name in expected_evaluations(cfg).items():
-        path = run_dir / name
-        if path.exists():
-            e = json.loads(path.read_text())
-            if e["episodes"] == cfg.evaluate.episodes and e["seed"] == cfg.evaluate.seed:
-                continue
+        if evaluation_is_current(run_dir / name, cfg):
+            continue
         evaluate_command(run_dir, cfg, policy, where, progress)
     return {}

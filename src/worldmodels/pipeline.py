@@ -63,9 +63,9 @@ def _outputs(run_dir: Path, stage: str) -> list[Path]:
     """What a stage writes (removed by --force)."""
     return {
         "collect": [run_dir / "episodes"],
-        "train-vae": [run_dir / "vae.pt", run_dir / "vae_last.pt", run_dir / "reconstructions.png"],
+        "train-vae": [run_dir / "vae.pt", run_dir / "reconstructions.png"],
         "encode": [run_dir / "latents"],
-        "train-mdnrnn": [run_dir / "mdnrnn.pt", run_dir / "mdnrnn_last.pt"],
+        "train-mdnrnn": [run_dir / "mdnrnn.pt", run_dir / "mixture_usage.json"],
         "train-controller": [run_dir / "controller.pt", run_dir / "es_state.pkl"],
         "evaluate": [
             run_dir / "eval.json",
@@ -93,15 +93,10 @@ def stage_done(run_dir: Path, stage: str, cfg: C.Config) -> bool:
 
         return (run_dir / "latents").is_dir() and not missing_latents(run_dir)
     if stage == "evaluate":
-        from worldmodels.evaluate import expected_evaluations
+        from worldmodels.evaluate import evaluation_is_current, expected_evaluations
 
-        outputs = [run_dir / name for name in expected_evaluations(cfg).values()]
-        if not all(p.exists() for p in outputs):
-            return False
         return all(
-            (e := json.loads(p.read_text()))["episodes"] == cfg.evaluate.episodes
-            and e["seed"] == cfg.evaluate.seed
-            for p in outputs
+            evaluation_is_current(run_dir / n, cfg) for n in expected_evaluations(cfg).values()
         )
     return all(p.exists() for p in _outputs(run_dir, stage))
 
@@ -109,10 +104,10 @@ def stage_done(run_dir: Path, stage: str, cfg: C.Config) -> bool:
 def _finished(path: Path) -> bool:
     if not path.exists():
         return False
-    from worldmodels.utils import load_checkpoint
+    from worldmodels.utils import read_header
 
     kind = path.stem
-    header, _ = load_checkpoint(path, kind)
+    header = read_header(path, kind)
     return bool(header.get("finished"))
 
 

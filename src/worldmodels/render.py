@@ -12,6 +12,7 @@ from worldmodels.agent import Agent, load_controller, load_models
 from worldmodels.config import Config
 from worldmodels.data.collect import rollout
 from worldmodels.dream import DreamEnv
+from worldmodels.models.controller import act
 from worldmodels.utils import STREAM_RENDER, atomic_write_bytes, seed_for
 
 MAX_FRAMES = 300
@@ -31,7 +32,6 @@ def render_run(
 
     run_dir = Path(run_dir)
     out_dir = Path(out_dir or run_dir)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     models = load_models(run_dir, cfg)
     params = load_controller(run_dir / "controller.pt", cfg)
     seed = seed_for(cfg.seed, STREAM_RENDER)
@@ -51,8 +51,6 @@ def render_run(
     obs, _ = dream.reset(seed=seed)
     frames = [dream.render()]
     x = torch.as_tensor(params)[None]
-    from worldmodels.models.controller import act
-
     for _ in range(MAX_FRAMES - 1):
         a = act(
             x, torch.as_tensor(obs)[None], models.adapter.controller_outputs, cfg.controller.bias

@@ -30,51 +30,47 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
-def _plot(
-    series: list[tuple[str, list[float], list[float]]], title: str, xlabel: str, ylabel: str
-) -> str | None:
-    """A line plot as an inline PNG <img>, or None when there is nothing to draw."""
-    series = [s for s in series if s[1]]
-    if not series:
-        return None
+def _figure(title: str, xlabel: str, ylabel: str, draw) -> str:
+    """Draw on fresh axes with `draw(ax)`; return the figure as an inline PNG <img>."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 3.2), dpi=100)
-    for label, xs, ys in series:
-        ax.plot(xs, ys, label=label, marker="o" if len(xs) < 30 else None, markersize=3)
+    draw(ax)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return f'<img alt="{html.escape(title)}" src="{_data_uri(buf.getvalue(), "image/png")}">'
+
+
+def _plot(
+    series: list[tuple[str, list[float], list[float]]], title: str, xlabel: str, ylabel: str
+) -> str | None:
+    """A line plot, or None when there is nothing to draw."""
+    series = [s for s in series if s[1]]
+    if not series:
+        return None
+
+    def draw(ax) -> None:
+        for label, xs, ys in series:
+            ax.plot(xs, ys, label=label, marker="o" if len(xs) < 30 else None, markersize=3)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+
+    return _figure(title, xlabel, ylabel, draw)
 
 
 def _bars(values: list[float], title: str, xlabel: str, ylabel: str) -> str | None:
     if not values:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 3.2), dpi=100)
-    ax.bar([str(i + 1) for i in range(len(values))], values, color="#4c72b0")
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return f'<img alt="{html.escape(title)}" src="{_data_uri(buf.getvalue(), "image/png")}">'
+    labels = [str(i + 1) for i in range(len(values))]
+    return _figure(title, xlabel, ylabel, lambda ax: ax.bar(labels, values, color="#4c72b0"))
 
 
 def _series(rows: list[dict[str, Any]], stage: str, key: str) -> tuple[list[float], list[float]]:

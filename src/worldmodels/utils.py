@@ -54,13 +54,20 @@ def save_checkpoint(path: Path, header: dict[str, Any], tensors: dict[str, Any])
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: Path, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_header(path: Path, kind: str) -> dict[str, Any]:
+    """A checkpoint's header alone (tensors are memory-mapped, not read); errors as load_checkpoint."""
+    return load_checkpoint(path, kind, mmap=True)[0]
+
+
+def load_checkpoint(
+    path: Path, kind: str, mmap: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load (header, tensors) or raise a one-line error naming the file."""
     path = Path(path)
     if not path.exists():
         raise WorldModelsError(f"{path}: missing; run the stage that writes it first")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         header = json.loads(blob.pop("header"))
     except Exception as e:  # a truncated or foreign file
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__

@@ -20,7 +20,7 @@ from worldmodels.es import CMAES
 from worldmodels.evaluate import RealEpisodes, play_real
 from worldmodels.models import controller_dims, n_params
 from worldmodels.parallel import run_tasks
-from worldmodels.utils import STREAM_ES, Metrics, load_checkpoint, resolve_device, seed_for
+from worldmodels.utils import STREAM_ES, Metrics, read_header, resolve_device, seed_for
 
 EVAL_KEY = 1_000_000  # eval rollouts' seeds live apart from the training rollouts' seeds
 
@@ -88,7 +88,7 @@ class RealFitness:
 def train_controller(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
     run_dir = Path(run_dir)
     path, state_path = run_dir / "controller.pt", run_dir / "es_state.pkl"
-    if path.exists() and load_checkpoint(path, "controller")[0].get("finished"):
+    if path.exists() and read_header(path, "controller").get("finished"):
         return {}
     c = cfg.controller
     in_dim, out_dim = controller_dims(cfg, adapter_for(cfg.env.id).controller_outputs)

@@ -24,7 +24,7 @@ from worldmodels.utils import (
     Stopwatch,
     atomic_write_text,
     autocast,
-    load_checkpoint,
+    read_header,
     resolve_device,
     seed_for,
 )
@@ -134,7 +134,7 @@ def validate(
 
 def load_mdnrnn(path: Path, cfg: Config, device: torch.device | str = "cpu") -> MDNRNN:
     """A trained M matching this run's V (z size) and config; otherwise a one-line error naming the file."""
-    header, _ = load_checkpoint(path, "mdnrnn")
+    header = read_header(path, "mdnrnn")
     _check_header(path, header, cfg)
     model = build_mdnrnn(cfg, header["action_dim"])
     load_training(path, "mdnrnn", model, None, None)
@@ -170,7 +170,7 @@ def train_mdnrnn(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str,
     generator = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_MDN, 1))
     pos = Position()
     if path.exists():
-        header, _ = load_checkpoint(path, "mdnrnn")
+        header = read_header(path, "mdnrnn")
         _check_header(path, header, cfg)
         _, pos = load_training(path, "mdnrnn", model, optimizer, generator)
         if pos.finished:

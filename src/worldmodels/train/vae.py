@@ -21,6 +21,7 @@ from worldmodels.utils import (
     Stopwatch,
     atomic_write_bytes,
     autocast,
+    read_header,
     remove_stale_temporaries,
     resolve_device,
     seed_for,
@@ -51,9 +52,7 @@ def load_vae(path: Path, cfg: Config, device: torch.device | str = "cpu") -> Con
 
 
 def _check_vae_header(path: Path, cfg: Config) -> dict:
-    from worldmodels.utils import load_checkpoint
-
-    header, _ = load_checkpoint(path, "vae")
+    header = read_header(path, "vae")
     z = header["config"]["vae"]["z_dim"]
     if z != cfg.vae.z_dim:
         raise WorldModelsError(
