@@ -30,7 +30,29 @@ class Models:
     adapter: Adapter
 
 
-def load_models(run_dir: Path, cfg: Config | None = None, device: str = "cpu") -> Models:
+def round_dir(run_dir: Path, r: int) -> Path:
+    """Where round r of iterative training keeps its M, C and CMA-ES state."""
+    return Path(run_dir) / "rounds" / str(r)
+
+
+def model_paths(run_dir: Path, cfg: Config) -> tuple[Path, Path]:
+    """(M, C) of the run's agent: those of the last round of iterative training, or the first ones."""
+    run_dir = Path(run_dir)
+    r = cfg.iterate.rounds
+    if r == 0:
+        return run_dir / "mdnrnn.pt", run_dir / "controller.pt"
+    last = round_dir(run_dir, r)
+    if not (last / "done").exists():
+        raise WorldModelsError(
+            f"{run_dir}: iterative training has not finished its {r} round(s); run `worldmodels iterate`"
+        )
+    return last / "mdnrnn.pt", last / "controller.pt"
+
+
+def load_models(
+    run_dir: Path, cfg: Config | None = None, device: str = "cpu", mdnrnn: Path | None = None
+) -> Models:
+    """V, M and the adapter of a run; M is the run's final one (see model_paths) unless given."""
     from worldmodels.train.mdnrnn import load_mdnrnn
     from worldmodels.train.vae import load_vae
 
@@ -39,16 +61,22 @@ def load_models(run_dir: Path, cfg: Config | None = None, device: str = "cpu") -
     return Models(
         cfg,
         load_vae(run_dir / "vae.pt", cfg, device),
-        load_mdnrnn(run_dir / "mdnrnn.pt", cfg, device),
+        load_mdnrnn(Path(mdnrnn) if mdnrnn else model_paths(run_dir, cfg)[0], cfg, device),
         adapter_for(cfg.env.id),
     )
 
 
 @lru_cache(maxsize=2)
-def worker_models(run_dir: str) -> Models:
-    """Per worker process: V and M loaded once, reused for every task; one thread per worker."""
+def _worker_models(run_dir: str, mdnrnn: str | None, stamp: float) -> Models:
     torch.set_num_threads(1)
-    return load_models(Path(run_dir))
+    return load_models(Path(run_dir), mdnrnn=Path(mdnrnn) if mdnrnn else None)
+
+
+def worker_models(run_dir: str, mdnrnn: str | None = None) -> Models:
+    """Per worker process: V and M loaded once, reused for every task (reloaded if M's file changes)."""
+    cfg = load_config(Path(run_dir) / "config.json")
+    path = Path(mdnrnn) if mdnrnn else model_paths(Path(run_dir), cfg)[0]
+    return _worker_models(run_dir, mdnrnn, path.stat().st_mtime if path.exists() else 0.0)
 
 
 def save_controller(path: Path, params: np.ndarray, header: dict[str, Any]) -> None:
@@ -77,16 +105,23 @@ class Agent:
     """Acts in the real env: `reset(seed)` at the start of an episode, then `agent(obs) -> env action`.
 
     z is sampled from V's posterior (as M was trained on sampled z), with the episode's own seed.
+    `explore` (iterative training's data collection): the per-step chance of handing over to the random
+    policy for hold_min..hold_max frames; M still sees the action taken.
     """
 
-    def __init__(self, models: Models, params: np.ndarray) -> None:
+    def __init__(self, models: Models, params: np.ndarray, explore: float = 0.0) -> None:
         self.m = models
         self.params = torch.as_tensor(np.asarray(params, np.float32))[None]
         self.out_dim = models.adapter.controller_outputs
+        self.explore = explore
+        self.random = models.adapter.random_policy(models.cfg.collect) if explore > 0 else None
 
     def reset(self, seed: int) -> None:
         self.rng = rng_for(seed, 1)
         self.state = self.m.mdnrnn.initial_state(1)
+        self.explore_rng, self.exploring = rng_for(seed, 3), 0
+        if self.random is not None:
+            self.random.reset(rng_for(seed, 4))
 
     @torch.no_grad()
     def __call__(self, obs: np.ndarray) -> Any:
@@ -98,5 +133,16 @@ class Agent:
         x = torch.cat([z, c, h] if cfg.controller.use_cell else [z, h], dim=-1)
         a = C.act(self.params, x, self.out_dim, cfg.controller.bias)
         vec = self.m.adapter.controller_to_vector(a)
+        action = self.m.adapter.vector_to_action(vec[0].numpy())
+        if self.random is not None:
+            c = self.m.cfg.collect
+            if self.exploring == 0 and self.explore_rng.random() < self.explore:
+                self.exploring = int(self.explore_rng.integers(c.hold_min, c.hold_max + 1))
+            if self.exploring > 0:
+                self.exploring -= 1
+                action = self.random(obs)
+                vec = torch.as_tensor(self.m.adapter.encode_action(action), dtype=torch.float32)[
+                    None
+                ]
         _, self.state = self.m.mdnrnn.step(z, vec, self.state)
-        return self.m.adapter.vector_to_action(vec[0].numpy())
+        return action

@@ -59,11 +59,13 @@ COMMANDS: dict[str, str] = {
     "encode": "Store each frame's (mu, logvar) under V into RUN_DIR/latents (resumable).",
     "train-mdnrnn": "Train M, the MDN-RNN, on z resampled from the latents (resumable).",
     "train-controller": "Train C with CMA-ES in M's dream or in the real env (resumable).",
+    "iterate": "Iterative training: collect with C, train M further, train C again, for iterate.rounds.",
     "evaluate": "Score the controller (or the random policy) over N episodes; writes eval.json.",
     "render": "GIFs: a real episode beside its reconstruction, and a dream decoded by V.",
     "report": "Build RUN_DIR/report.html from the run directory alone.",
     "run": "The whole pipeline, skipping what is done: collect ... report.",
     "info": "Print a preset's model sizes (parameters of V, M and C).",
+    "export": "Write a run's final agent (V, M, C weights, dream starts) to a folder, as shipped agents are.",
 }
 
 
@@ -93,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "info":
             p.add_argument("--preset", default="doom", help="Preset to describe (default: doom).")
             p.add_argument("--json", action="store_true", help="Print a JSON object.")
+            continue
+        if name == "export":
+            p.usage = "worldmodels export --run-dir DIR --out DIR"
+            p.add_argument(
+                "--run-dir", type=Path, required=True, help="The finished run to export."
+            )
+            p.add_argument("--out", type=Path, required=True,
+                           help="Folder to write (e.g. src/worldmodels/pretrained/doom).")  # fmt: skip
             continue
         p.add_argument("--run-dir", type=Path, required=name != "render" and name != "evaluate",
                        help="The run directory every stage reads and writes.")  # fmt: skip
@@ -149,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _info(args)
+        if args.command == "export":
+            from worldmodels.pretrained import export_agent
+
+            for name, size in export_agent(args.run_dir, args.out).items():
+                print(f"{args.out / name}  {size / 2**20:.2f} MiB")
+            return 0
         from worldmodels import pipeline
 
         return pipeline.dispatch(args.command, args, _overrides(args))

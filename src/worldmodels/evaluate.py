@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.agent import Agent, load_controller, worker_models
+from worldmodels.agent import Agent, load_controller, model_paths, worker_models
 from worldmodels.config import Config, load_config
 from worldmodels.data.collect import rollout, worker_env
 from worldmodels.envs import adapter_for
@@ -25,6 +25,7 @@ class RealEpisodes:
     run_dir: str
     params: Any  # np.ndarray (P,) or None for the random policy
     seeds: tuple[int, ...]
+    mdnrnn: str | None = None  # M's checkpoint; None: the run's final M (see agent.model_paths)
 
     def __repr__(self) -> str:
         who = "random policy" if self.params is None else "controller"
@@ -39,7 +40,7 @@ def play_real(task: RealEpisodes) -> list[tuple[float, int]]:
         act = adapter.random_policy(cfg.collect)
         start = lambda s: act.reset(rng_for(s, 2))  # noqa: E731
     else:
-        models = worker_models(task.run_dir)
+        models = worker_models(task.run_dir, task.mdnrnn)
         cfg, adapter = models.cfg, models.adapter
         act = Agent(models, task.params)
         start = act.reset
@@ -58,12 +59,23 @@ def eval_seeds(seed: int, n: int) -> list[int]:
 
 
 def evaluate_real(
-    run_dir: Path, cfg: Config, params: np.ndarray | None, n: int, seed: int, progress: bool = True
+    run_dir: Path,
+    cfg: Config,
+    params: np.ndarray | None,
+    n: int,
+    seed: int,
+    progress: bool = True,
+    mdnrnn: Path | None = None,
 ) -> dict[str, Any]:
     seeds = eval_seeds(seed, n)
     per_task = max(1, min(8, n // (4 * cfg.parallel.workers)))
     tasks = [
-        RealEpisodes(str(Path(run_dir).resolve()), params, tuple(seeds[i : i + per_task]))
+        RealEpisodes(
+            str(Path(run_dir).resolve()),
+            params,
+            tuple(seeds[i : i + per_task]),
+            str(Path(mdnrnn).resolve()) if mdnrnn else None,
+        )
         for i in range(0, n, per_task)
     ]
     results: dict[int, tuple[float, int]] = {}
@@ -127,7 +139,20 @@ def evaluation_is_current(path: Path, cfg: Config) -> bool:
     if not path.exists():
         return False
     e = json.loads(path.read_text())
+    if e["policy"] == "controller" and e.get("agent") != agent_files(path.parent, cfg):
+        return False  # another M and C than the run's agent now (iterative training added rounds)
     return e["episodes"] == cfg.evaluate.episodes and e["seed"] == cfg.evaluate.seed
+
+
+def agent_files(run_dir: Path, cfg: Config) -> dict[str, str] | None:
+    """The run's agent's M and C, relative to the run directory (None while iterative training runs)."""
+    from worldmodels.errors import WorldModelsError
+
+    try:
+        m, c = model_paths(run_dir, cfg)
+    except WorldModelsError:
+        return None
+    return {"mdnrnn": str(m.relative_to(run_dir)), "controller": str(c.relative_to(run_dir))}
 
 
 def expected_evaluations(cfg: Config) -> dict[tuple[str, str], str]:
@@ -152,11 +177,13 @@ def evaluate_command(
     if policy == "random":
         result = evaluate_real(run_dir, cfg, None, e.episodes, e.seed, progress)
     else:
-        params = load_controller(run_dir / "controller.pt", cfg)
+        params = load_controller(model_paths(run_dir, cfg)[1], cfg)
         if where == "dream":
             result = evaluate_dream(run_dir, cfg, params, e.episodes, e.seed)
         else:
             result = evaluate_real(run_dir, cfg, params, e.episodes, e.seed, progress)
+    if policy == "controller":
+        result["agent"] = agent_files(run_dir, cfg)
     write_eval(run_dir / _FILES[(policy, where)], result)
     return 0
 

@@ -25,6 +25,7 @@ STAGES = [
     "encode",
     "train-mdnrnn",
     "train-controller",
+    "iterate",
     "evaluate",
     "render",
     "report",
@@ -37,6 +38,7 @@ _OWN_FIELDS = {
     "encode": [],
     "train-mdnrnn": ["mdnrnn."],
     "train-controller": ["controller."],
+    "iterate": ["iterate."],
     "evaluate": [],  # a measurement: changing it re-measures (see stage_done), invalidates nothing
     "render": [],
     "report": [],
@@ -67,6 +69,7 @@ def _outputs(run_dir: Path, stage: str) -> list[Path]:
         "encode": [run_dir / "latents"],
         "train-mdnrnn": [run_dir / "mdnrnn.pt", run_dir / "mixture_usage.json"],
         "train-controller": [run_dir / "controller.pt", run_dir / "es_state.pkl"],
+        "iterate": [run_dir / "rounds"],
         "evaluate": [
             run_dir / "eval.json",
             run_dir / "eval_random.json",
@@ -92,6 +95,10 @@ def stage_done(run_dir: Path, stage: str, cfg: C.Config) -> bool:
         from worldmodels.train.vae import missing_latents
 
         return (run_dir / "latents").is_dir() and not missing_latents(run_dir)
+    if stage == "iterate":
+        from worldmodels.train.iterate import iterate_done
+
+        return iterate_done(run_dir, cfg)
     if stage == "evaluate":
         from worldmodels.evaluate import evaluation_is_current, expected_evaluations
 
@@ -131,8 +138,14 @@ def resolve(
         changed = C.diff(old, new)
         if changed:
             start = STAGES.index(force) if force else len(STAGES)
+            own = [c for c in changed if c.startswith("iterate.")]
+            guarded = [
+                c
+                for c in changed
+                if not (own and c in own and _iterate_can_change(run_dir, old, new, own))
+            ]
             for stage in STAGES[:start]:
-                hit = _touches(changed, stage_fields(stage))
+                hit = _touches(guarded, stage_fields(stage))
                 if hit and stage_done(run_dir, stage, old):
                     flag = hit[0]
                     raise WorldModelsError(
@@ -149,6 +162,14 @@ def resolve(
     return cfg
 
 
+def _iterate_can_change(run_dir: Path, old: C.Config, new: C.Config, hit: list[str]) -> bool:
+    """Iterative training may be switched on or extended: no round has started yet, or only
+    iterate.rounds grows (finished rounds stay valid)."""
+    if not (run_dir / "rounds").exists():
+        return True
+    return hit == ["iterate.rounds"] and new.iterate.rounds > old.iterate.rounds
+
+
 def _get(cfg: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         cfg = getattr(cfg, part)
@@ -162,11 +183,23 @@ def force_from(run_dir: Path, stage: str) -> None:
             f"--force {stage}: unknown stage; choose one of: {', '.join(STAGES)}"
         )
     for s in STAGES[STAGES.index(stage) :]:
+        if s == "iterate" and (Path(run_dir) / "config.json").exists():
+            _remove_round_episodes(Path(run_dir), C.load_config(Path(run_dir) / "config.json"))
         for p in _outputs(run_dir, s):
             if p.is_dir():
                 shutil.rmtree(p)
             else:
                 p.unlink(missing_ok=True)
+
+
+def _remove_round_episodes(run_dir: Path, cfg: C.Config) -> None:
+    """Iterative training's episodes (and latents): every index after the random-policy ones."""
+    from worldmodels.data.storage import episode_index, list_episodes
+
+    for folder in (run_dir / "episodes", run_dir / "latents"):
+        for p in list_episodes(folder):
+            if (episode_index(p) or 0) >= cfg.collect.episodes:
+                p.unlink()
 
 
 # ------------------------------------------------------------------------------------------ running stages
@@ -179,6 +212,7 @@ _STAGE_FUNCTIONS = {
     "encode": ("worldmodels.train.vae", "encode_latents"),
     "train-mdnrnn": ("worldmodels.train.mdnrnn", "train_mdnrnn"),
     "train-controller": ("worldmodels.train.controller", "train_controller"),
+    "iterate": ("worldmodels.train.iterate", "iterate"),
     "evaluate": ("worldmodels.evaluate", "evaluate_run"),
     "render": ("worldmodels.render", "render_run"),
     "report": ("worldmodels.report", "build_report"),

@@ -42,3 +42,52 @@ def pretrained_command(
     paths = render_run(run_dir, cfg)
     print(f"wrote {paths['real']} and {paths['dream']}")
     return 0
+
+
+def export_agent(run_dir: Path, out_dir: Path) -> dict[str, int]:
+    """Write a run's final agent as a shipped one: V, M and C weights only (no optimiser state), the dream's
+    start latents instead of every latent file, and a config whose agent files are the top-level ones.
+
+    OUT_DIR/provenance.json keeps the run's own config and its evaluations. Returns each file's size.
+    """
+    import json
+
+    import numpy as np
+
+    from worldmodels.agent import model_paths
+    from worldmodels.config import load_config, save_config, with_overrides
+    from worldmodels.train.controller import STARTS_FILE, dream_starts
+    from worldmodels.utils import (
+        atomic_write_bytes,
+        atomic_write_text,
+        load_checkpoint,
+        save_checkpoint,
+    )
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    cfg = load_config(run_dir / "config.json")
+    m_path, c_path = model_paths(run_dir, cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for kind, src in (("vae", run_dir / "vae.pt"), ("mdnrnn", m_path)):
+        header, blob = load_checkpoint(src, kind)
+        if not header.get("finished"):
+            raise WorldModelsError(f"{src}: training has not finished; nothing to export")
+        save_checkpoint(out_dir / f"{kind}.pt", header, {"model": blob["model"]})
+    header, blob = load_checkpoint(c_path, "controller")
+    save_checkpoint(out_dir / "controller.pt", header, blob)
+    mu, logvar = dream_starts(run_dir)
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, mu=mu.astype(np.float32), logvar=logvar.astype(np.float32))
+    atomic_write_bytes(out_dir / STARTS_FILE, buf.getvalue())
+    save_config(with_overrides(cfg, {"iterate.rounds": 0}), out_dir / "config.json")
+    evals = {}
+    for name in ("eval.json", "eval_random.json", "eval_dream.json", "timings.json"):
+        if (run_dir / name).exists():
+            data = json.loads((run_dir / name).read_text())
+            evals[name] = {k: v for k, v in data.items() if k not in ("returns", "lengths")}
+    provenance = {"run_config": cfg.to_dict(), "mdnrnn": str(m_path.relative_to(run_dir)),
+                  "controller": str(c_path.relative_to(run_dir)), "records": evals}  # fmt: skip
+    atomic_write_text(out_dir / "provenance.json", json.dumps(provenance, indent=2) + "\n")
+    return {p.name: p.stat().st_size for p in sorted(out_dir.iterdir())}

@@ -8,7 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from worldmodels.agent import Agent, load_controller, load_models
+from worldmodels.agent import Agent, load_controller, load_models, model_paths
 from worldmodels.config import Config
 from worldmodels.data.collect import rollout
 from worldmodels.dream import DreamEnv
@@ -33,7 +33,7 @@ def render_run(
     run_dir = Path(run_dir)
     out_dir = Path(out_dir or run_dir)
     models = load_models(run_dir, cfg)
-    params = load_controller(run_dir / "controller.pt", cfg)
+    params = load_controller(model_paths(run_dir, cfg)[1], cfg)
     seed = seed_for(cfg.seed, STREAM_RENDER)
 
     agent = Agent(models, params)

@@ -82,6 +82,12 @@ def _fmt(x: Any) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
 
 
+def _cell(x: Any) -> str:
+    if x is None or isinstance(x, str):
+        return "n/a" if x is None else x
+    return f"{x:,}" if isinstance(x, int) else f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
+
+
 def _eval_rows(run_dir: Path) -> tuple[str, dict[str, dict]]:
     evals = {}
     for name, label in (("eval.json", "controller, real env"), ("eval_random.json", "random policy, real env"),
@@ -109,6 +115,36 @@ def _eval_rows(run_dir: Path) -> tuple[str, dict[str, dict]]:
                   f"{se:.1f}): the controller {verdict} the random policy (threshold: 2 standard errors). "
                   "Both were scored on the same fixed seed list.</p>")  # fmt: skip
     return table, evals
+
+
+def _last(rows: list[dict[str, Any]], stage: str, key: str) -> Any:
+    vals = _series(rows, stage, key)[1]
+    return vals[-1] if vals else None
+
+
+def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str:
+    """One row per round: what the previous C scored while collecting, M's validation NLL and death
+    recall after the round, the new C's dream evaluation, and its real-env record (if measured)."""
+    head = ("<table><tr><th>round</th><th>episodes collected with C</th><th>their mean return</th>"
+            "<th>M val. NLL</th><th>M death recall</th><th>C in the dream</th><th>C in the real env</th></tr>")  # fmt: skip
+    body = []
+    base = [("0 (random play)", cfg.collect.episodes, None,
+             _last(rows, "train-mdnrnn", "mdnrnn/val_nll"), _last(rows, "train-mdnrnn", "mdnrnn/val_done_recall"),
+             _last(rows, "train-controller", "es/best_eval_return"), None)]  # fmt: skip
+    for r in range(1, cfg.iterate.rounds + 1):
+        d = run_dir / "rounds" / str(r)
+        col = json.loads((d / "collect.json").read_text()) if (d / "collect.json").exists() else {}
+        ev = json.loads((d / "eval.json").read_text()) if (d / "eval.json").exists() else None
+        base.append((str(r), col.get("episodes"), col.get("mean_return"),
+                     _last(rows, f"iterate-{r}/train-mdnrnn", "mdnrnn/val_nll"),
+                     _last(rows, f"iterate-{r}/train-mdnrnn", "mdnrnn/val_done_recall"),
+                     _last(rows, f"iterate-{r}/train-controller", "es/best_eval_return"),
+                     f"{ev['mean']:.1f} +- {ev['std']:.1f} (n={ev['episodes']})" if ev else None))  # fmt: skip
+    for row in base:
+        body.append(
+            "<tr>" + "".join(f'<td class="num">{html.escape(_cell(x))}</td>' for x in row) + "</tr>"
+        )
+    return head + "".join(body) + "</table>"
 
 
 def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True) -> Path:
@@ -207,6 +243,10 @@ def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True
     if es_plot:
         add(f"<figure>{es_plot}</figure>")
     add("</div>")
+
+    if cfg.iterate.rounds:
+        add("<h2>Iterative training</h2>")
+        add(_rounds_table(run_dir, cfg, rows))
 
     add("<h2>Episodes</h2><div class='grid'>")
     for name, cap in (("real.gif", "A real episode (left) beside V's reconstruction (right)."),

@@ -25,9 +25,15 @@ from worldmodels.utils import STREAM_ES, Metrics, read_header, resolve_device, s
 EVAL_KEY = 1_000_000  # eval rollouts' seeds live apart from the training rollouts' seeds
 
 
+STARTS_FILE = "latents_starts.npz"  # a shipped agent's dream starts, in place of RUN_DIR/latents
+
+
 def dream_starts(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """(mu, logvar) of every episode's first frame: where dream rollouts start."""
     paths = list_episodes(Path(run_dir) / "latents")
+    if not paths and (Path(run_dir) / STARTS_FILE).exists():
+        starts = load_npz(Path(run_dir) / STARTS_FILE, ("mu", "logvar"), what="dream starts")
+        return starts["mu"], starts["logvar"]
     if not paths:
         raise WorldModelsError(
             f"{Path(run_dir) / 'latents'}: no latents; run `worldmodels encode` first"
@@ -42,9 +48,15 @@ def dream_can_score(cfg: Config) -> bool:
 
 
 def build_dream(
-    run_dir: Path, cfg: Config, device: Any = None, for_pictures: bool = False
+    run_dir: Path,
+    cfg: Config,
+    device: Any = None,
+    for_pictures: bool = False,
+    mdnrnn: Path | None = None,
 ) -> Dream:
-    """M as a batched env. `for_pictures`: only z is wanted (render), so a missing reward is no error."""
+    """M as a batched env (the run's final M unless `mdnrnn` names one). `for_pictures`: only z is
+    wanted (render), so a missing reward is no error."""
+    from worldmodels.agent import model_paths
     from worldmodels.train.mdnrnn import load_mdnrnn
 
     device = device or resolve_device(cfg.device)
@@ -58,15 +70,21 @@ def build_dream(
         or (for_pictures and not cfg.mdnrnn.reward_head),
     )  # fmt: skip
     return Dream(
-        load_mdnrnn(Path(run_dir) / "mdnrnn.pt", cfg, device), adapter, mu, logvar, spec, device
+        load_mdnrnn(Path(mdnrnn) if mdnrnn else model_paths(Path(run_dir), cfg)[0], cfg, device),
+        adapter,
+        mu,
+        logvar,
+        spec,
+        device,
     )
 
 
 class RealFitness:
     """Rollouts of candidates in the real env, one worker task per candidate."""
 
-    def __init__(self, run_dir: Path, cfg: Config) -> None:
+    def __init__(self, run_dir: Path, cfg: Config, mdnrnn: Path | None = None) -> None:
         self.run_dir, self.cfg = str(Path(run_dir).resolve()), cfg
+        self.mdnrnn = str(Path(mdnrnn).resolve()) if mdnrnn else None
 
     def rollout(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Same contract as Dream.rollout: row i of params with seeds[i]; rows sharing params are batched."""
@@ -74,7 +92,7 @@ class RealFitness:
         for i, p in enumerate(params):
             groups.setdefault(np.asarray(p, np.float32).tobytes(), []).append(i)
         tasks = [
-            RealEpisodes(self.run_dir, params[rows[0]], tuple(seeds[i] for i in rows))
+            RealEpisodes(self.run_dir, params[rows[0]], tuple(seeds[i] for i in rows), self.mdnrnn)
             for rows in groups.values()
         ]
         index = {id(t): rows for t, rows in zip(tasks, groups.values(), strict=True)}
@@ -85,9 +103,19 @@ class RealFitness:
         return returns, lengths
 
 
-def train_controller(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
+def train_controller(
+    run_dir: Path,
+    cfg: Config,
+    progress: bool = True,
+    out_dir: Path | None = None,
+    mdnrnn: Path | None = None,
+    stage: str = "train-controller",
+) -> dict[str, float]:
+    """CMA-ES over C's parameters into OUT_DIR/controller.pt (default: the run directory), with its
+    state in OUT_DIR/es_state.pkl; the dream is M at `mdnrnn` (default RUN_DIR/mdnrnn.pt)."""
     run_dir = Path(run_dir)
-    path, state_path = run_dir / "controller.pt", run_dir / "es_state.pkl"
+    out_dir = Path(out_dir) if out_dir else run_dir
+    path, state_path = out_dir / "controller.pt", out_dir / "es_state.pkl"
     if path.exists() and read_header(path, "controller").get("finished"):
         return {}
     c = cfg.controller
@@ -101,9 +129,14 @@ def train_controller(run_dir: Path, cfg: Config, progress: bool = True) -> dict[
             )
     else:
         state = CMAES(size, c.population, c.sigma0, seed_for(cfg.seed, STREAM_ES))
-    fitness = build_dream(run_dir, cfg) if c.where == "dream" else RealFitness(run_dir, cfg)
-    metrics = Metrics(run_dir, "train-controller", cfg.tensorboard)
-    bar = tqdm(total=c.generations, initial=state.generation, desc=f"train-controller ({c.where})",
+    mdnrnn = Path(mdnrnn) if mdnrnn else run_dir / "mdnrnn.pt"
+    fitness = (
+        build_dream(run_dir, cfg, mdnrnn=mdnrnn)
+        if c.where == "dream"
+        else RealFitness(run_dir, cfg, mdnrnn)
+    )
+    metrics = Metrics(run_dir, stage, cfg.tensorboard)
+    bar = tqdm(total=c.generations, initial=state.generation, desc=f"{stage} ({c.where})",
                unit="gen", disable=not progress, dynamic_ncols=True)  # fmt: skip
     row: dict[str, float] = {}
     try:

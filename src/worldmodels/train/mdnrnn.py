@@ -158,9 +158,20 @@ def _check_header(path: Path, header: dict, cfg: Config) -> None:
         )
 
 
-def train_mdnrnn(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
+def train_mdnrnn(
+    run_dir: Path,
+    cfg: Config,
+    progress: bool = True,
+    path: Path | None = None,
+    init: Path | None = None,
+    stage: str = "train-mdnrnn",
+) -> dict[str, float]:
+    """Train M on every latent file of the run into `path` (default RUN_DIR/mdnrnn.pt), resumable.
+
+    `init`: start from that M's weights (iterative training) instead of a fresh initialisation.
+    """
     run_dir = Path(run_dir)
-    path = run_dir / "mdnrnn.pt"
+    path = Path(path) if path else run_dir / "mdnrnn.pt"
     device = resolve_device(cfg.device)
     paths = latent_files(run_dir, cfg)
     action_dim = action_dim_of(paths)
@@ -175,6 +186,9 @@ def train_mdnrnn(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str,
         _, pos = load_training(path, "mdnrnn", model, optimizer, generator)
         if pos.finished:
             return {"mdnrnn/step": pos.step}
+    elif init is not None:
+        _check_header(Path(init), read_header(Path(init), "mdnrnn"), cfg)
+        load_training(Path(init), "mdnrnn", model, None, None)
     m = cfg.mdnrnn
     train_paths, val_paths = split(paths, cfg.seed, cfg.val_fraction)
     stream = SequenceStream(
@@ -187,9 +201,9 @@ def train_mdnrnn(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str,
     if m.max_updates:
         total = min(total, m.max_updates)
     val_every = max(1, total // 20)
-    metrics = Metrics(run_dir, "train-mdnrnn", cfg.tensorboard)
+    metrics = Metrics(run_dir, stage, cfg.tensorboard)
     checkpoint_due = Every(m.checkpoint_every_s)
-    bar = tqdm(total=total, initial=pos.step, desc="train-mdnrnn", unit="upd", disable=not progress,
+    bar = tqdm(total=total, initial=pos.step, desc=stage, unit="upd", disable=not progress,
                dynamic_ncols=True)  # fmt: skip
     clock, steps, last = Stopwatch(), 0, {}
     header_extra = {"action_dim": action_dim}

@@ -1,0 +1,164 @@
+"""Iterative training (the paper's "Iterative Training Procedure"): after the first C, each round
+
+1. collects `iterate.episodes` real episodes with the current C and M, handing over to the random policy
+   now and then (`iterate.explore`), into RUN_DIR/episodes (indices after the random-policy ones);
+2. encodes them and trains M further, from the previous round's weights, on every episode so far;
+3. trains a new C from x0 = 0 inside the new M's dream.
+
+Why: a C trained in the dream of an M that only saw random play finds the places where M is wrong. On
+DoomTakeCover with 2,000 random episodes, C learned to hold "right": M had rarely seen anyone reach the
+wall and keeps the dream going, while the real agent pinned to the wall dies early. Round r's episodes show M
+what C's behaviour really leads to. C is still trained only inside the dream.
+
+Round r lives in RUN_DIR/rounds/r/ (mdnrnn.pt, controller.pt, es_state.pkl, collect.json, eval.json, done);
+every step resumes. The run's agent after the last round is rounds/R's M and C (see agent.model_paths).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from worldmodels.agent import Agent, load_controller, round_dir, worker_models
+from worldmodels.config import Config, with_overrides
+from worldmodels.data.collect import rollout, worker_env
+from worldmodels.data.storage import EPISODE_KEYS, encode_npz, episode_path, list_episodes
+from worldmodels.parallel import run_tasks
+from worldmodels.utils import (
+    STREAM_ITERATE,
+    Metrics,
+    Stopwatch,
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_stale_temporaries,
+    seed_for,
+)
+
+
+@dataclass(frozen=True)
+class AgentEpisodeTask:
+    """One real episode played by C (with exploration), recorded like a random-policy episode."""
+
+    run_dir: str
+    mdnrnn: str
+    params: Any  # np.ndarray (P,)
+    explore: float
+    seed: int
+    index: int
+
+    def __repr__(self) -> str:
+        return f"controller episode {self.index}"
+
+
+def collect_agent_episode(task: AgentEpisodeTask) -> dict[str, Any]:
+    models = worker_models(task.run_dir, task.mdnrnn)
+    agent = Agent(models, task.params, task.explore)
+    env_seed = seed_for(task.seed, STREAM_ITERATE, task.index)
+    agent.reset(env_seed)
+    env = worker_env(models.cfg.env.id, models.cfg.env.max_steps)
+    ep = rollout(env, models.adapter, agent, env_seed)
+    arrays = {k: ep[k] for k in EPISODE_KEYS}
+    return {"data": encode_npz(arrays), "steps": ep["length"], "return": ep["return"]}
+
+
+def round_episodes(cfg: Config, r: int) -> range:
+    """Episode indices collected in round r (1-based), after the random-policy episodes."""
+    first = cfg.collect.episodes + (r - 1) * cfg.iterate.episodes
+    return range(first, first + cfg.iterate.episodes)
+
+
+def previous_models(run_dir: Path, r: int) -> tuple[Path, Path]:
+    """(M, C) that round r starts from: the first ones for round 1, else round r - 1's."""
+    d = Path(run_dir) if r == 1 else round_dir(run_dir, r - 1)
+    return d / "mdnrnn.pt", d / "controller.pt"
+
+
+def collect_round(
+    run_dir: Path, cfg: Config, r: int, mdnrnn: Path, params: np.ndarray, progress: bool
+) -> dict[str, float]:
+    folder = Path(run_dir) / "episodes"
+    remove_stale_temporaries(folder)
+    have = {p.name for p in list_episodes(folder)}
+    todo = [i for i in round_episodes(cfg, r) if episode_path(folder, i).name not in have]
+    tasks = [
+        AgentEpisodeTask(str(Path(run_dir).resolve()), str(Path(mdnrnn).resolve()), params,
+                         cfg.iterate.explore, cfg.seed, i)
+        for i in todo
+    ]  # fmt: skip
+    clock, steps, returns = Stopwatch(), 0, []
+    n = cfg.iterate.episodes
+    with tqdm(total=n, initial=n - len(todo), desc=f"round {r}: collect with C", unit="ep",
+              disable=not progress, dynamic_ncols=True) as bar:  # fmt: skip
+        for task, result in run_tasks(collect_agent_episode, tasks, cfg.parallel):
+            atomic_write_bytes(episode_path(folder, task.index), result["data"])
+            steps += result["steps"]
+            returns.append(result["return"])
+            bar.update(1)
+            bar.set_postfix(mean_return=f"{np.mean(returns):.1f}", steps_s=f"{steps / clock():.0f}")
+    return (
+        {"episodes": len(tasks), "steps": steps, "mean_return": float(np.mean(returns))}
+        if tasks
+        else {}
+    )
+
+
+def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
+    """Run the rounds of iterative training that are not done yet."""
+    from worldmodels.evaluate import evaluate_real
+    from worldmodels.train.controller import train_controller
+    from worldmodels.train.mdnrnn import train_mdnrnn
+    from worldmodels.train.vae import encode_latents
+
+    run_dir = Path(run_dir)
+    it = cfg.iterate
+    if not iterate_done(run_dir, cfg):
+        # The run's agent is about to change: what was measured or drawn of the old one goes.
+        for name in ("eval.json", "eval_dream.json", "real.gif", "dream.gif", "report.html"):
+            (run_dir / name).unlink(missing_ok=True)
+    metrics = Metrics(run_dir, "iterate", cfg.tensorboard)
+    out: dict[str, float] = {}
+    for r in range(1, it.rounds + 1):
+        d = round_dir(run_dir, r)
+        if (d / "done").exists():
+            continue
+        d.mkdir(parents=True, exist_ok=True)
+        prev_m, prev_c = previous_models(run_dir, r)
+        clock = Stopwatch()
+        stats = collect_round(run_dir, cfg, r, prev_m, load_controller(prev_c, cfg), progress)
+        if stats:  # what the previous C scored while collecting (with exploration): for the record
+            atomic_write_text(d / "collect.json", json.dumps({**stats, "wall_s": clock()}) + "\n")
+        encode_latents(run_dir, cfg, progress)
+        m_cfg = with_overrides(
+            cfg, {"mdnrnn.max_updates": it.mdnrnn_updates, "mdnrnn.epochs": 1000}
+        )
+        train_mdnrnn(run_dir, m_cfg, progress, path=d / "mdnrnn.pt", init=prev_m,
+                     stage=f"iterate-{r}/train-mdnrnn")  # fmt: skip
+        c_cfg = with_overrides(
+            cfg, {"controller.generations": it.generations or cfg.controller.generations}
+        )
+        train_controller(run_dir, c_cfg, progress, out_dir=d, mdnrnn=d / "mdnrnn.pt",
+                         stage=f"iterate-{r}/train-controller")  # fmt: skip
+        row: dict[str, float] = {"iterate/round": r}
+        if stats:
+            row["iterate/collect_return"] = stats["mean_return"]
+        if it.eval_episodes and not (d / "eval.json").exists():
+            # A measurement for the record (how each round's C does in the real env); it chooses nothing.
+            params = load_controller(d / "controller.pt", cfg)
+            result = evaluate_real(run_dir, cfg, params, it.eval_episodes, cfg.evaluate.seed + r,
+                                   progress, mdnrnn=d / "mdnrnn.pt")  # fmt: skip
+            atomic_write_text(d / "eval.json", json.dumps(result, indent=2) + "\n")
+            row["iterate/eval_return"] = result["mean"]
+        metrics.log(r, **row)
+        atomic_write_text(d / "done", f"round {r} of {it.rounds}\n")
+        out = row
+    metrics.close()
+    return out
+
+
+def iterate_done(run_dir: Path, cfg: Config) -> bool:
+    return cfg.iterate.rounds == 0 or (round_dir(run_dir, cfg.iterate.rounds) / "done").exists()

@@ -1,0 +1,146 @@
+"""Iterative training (rounds of collect-with-C, train M further, train C again) and exported agents."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import cli, copy_run, one_line_error
+from worldmodels.agent import Agent, load_controller, load_models, model_paths
+from worldmodels.config import load_config
+from worldmodels.data.storage import episode_index, list_episodes, load_episode
+from worldmodels.utils import STREAM_ITERATE, rng_for, seed_for
+
+ROUNDS = ["--iterate.rounds", "2", "--iterate.episodes", "2", "--iterate.eval_episodes", "2"]
+
+
+@pytest.fixture(scope="module")
+def iterated_run(trained_run, tmp_path_factory):
+    """The debug run after two rounds of iterative training without exploration (C's own play)."""
+    run = copy_run(trained_run, tmp_path_factory.mktemp("iterated") / "run")
+    out = cli("iterate", "--run-dir", str(run), "--quiet", *ROUNDS, "--iterate.explore", "0")
+    assert out.returncode == 0, out.stderr[-2000:]
+    return run
+
+
+def test_rounds_add_episodes_played_by_the_previous_controller(iterated_run):
+    cfg = load_config(iterated_run / "config.json")
+    n0 = cfg.collect.episodes
+    indices = [episode_index(p) for p in list_episodes(iterated_run / "episodes")]
+    assert indices == list(range(n0 + 4))
+    assert [episode_index(p) for p in list_episodes(iterated_run / "latents")] == indices
+    for r in (1, 2):
+        d = iterated_run / "rounds" / str(r)
+        assert all((d / f).exists() for f in ("done", "mdnrnn.pt", "controller.pt", "eval.json"))
+    # Round 1's episodes were played by the first C with the first M: replaying them gives its actions.
+    models = load_models(iterated_run, cfg, mdnrnn=iterated_run / "mdnrnn.pt")
+    agent = Agent(models, load_controller(iterated_run / "controller.pt", cfg))
+    for index in (n0, n0 + 1):
+        ep = load_episode(list_episodes(iterated_run / "episodes")[index])
+        agent.reset(seed_for(cfg.seed, STREAM_ITERATE, index))
+        replay = [models.adapter.encode_action(agent(o)) for o in ep["obs"]]
+        np.testing.assert_array_equal(np.stack(replay), ep["action"])
+
+
+def test_the_run_agent_is_the_last_round_and_evaluate_says_so(iterated_run):
+    cfg = load_config(iterated_run / "config.json")
+    m, c = model_paths(iterated_run, cfg)
+    assert (m, c) == (iterated_run / "rounds/2/mdnrnn.pt", iterated_run / "rounds/2/controller.pt")
+    assert not (iterated_run / "eval.json").exists()  # the old agent's evaluation was removed
+    out = cli("evaluate", "--run-dir", str(iterated_run), "--quiet")
+    assert out.returncode == 0, out.stderr
+    e = json.loads((iterated_run / "eval.json").read_text())
+    assert e["agent"] == {"mdnrnn": "rounds/2/mdnrnn.pt", "controller": "rounds/2/controller.pt"}
+    # M changed in each round (it was trained further), C was trained again
+    m1 = torch.load(iterated_run / "rounds/1/mdnrnn.pt", weights_only=True)["model"]
+    m2 = torch.load(m, weights_only=True)["model"]
+    assert not torch.equal(m1["head.weight"], m2["head.weight"])
+
+
+def test_an_unfinished_round_resumes_without_collecting_again(iterated_run, tmp_path):
+    run = copy_run(iterated_run, tmp_path / "run")
+    d = run / "rounds" / "2"
+    for name in ("done", "controller.pt", "es_state.pkl", "eval.json"):
+        (d / name).unlink()
+    episodes = {p.name: p.stat().st_mtime_ns for p in list_episodes(run / "episodes")}
+    m_before = (d / "mdnrnn.pt").stat().st_mtime_ns
+    # Until the last round is done, the run has no agent: a one-line error says what to run.
+    line = one_line_error(cli("evaluate", "--run-dir", str(run)))
+    assert "iterate" in line
+    out = cli("iterate", "--run-dir", str(run), "--quiet")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert {p.name: p.stat().st_mtime_ns for p in list_episodes(run / "episodes")} == episodes
+    assert (d / "mdnrnn.pt").stat().st_mtime_ns == m_before  # the finished M was kept
+    assert (d / "done").exists() and (d / "controller.pt").exists()
+
+
+def test_settings_may_grow_rounds_but_not_change_finished_ones(iterated_run, tmp_path):
+    run = copy_run(iterated_run, tmp_path / "run")
+    line = one_line_error(cli("iterate", "--run-dir", str(run), "--iterate.explore", "0.5"))
+    assert "--iterate.explore" in line and "--force iterate" in line
+    out = cli("iterate", "--run-dir", str(run), "--quiet", "--iterate.rounds", "3")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (run / "rounds/3/done").exists()
+    assert (
+        len(list_episodes(run / "episodes"))
+        == load_config(run / "config.json").collect.episodes + 6
+    )
+
+
+def test_force_iterate_removes_the_rounds_and_their_episodes(iterated_run, tmp_path):
+    run = copy_run(iterated_run, tmp_path / "run")
+    out = cli(
+        "run", "--run-dir", str(run), "--quiet", "--force", "iterate", "--iterate.rounds", "0"
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    n0 = load_config(run / "config.json").collect.episodes
+    assert not (run / "rounds").exists()
+    assert len(list_episodes(run / "episodes")) == n0 == len(list_episodes(run / "latents"))
+    assert json.loads((run / "eval.json").read_text())["agent"]["controller"] == "controller.pt"
+
+
+def test_exploring_agent_hands_over_to_the_random_policy(trained_run):
+    cfg = load_config(trained_run / "config.json")
+    models = load_models(trained_run, cfg)
+    params = load_controller(trained_run / "controller.pt", cfg)
+    obs = [np.full((64, 64, 3), i * 3 % 255, np.uint8) for i in range(60)]
+
+    def actions(explore: float) -> list:
+        a = Agent(models, params, explore)
+        a.reset(5)
+        return [a(o) for o in obs]
+
+    random = models.adapter.random_policy(cfg.collect)
+    random.reset(rng_for(5, 4))
+    assert actions(1.0) == [random(o) for o in obs]  # always exploring: the random policy's actions
+    plain = Agent(models, params)
+    plain.reset(5)
+    assert actions(0.0) == [plain(o) for o in obs]
+
+
+def test_exported_agent_scores_as_the_run_it_came_from(iterated_run, tmp_path, monkeypatch):
+    from worldmodels import pretrained
+    from worldmodels.cli import main
+
+    out_dir = tmp_path / "shipped" / "doom"
+    assert main(["export", "--run-dir", str(iterated_run), "--out", str(out_dir)]) == 0
+    assert not (out_dir / "latents").exists() and (out_dir / "latents_starts.npz").exists()
+    prov = json.loads((out_dir / "provenance.json").read_text())
+    assert prov["controller"] == "rounds/2/controller.pt"
+    monkeypatch.setattr(pretrained, "ROOT", tmp_path / "shipped")
+    for run in (tmp_path / "a", tmp_path / "b"):
+        args = ["--episodes", "3", "--seed", "7", "--quiet"]
+        assert main(["evaluate", "--pretrained", "doom", "--run-dir", str(run), *args]) == 0
+    shipped = json.loads((tmp_path / "a" / "eval.json").read_text())
+    assert shipped["returns"] == json.loads((tmp_path / "b" / "eval.json").read_text())["returns"]
+    orig = copy_run(iterated_run, tmp_path / "orig")
+    assert (
+        main(["evaluate", "--run-dir", str(orig), "--episodes", "3", "--seed", "7", "--quiet"]) == 0
+    )
+    original = json.loads((orig / "eval.json").read_text())
+    assert shipped["returns"] == original["returns"] and shipped["lengths"] == original["lengths"]
+    assert main(["evaluate", "--pretrained", "doom", "--run-dir", str(tmp_path / "a"), "--where", "dream",
+                 "--episodes", "3", "--quiet"]) == 0  # fmt: skip
