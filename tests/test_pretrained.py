@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tests.conftest import cli
 from worldmodels.pretrained import ROOT
 
 SHIPPED = ROOT / "doom"
-pytestmark = pytest.mark.skipif(not SHIPPED.exists(), reason="no Doom agent shipped yet")
 
 
 def test_shipped_agent_is_small_and_complete():
