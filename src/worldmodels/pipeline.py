@@ -138,14 +138,11 @@ def resolve(
         changed = C.diff(old, new)
         if changed:
             start = STAGES.index(force) if force else len(STAGES)
-            own = [c for c in changed if c.startswith("iterate.")]
-            guarded = [
-                c
-                for c in changed
-                if not (own and c in own and _iterate_can_change(run_dir, old, new, own))
-            ]
+            rounds = [c for c in changed if c.startswith("iterate.")]
+            if rounds and _iterate_can_change(run_dir, old, new, rounds):
+                changed = [c for c in changed if c not in rounds]  # harmless: see the function
             for stage in STAGES[:start]:
-                hit = _touches(guarded, stage_fields(stage))
+                hit = _touches(changed, stage_fields(stage))
                 if hit and stage_done(run_dir, stage, old):
                     flag = hit[0]
                     raise WorldModelsError(
@@ -162,12 +159,13 @@ def resolve(
     return cfg
 
 
-def _iterate_can_change(run_dir: Path, old: C.Config, new: C.Config, hit: list[str]) -> bool:
-    """Iterative training may be switched on or extended: no round has started yet, or only
-    iterate.rounds grows (finished rounds stay valid)."""
+def _iterate_can_change(run_dir: Path, old: C.Config, new: C.Config, changed: list[str]) -> bool:
+    """Iterative training may be switched on or extended after the run's other stages finished: no
+    round has started yet, or only iterate.rounds grows (finished rounds stay valid). The iterate stage
+    then removes what the old agent's evaluation and pictures were."""
     if not (run_dir / "rounds").exists():
         return True
-    return hit == ["iterate.rounds"] and new.iterate.rounds > old.iterate.rounds
+    return changed == ["iterate.rounds"] and new.iterate.rounds > old.iterate.rounds
 
 
 def _get(cfg: Any, dotted: str) -> Any:
