@@ -20,16 +20,16 @@ demo: setup
 	$(BIN)/worldmodels run --preset demo --run-dir runs/demo
 
 test: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/ruff format --check src tests benchmarks experiments
 	$(BIN)/pytest -q
 
 bench: setup
 	for b in collect_throughput vae_throughput mdnrnn_throughput dream_vs_real; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 format: setup
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks experiments
+	$(BIN)/ruff check --fix src tests benchmarks experiments
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
