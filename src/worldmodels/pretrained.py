@@ -56,6 +56,7 @@ def export_agent(run_dir: Path, out_dir: Path) -> dict[str, int]:
 
     from worldmodels.agent import model_paths
     from worldmodels.config import load_config, save_config, with_overrides
+    from worldmodels.data.storage import encode_npz
     from worldmodels.train.controller import STARTS_FILE, dream_starts
     from worldmodels.utils import (
         atomic_write_bytes,
@@ -76,11 +77,8 @@ def export_agent(run_dir: Path, out_dir: Path) -> dict[str, int]:
     header, blob = load_checkpoint(c_path, "controller")
     save_checkpoint(out_dir / "controller.pt", header, blob)
     mu, logvar = dream_starts(run_dir)
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, mu=mu.astype(np.float32), logvar=logvar.astype(np.float32))
-    atomic_write_bytes(out_dir / STARTS_FILE, buf.getvalue())
+    starts = {"mu": mu.astype(np.float32), "logvar": logvar.astype(np.float32)}
+    atomic_write_bytes(out_dir / STARTS_FILE, encode_npz(starts))
     save_config(with_overrides(cfg, {"iterate.rounds": 0}), out_dir / "config.json")
     evals = {}
     for name in ("eval.json", "eval_random.json", "eval_dream.json", "timings.json"):
