@@ -213,3 +213,56 @@ def test_a_generic_pixel_env_by_id_collects_in_worker_processes(tmp_path):
         assert ep["obs"].shape == (12, 64, 64, 3) and ep["action"].shape == (12, 4)
         assert ep["terminated"][-1] and not ep["truncated"].any()
         assert (ep["action"].sum(1) == 1).all()  # one-hot Discrete actions
+
+
+def test_episode_files_are_zips_numpy_reads_with_valid_checksums(tmp_path):
+    import io
+    import zipfile
+
+    from worldmodels.data.storage import DeflateStream, encode_npz, npy_header, zip_members
+
+    rng = np.random.default_rng(0)
+    arrays = {"obs": rng.integers(0, 256, (33, 64, 64, 3), dtype=np.uint8),
+              "action": rng.normal(size=(33, 3)).astype(np.float32), "done": np.arange(33) == 32,
+              "empty": np.zeros((0, 2), np.float64)}  # fmt: skip
+    data = encode_npz(arrays)
+    assert data == encode_npz(arrays)  # the same arrays give the same bytes
+    assert zipfile.ZipFile(io.BytesIO(data)).testzip() is None  # every CRC-32 checks out
+    with np.load(io.BytesIO(data)) as f:
+        for k, v in arrays.items():
+            assert f[k].dtype == v.dtype
+            np.testing.assert_array_equal(f[k], v)
+    # The frames member streamed in pieces, its header (which holds the length) put in front at the end.
+    stream = DeflateStream()
+    for i in range(0, 33, 7):
+        stream.write(arrays["obs"][i : i + 7])
+    member = stream.finish(prefix=npy_header((33, 64, 64, 3), np.uint8))
+    streamed = zip_members({"obs.npy": member})
+    assert zipfile.ZipFile(io.BytesIO(streamed)).testzip() is None
+    np.testing.assert_array_equal(np.load(io.BytesIO(streamed))["obs"], arrays["obs"])
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_recorded_episode_is_what_the_wrapped_env_shows(background):
+    """record_episode steps under PixelObservation and resizes later (on a thread or not): the file must
+    hold exactly the frames, actions and ends that stepping the wrapped env gives."""
+    import io
+
+    from worldmodels.data.collect import record_episode, rollout, worker_env
+    from worldmodels.envs import adapter_for
+    from worldmodels.utils import rng_for
+
+    cfg = preset("debug")
+    adapter = adapter_for(cfg.env.id)
+    env = worker_env(cfg.env.id, 200)
+    for i in range(3):
+        policy = adapter.random_policy(cfg.collect)
+        policy.reset(rng_for(0, i))
+        want = rollout(env, adapter, policy, 100 + i)
+        policy.reset(rng_for(0, i))
+        got = record_episode(env, adapter, policy, 100 + i, background)
+        assert got["steps"] == want["length"] and got["return"] == want["return"]
+        with np.load(io.BytesIO(got["data"])) as f:
+            for k in EPISODE_KEYS:
+                assert f[k].dtype == want[k].dtype
+                np.testing.assert_array_equal(f[k], want[k])

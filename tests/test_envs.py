@@ -134,3 +134,32 @@ def test_brownian_policy_stays_in_bounds_and_moves_smoothly():
     assert all(space.contains(a) for a in acts)
     assert np.abs(np.diff(acts, axis=0)).max() < 0.9
     assert acts[:, 0].std() > 0.2
+
+
+@pytest.mark.parametrize("shape", [(120, 160), (84, 96), (210, 160), (240, 320)])
+def test_area_resize_is_opencv_inter_area_pixel_for_pixel(shape):
+    """Doom's 160x120 and CarRacing's 84x96 crop take the integer path; 210x160 (Atari) falls back to
+    OpenCV. Either way every pixel equals cv2.INTER_AREA's, on random frames and on smooth ones."""
+    import cv2
+
+    from worldmodels.envs.resize import area_resize
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (40, *shape, 3), dtype=np.uint8)
+    ramp = np.broadcast_to(np.arange(shape[1], dtype=np.uint8)[None, :, None], (*shape, 3))
+    frames = np.concatenate([noise, ramp[None], np.full((1, *shape, 3), 255, np.uint8)])
+    resize = area_resize(*shape)
+    assert resize.exact == (shape != (210, 160))
+    want = np.stack([cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA) for f in frames])
+    np.testing.assert_array_equal(resize(frames), want)
+
+
+def test_preprocess_batch_matches_frame_by_frame():
+    from worldmodels.envs.base import preprocess, preprocess_batch
+
+    frames = np.random.default_rng(1).integers(0, 256, (5, 96, 96, 3), dtype=np.uint8)
+    batch = preprocess_batch(frames, 84)
+    assert batch.shape == (5, 64, 64, 3) and batch.dtype == np.uint8
+    for f, b in zip(frames, batch, strict=True):
+        np.testing.assert_array_equal(preprocess(f, 84), b)
+    assert preprocess(None).shape == (64, 64, 3)

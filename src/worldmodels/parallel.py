@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from worldmodels.config import ParallelConfig
@@ -29,6 +30,23 @@ def _task_error(item: Any, e: BaseException) -> WorldModelsError:
         return e
     first = str(e).splitlines()[0] if str(e) else ""
     return WorldModelsError(f"a worker failed on {item!r}: {type(e).__name__}: {first}")
+
+
+@lru_cache(maxsize=1)
+def _one_thread() -> None:
+    """A worker is one core's worth of work: numpy's BLAS and torch get one thread each. With their default
+    of a thread per core, every worker would spread over all cores and the workers would fight."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    torch.set_num_threads(1)
+
+
+def _call(fn: Callable[[T], Any], item: T) -> Any:
+    """What a worker runs for one item."""
+    _one_thread()
+    return fn(item)
 
 
 def run_tasks(
@@ -96,7 +114,7 @@ def _run_local(
             while (todo or running) and not broken:
                 while todo and len(running) < 2 * cfg.workers:
                     i = todo.pop()
-                    running[pool.submit(fn, items[i])] = i
+                    running[pool.submit(_call, fn, items[i])] = i
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
                     i = running[fut]
@@ -143,14 +161,14 @@ def _run_ray(
                 ray.init(num_cpus=cfg.workers, include_dashboard=False, log_to_driver=False)
         except Exception as e:
             raise WorldModelsError(f"--ray-address {cfg.ray_address or '(local)'}: {e}") from None
-    remote = ray.remote(max_retries=cfg.retries, retry_exceptions=False)(fn)
+    remote = ray.remote(max_retries=cfg.retries, retry_exceptions=False)(_call)
     pending = list(reversed(items))
     running: dict[Any, T] = {}
     limit = 2 * max(1, int(ray.cluster_resources().get("CPU", cfg.workers)))
     while pending or running:
         while pending and len(running) < limit:
             item = pending.pop()
-            running[remote.remote(item)] = item
+            running[remote.remote(fn, item)] = item
         ready, _ = ray.wait(list(running), num_returns=1)
         for ref in ready:
             item = running.pop(ref)

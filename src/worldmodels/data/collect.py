@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import queue
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -14,12 +17,16 @@ from tqdm import tqdm
 
 from worldmodels.config import CollectConfig, Config
 from worldmodels.data.storage import (
-    EPISODE_KEYS,
-    encode_npz,
+    DeflateStream,
+    deflate_array,
     episode_path,
     list_episodes,
+    npy_header,
+    zip_members,
 )
-from worldmodels.envs import Adapter, adapter_for
+from worldmodels.envs import FRAME, Adapter, adapter_for
+from worldmodels.envs.base import PixelObservation, preprocess_batch
+from worldmodels.errors import WorldModelsError
 from worldmodels.parallel import run_tasks
 from worldmodels.utils import (
     STREAM_COLLECT,
@@ -83,9 +90,143 @@ class EpisodeTask:
     collect: CollectConfig
     seed: int
     index: int
+    background: bool = False
+    """Encode frames on a second thread (see EpisodeRecorder)."""
 
     def __repr__(self) -> str:
         return f"episode {self.index} of {self.env_id}"
+
+
+def spare_cores(cfg: Config) -> bool:
+    """True when local workers leave a core free for each worker's encoder thread."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return cfg.parallel.backend == "local" and cfg.parallel.workers < cores
+
+
+CHUNK = 16
+"""Frames per piece of work handed to the encoder thread."""
+
+_encoder: ThreadPoolExecutor | None = None
+_spare: queue.SimpleQueue = (
+    queue.SimpleQueue()
+)  # chunk buffers the encoder thread has finished with
+
+
+def encoder_thread() -> ThreadPoolExecutor:
+    """This process's one encoder thread (made on first use, so forked workers make their own)."""
+    global _encoder
+    if _encoder is None:
+        _encoder = ThreadPoolExecutor(1, thread_name_prefix="worldmodels-encode")
+    return _encoder
+
+
+class EpisodeRecorder:
+    """Builds one episode's file while the episode is played.
+
+    Raw frames are copied into chunks of CHUNK frames, and each full chunk is cropped, resized and deflated.
+    With `background`, that happens on this process's encoder thread while the game goes on (numpy's matrix
+    products and ISA-L release the GIL), so the game loop only pays for a copy: worth it when a core is
+    free, as for one worker on a 2-core machine; with a worker on every core the thread would only compete
+    with the games, so it is off. `finish` returns the .npz bytes. Chunks are encoded in order either way.
+    """
+
+    def __init__(self, crop_bottom: int | None, background: bool = False) -> None:
+        self._crop = crop_bottom
+        self._background = background
+        self._stream = DeflateStream()
+        self._jobs: list[Future] = []
+        self._buf: np.ndarray | None = None
+        self._shape: tuple[int, ...] | None = None
+        self._n = 0
+        self.frames = 0
+
+    def add(self, img: np.ndarray | None) -> None:
+        if img is None:  # an env that returns no frame: black, as PixelObservation does
+            if self._shape is None:
+                raise WorldModelsError("the env returned no frame at the start of an episode")
+            img = np.zeros(self._shape, np.uint8)
+        if self._buf is None:
+            self._buf = self._new_buffer(img.shape)
+        self._buf[self._n] = img
+        self._n += 1
+        self.frames += 1
+        if self._n == CHUNK:
+            self._submit()
+
+    def _new_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        if self._shape is None:
+            self._shape = shape
+        elif shape != self._shape:
+            raise WorldModelsError(
+                f"the env's frames changed shape mid-episode: {self._shape} -> {shape}"
+            )
+        while True:
+            try:
+                buf = _spare.get_nowait()
+            except queue.Empty:
+                return np.empty((CHUNK, *shape), np.uint8)
+            if buf.shape[1:] == shape:
+                return buf
+
+    def _submit(self) -> None:
+        buf, n, self._buf, self._n = self._buf, self._n, None, 0
+        if not self._background:
+            self._encode(buf, n)
+            return
+        self._jobs.append(encoder_thread().submit(self._encode, buf, n))
+
+    def _encode(self, buf: np.ndarray, n: int) -> None:
+        self._stream.write(preprocess_batch(buf[:n], self._crop))
+        _spare.put(buf)
+
+    def finish(self, arrays: dict[str, np.ndarray]) -> bytes:
+        """The episode's .npz: obs from the recorded frames, then `arrays` (action, reward, ...)."""
+        if self._n:
+            self._submit()
+        for job in self._jobs:
+            job.result()  # in order; raises what the encoder raised
+        header = npy_header((self.frames, FRAME, FRAME, 3), np.uint8)
+        members = {"obs.npy": self._stream.finish(prefix=header)}
+        members.update({f"{k}.npy": deflate_array(v) for k, v in arrays.items()})
+        return zip_members(members)
+
+
+def record_episode(
+    env: PixelObservation,
+    adapter: Adapter,
+    act: Callable[[Any], Any],
+    env_seed: int,
+    background: bool = False,
+) -> dict[str, Any]:
+    """Play one episode with `act(raw image) -> env action` and return its file's bytes and length.
+
+    Steps the env under the PixelObservation wrapper, so the frames reach the recorder raw and are resized
+    off the game's thread; the stored frames are exactly those the wrapper would give."""
+    inner = env.env
+    obs, _ = inner.reset(seed=env_seed)
+    rec = EpisodeRecorder(env.crop_bottom, background)
+    actions, rewards, terms, truncs = [], [], [], []
+    while True:
+        img = env.image(obs)
+        action = act(img)
+        rec.add(img)
+        actions.append(adapter.encode_action(action))
+        obs, reward, terminated, truncated, _ = inner.step(action)
+        rewards.append(reward)
+        terms.append(terminated)
+        truncs.append(truncated)
+        if terminated or truncated:
+            break
+    data = rec.finish({
+        "action": np.stack(actions).astype(np.float32),
+        "reward": np.asarray(rewards, np.float32),
+        "terminated": np.asarray(terms, bool),
+        "truncated": np.asarray(truncs, bool),
+    })  # fmt: skip
+    return {"data": data, "steps": len(rewards), "return": float(np.sum(rewards))}
 
 
 def collect_episode(task: EpisodeTask) -> dict[str, Any]:
@@ -94,9 +235,9 @@ def collect_episode(task: EpisodeTask) -> dict[str, Any]:
     env = worker_env(task.env_id, task.max_steps)
     policy = adapter.random_policy(task.collect)
     policy.reset(rng_for(task.seed, STREAM_COLLECT, task.index, 1))
-    ep = rollout(env, adapter, policy, seed_for(task.seed, STREAM_COLLECT, task.index))
-    arrays = {k: ep[k] for k in EPISODE_KEYS}
-    return {"data": encode_npz(arrays), "steps": ep["length"]}
+    env_seed = seed_for(task.seed, STREAM_COLLECT, task.index)
+    ep = record_episode(env, adapter, policy, env_seed, task.background)
+    return {"data": ep["data"], "steps": ep["steps"]}
 
 
 def missing_episodes(folder: Path, n: int) -> list[int]:
@@ -111,7 +252,11 @@ def collect(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
     remove_stale_temporaries(folder)
     adapter_for(cfg.env.id)  # fail fast, in this process, on an unknown env or a missing package
     todo = missing_episodes(folder, cfg.collect.episodes)
-    tasks = [EpisodeTask(cfg.env.id, cfg.env.max_steps, cfg.collect, cfg.seed, i) for i in todo]
+    background = spare_cores(cfg)
+    tasks = [
+        EpisodeTask(cfg.env.id, cfg.env.max_steps, cfg.collect, cfg.seed, i, background)
+        for i in todo
+    ]
     metrics = Metrics(run_dir, "collect", cfg.tensorboard)
     clock, steps = Stopwatch(), 0
     bar = tqdm(total=cfg.collect.episodes, initial=cfg.collect.episodes - len(todo),
@@ -135,4 +280,11 @@ def collect(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
     return summary
 
 
-__all__ = ["EpisodeTask", "collect", "collect_episode", "rollout"]
+__all__ = [
+    "EpisodeRecorder",
+    "EpisodeTask",
+    "collect",
+    "collect_episode",
+    "record_episode",
+    "rollout",
+]

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+from isal import isal_zlib
 
 from worldmodels.errors import WorldModelsError
 
@@ -41,15 +43,85 @@ def list_episodes(folder: Path) -> list[Path]:
     return [p for i, p in sorted((i, p) for i, p in found if i is not None)]
 
 
-def encode_npz(arrays: dict[str, np.ndarray], level: int = 1) -> bytes:
-    """An .npz (what np.load reads) deflated at `level`. Level 1 instead of numpy's default 6: on Doom frames
-    it is several times faster for files about 1.3x larger, and compression was most of a worker's time."""
+LEVEL = 2
+"""ISA-L deflate level for episode files: about 4x faster than zlib's level 1 on Doom frames, files 2 % larger."""
+_DOS_DATE = (
+    (0 << 9) | (1 << 5) | 1
+)  # 1980-01-01 00:00 in every member: the same episode gives the same bytes
+
+
+class DeflateStream:
+    """One zip member's raw deflate stream, fed piece by piece (ISA-L, a standard deflate np.load reads)."""
+
+    def __init__(self, level: int = LEVEL) -> None:
+        self._z = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
+        self._parts: list[bytes] = []
+        self.crc = 0
+        self.size = 0
+
+    def write(self, data) -> None:
+        view = memoryview(data).cast("B")
+        self.crc = isal_zlib.crc32(view, self.crc)
+        self.size += view.nbytes
+        self._parts.append(self._z.compress(view))
+
+    def finish(self, prefix: bytes = b"") -> tuple[bytes, int, int]:
+        """(deflated bytes, crc32, size) of prefix + everything written; prefix (an .npy header, known only
+        at the end) goes first as a stored deflate block, which needs no recompression."""
+        body = b"".join(self._parts) + self._z.flush()
+        if not prefix:
+            return body, self.crc, self.size
+        if len(prefix) > 0xFFFF:
+            raise ValueError("a stored deflate block holds at most 65535 bytes")
+        stored = b"\x00" + struct.pack("<HH", len(prefix), len(prefix) ^ 0xFFFF) + prefix
+        crc = isal_zlib.crc32_combine(zlib.crc32(prefix), self.crc, self.size)
+        return stored + body, crc, len(prefix) + self.size
+
+
+def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """The .npy header np.save writes for a C-ordered array of this shape and dtype."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
-        for key, value in arrays.items():
-            with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": tuple(int(n) for n in shape)}  # fmt: skip
+    np.lib.format.write_array_header_1_0(buf, header)
     return buf.getvalue()
+
+
+def deflate_array(value: np.ndarray, level: int = LEVEL) -> tuple[bytes, int, int]:
+    value = np.ascontiguousarray(value)
+    stream = DeflateStream(level)
+    stream.write(value.reshape(-1).view(np.uint8))
+    return stream.finish(prefix=npy_header(value.shape, value.dtype))
+
+
+def zip_members(members: dict[str, tuple[bytes, int, int]]) -> bytes:
+    """A zip file (what np.load reads as an .npz) of already deflated members: name -> (data, crc, size)."""
+    out, central = io.BytesIO(), io.BytesIO()
+    for name, (data, crc, size) in members.items():
+        if max(len(data), size, out.tell()) >= 0xFFFFFFFF:
+            raise ValueError(f"{name}: over 4 GiB, which needs zip64")
+        raw = name.encode()
+        offset = out.tell()
+        fields = (20, 0, 8, 0, _DOS_DATE, crc, len(data), size, len(raw))
+        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, *fields, 0) + raw + data)
+        central.write(
+            struct.pack("<IH", 0x02014B50, 20)
+            + struct.pack("<HHHHHIIIHH", *fields, 0)
+            + struct.pack("<HHHII", 0, 0, 0, 0o644 << 16, offset)
+            + raw
+        )
+    cd = central.getvalue()
+    start = out.tell()
+    n = len(members)
+    out.write(cd + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, len(cd), start, 0))
+    return out.getvalue()
+
+
+def encode_npz(arrays: dict[str, np.ndarray], level: int = LEVEL) -> bytes:
+    """An .npz (what np.load reads), deflated with ISA-L at `level` (0-3)."""
+    return zip_members(
+        {f"{k}.npy": deflate_array(np.asanyarray(v), level) for k, v in arrays.items()}
+    )
 
 
 def check_episode(arrays: dict[str, np.ndarray], path: Path | str) -> None:

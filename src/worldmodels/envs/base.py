@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import gymnasium as gym
 import numpy as np
 import torch
 
 from worldmodels.config import CollectConfig
+from worldmodels.envs.resize import area_resize
 from worldmodels.errors import WorldModelsError
 
 FRAME = 64
@@ -58,20 +58,32 @@ class PixelObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         self._crop = crop_bottom
         self.observation_space = gym.spaces.Box(0, 255, (FRAME, FRAME, 3), np.uint8)
 
+    @property
+    def crop_bottom(self) -> int | None:
+        return self._crop
+
+    def image(self, observation: Any) -> np.ndarray | None:
+        """The raw image inside one of the wrapped env's observations (before crop and resize)."""
+        return observation[self._key] if self._key else observation
+
     def observation(self, observation: Any) -> np.ndarray:
-        img = observation[self._key] if self._key else observation
-        return preprocess(img, self._crop)
+        return preprocess(self.image(observation), self._crop)
 
 
 def preprocess(img: np.ndarray | None, crop_bottom: int | None = None) -> np.ndarray:
     """One frame to 64x64x3 uint8. A missing frame (some envs return none once the episode ends) is black."""
     if img is None:
         return np.zeros((FRAME, FRAME, 3), np.uint8)
+    return preprocess_batch(img[None], crop_bottom)[0]
+
+
+def preprocess_batch(frames: np.ndarray, crop_bottom: int | None = None) -> np.ndarray:
+    """(T, H, W, 3) frames to (T, 64, 64, 3) uint8: crop rows [0:crop_bottom), then area resize."""
     if crop_bottom is not None:
-        img = img[:crop_bottom]
-    if img.shape[:2] != (FRAME, FRAME):
-        img = cv2.resize(img, (FRAME, FRAME), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(img, dtype=np.uint8)
+        frames = frames[:, :crop_bottom]
+    if frames.shape[1:3] != (FRAME, FRAME):
+        return area_resize(*frames.shape[1:])(frames)
+    return np.ascontiguousarray(frames, dtype=np.uint8)
 
 
 class Policy:
