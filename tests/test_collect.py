@@ -266,3 +266,23 @@ def test_recorded_episode_is_what_the_wrapped_env_shows(background):
             for k in EPISODE_KEYS:
                 assert f[k].dtype == want[k].dtype
                 np.testing.assert_array_equal(f[k], want[k])
+
+
+def test_encoder_thread_is_used_only_where_a_core_is_free(monkeypatch):
+    import os
+
+    from worldmodels.data.collect import encode_in_background
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    cfg = preset("debug")
+
+    def background(**kv):
+        return encode_in_background(
+            with_overrides(cfg, {f"parallel.{k}": v for k, v in kv.items()})
+        )
+
+    assert background(workers=1) and not background(workers=2)
+    assert not background(workers=1, backend="ray")  # a Ray task holds one CPU
+    assert background(workers=4, encode_thread="on") and not background(
+        workers=1, encode_thread="off"
+    )

@@ -80,6 +80,18 @@ def test_collect_writes_the_resolved_config_first(tmp_path):
             "parallel.backend",
         ),
         (["collect", "--preset", "debug", "--run-dir", "{tmp}/d", "--bogus", "1"], "--bogus"),
+        (
+            [
+                "collect",
+                "--preset",
+                "debug",
+                "--run-dir",
+                "{tmp}/h",
+                "--parallel.encode_thread",
+                "yes",
+            ],
+            "parallel.encode_thread",
+        ),
         (["collect", "--run-dir", "{tmp}/e"], "no config.json"),
         (
             ["collect", "--preset", "debug", "--run-dir", "{tmp}/f", "--env", "NoSuchEnv-v9"],

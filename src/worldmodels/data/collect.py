@@ -97,8 +97,11 @@ class EpisodeTask:
         return f"episode {self.index} of {self.env_id}"
 
 
-def spare_cores(cfg: Config) -> bool:
-    """True when local workers leave a core free for each worker's encoder thread."""
+def encode_in_background(cfg: Config) -> bool:
+    """Whether workers encode frames on a second thread (`parallel.encode_thread`; `auto`: when local
+    workers leave a core free)."""
+    if cfg.parallel.encode_thread != "auto":
+        return cfg.parallel.encode_thread == "on"
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -252,7 +255,7 @@ def collect(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
     remove_stale_temporaries(folder)
     adapter_for(cfg.env.id)  # fail fast, in this process, on an unknown env or a missing package
     todo = missing_episodes(folder, cfg.collect.episodes)
-    background = spare_cores(cfg)
+    background = encode_in_background(cfg)
     tasks = [
         EpisodeTask(cfg.env.id, cfg.env.max_steps, cfg.collect, cfg.seed, i, background)
         for i in todo
