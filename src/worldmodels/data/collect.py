@@ -113,9 +113,8 @@ CHUNK = 16
 """Frames per piece of work handed to the encoder thread."""
 
 _encoder: ThreadPoolExecutor | None = None
-_spare: queue.SimpleQueue = (
-    queue.SimpleQueue()
-)  # chunk buffers the encoder thread has finished with
+_spare: queue.SimpleQueue = queue.SimpleQueue()
+"""Chunk buffers whose frames have been encoded, for the next chunks to reuse."""
 
 
 def encoder_thread() -> ThreadPoolExecutor:
