@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from worldmodels.config import CollectConfig, Config
 from worldmodels.data.storage import (
+    EPISODE_KEYS,
     DeflateStream,
     deflate_array,
     episode_path,
@@ -42,20 +43,25 @@ from worldmodels.utils import (
 def rollout(
     env: gym.Env,
     adapter: Adapter,
-    act: Callable[[np.ndarray], Any],
+    act: Callable[[Any], Any],
     env_seed: int,
     record: bool = True,
+    keep_frame: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Run one episode with `act(obs) -> env action`.
 
-    Returns the episode's arrays (see storage.py) when `record`, and always `return` and `length`.
+    Returns the episode's arrays (see storage.py) when `record`, and always `return` and `length`. With
+    `keep_frame`, each observation the agent acts on goes to it instead of into `obs`.
     """
     obs, _ = env.reset(seed=env_seed)
     frames, actions, rewards, terms, truncs = [], [], [], [], []
     while True:
         action = act(obs)
         if record:
-            frames.append(obs)
+            if keep_frame is None:
+                frames.append(obs)
+            else:
+                keep_frame(obs)
             actions.append(adapter.encode_action(action))
         obs, reward, terminated, truncated, _ = env.step(action)
         rewards.append(reward)
@@ -66,12 +72,13 @@ def rollout(
     out: dict[str, Any] = {"return": float(np.sum(rewards)), "length": len(rewards)}
     if record:
         out.update(
-            obs=np.stack(frames),
             action=np.stack(actions).astype(np.float32),
             reward=np.asarray(rewards, np.float32),
             terminated=np.asarray(terms, bool),
             truncated=np.asarray(truncs, bool),
         )
+        if keep_frame is None:
+            out["obs"] = np.stack(frames)
     return out
 
 
@@ -203,32 +210,14 @@ def record_episode(
     env_seed: int,
     background: bool = False,
 ) -> dict[str, Any]:
-    """Play one episode with `act(raw image) -> env action` and return its file's bytes and length.
+    """Play one episode with `act(raw observation) -> env action`; return its file's bytes and length.
 
     Steps the env under the PixelObservation wrapper, so the frames reach the recorder raw and are resized
     off the game's thread; the stored frames are exactly those the wrapper would give."""
-    inner = env.env
-    obs, _ = inner.reset(seed=env_seed)
     rec = EpisodeRecorder(env.crop_bottom, background)
-    actions, rewards, terms, truncs = [], [], [], []
-    while True:
-        img = env.image(obs)
-        action = act(img)
-        rec.add(img)
-        actions.append(adapter.encode_action(action))
-        obs, reward, terminated, truncated, _ = inner.step(action)
-        rewards.append(reward)
-        terms.append(terminated)
-        truncs.append(truncated)
-        if terminated or truncated:
-            break
-    data = rec.finish({
-        "action": np.stack(actions).astype(np.float32),
-        "reward": np.asarray(rewards, np.float32),
-        "terminated": np.asarray(terms, bool),
-        "truncated": np.asarray(truncs, bool),
-    })  # fmt: skip
-    return {"data": data, "steps": len(rewards), "return": float(np.sum(rewards))}
+    ep = rollout(env.env, adapter, act, env_seed, keep_frame=lambda obs: rec.add(env.image(obs)))
+    data = rec.finish({k: ep[k] for k in EPISODE_KEYS[1:]})
+    return {"data": data, "steps": ep["length"], "return": ep["return"]}
 
 
 def collect_episode(task: EpisodeTask) -> dict[str, Any]:

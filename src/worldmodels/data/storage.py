@@ -74,7 +74,7 @@ class DeflateStream:
         if len(prefix) > 0xFFFF:
             raise ValueError("a stored deflate block holds at most 65535 bytes")
         stored = b"\x00" + struct.pack("<HH", len(prefix), len(prefix) ^ 0xFFFF) + prefix
-        crc = isal_zlib.crc32_combine(zlib.crc32(prefix), self.crc, self.size)
+        crc = isal_zlib.crc32_combine(isal_zlib.crc32(prefix), self.crc, self.size)
         return stored + body, crc, len(prefix) + self.size
 
 
