@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # torch first, pinned: 2.13.0 is the CPU build on this machine's disk; an unpinned torch pulls CUDA.
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the versions the documented results were measured with.
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[all]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[all]'
 	touch $(STAMP)
 
 demo: setup

@@ -248,8 +248,9 @@ def test_recorded_episode_is_what_the_wrapped_env_shows(background):
     hold exactly the frames, actions and ends that stepping the wrapped env gives."""
     import io
 
-    from worldmodels.data.collect import record_episode, rollout, worker_env
+    from worldmodels.data.collect import record_episode
     from worldmodels.envs import adapter_for
+    from worldmodels.rollout import play_episode, worker_env
     from worldmodels.utils import rng_for
 
     cfg = preset("debug")
@@ -258,7 +259,7 @@ def test_recorded_episode_is_what_the_wrapped_env_shows(background):
     for i in range(3):
         policy = adapter.random_policy(cfg.collect)
         policy.reset(rng_for(0, i))
-        want = rollout(env, adapter, policy, 100 + i)
+        want = play_episode(env, adapter, policy, 100 + i)
         policy.reset(rng_for(0, i))
         got = record_episode(env, adapter, policy, 100 + i, background)
         assert got["steps"] == want["length"] and got["return"] == want["return"]

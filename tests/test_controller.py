@@ -17,7 +17,8 @@ from worldmodels.dream import DreamEnv
 from worldmodels.es import CMAES
 from worldmodels.evaluate import evaluate_real
 from worldmodels.models import controller as C
-from worldmodels.train.controller import build_dream, train_controller
+from worldmodels.rollout import build_dream
+from worldmodels.train.controller import train_controller
 from worldmodels.utils import read_metrics
 
 from .conftest import cli, one_line_error

@@ -112,13 +112,14 @@ def test_non_pixel_env_is_refused_by_name():
 
 
 def test_held_discrete_policy_holds_between_1_and_10_frames():
-    from worldmodels.envs.base import HeldDiscrete
+    from worldmodels.envs.actions import DiscreteCodec
+    from worldmodels.envs.base import HeldRandom
 
     doom = adapter_for("VizdoomTakeCover-v1").random_policy(CollectConfig())
     doom.reset(np.random.default_rng(0))
     assert {doom(None) for _ in range(500)} == {0, 1, 2}
     # with many actions a repeat of the same action (which would merge two holds) is rare enough to ignore
-    pol = HeldDiscrete(10_000, 1, 10)
+    pol = HeldRandom(DiscreteCodec(gym.spaces.Discrete(10_000)), 1, 10)
     pol.reset(np.random.default_rng(0))
     actions = [pol(None) for _ in range(5000)]
     runs = np.diff(np.flatnonzero(np.diff(actions) != 0))

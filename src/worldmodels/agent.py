@@ -1,12 +1,11 @@
 """The agent in the real env: V encodes the frame, C acts on [z, (c), h], M updates its memory.
 
-One code path for evaluation, real-env fitness, and rendering. Models are loaded once per worker process.
+One code path for evaluation, real-env fitness, iterative training's collection and rendering.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,19 +63,6 @@ def load_models(
         load_mdnrnn(Path(mdnrnn) if mdnrnn else model_paths(run_dir, cfg)[0], cfg, device),
         adapter_for(cfg.env.id),
     )
-
-
-@lru_cache(maxsize=2)
-def _worker_models(run_dir: str, mdnrnn: str | None, stamp: float) -> Models:
-    torch.set_num_threads(1)
-    return load_models(Path(run_dir), mdnrnn=Path(mdnrnn) if mdnrnn else None)
-
-
-def worker_models(run_dir: str, mdnrnn: str | None = None) -> Models:
-    """Per worker process: V and M loaded once, reused for every task (reloaded if M's file changes)."""
-    cfg = load_config(Path(run_dir) / "config.json")
-    path = Path(mdnrnn) if mdnrnn else model_paths(Path(run_dir), cfg)[0]
-    return _worker_models(run_dir, mdnrnn, path.stat().st_mtime if path.exists() else 0.0)
 
 
 def save_controller(path: Path, params: np.ndarray, header: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from worldmodels import config as C
 from worldmodels.errors import WorldModelsError
+from worldmodels.stages import NAMES, STAGES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,19 +55,16 @@ _ALIASES: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 COMMANDS: dict[str, str] = {
-    "collect": "Collect random-policy episodes into RUN_DIR/episodes (resumable).",
-    "train-vae": "Train V, the ConvVAE, on frames streamed from the run's episodes (resumable).",
-    "encode": "Store each frame's (mu, logvar) under V into RUN_DIR/latents (resumable).",
-    "train-mdnrnn": "Train M, the MDN-RNN, on z resampled from the latents (resumable).",
-    "train-controller": "Train C with CMA-ES in M's dream or in the real env (resumable).",
-    "iterate": "Iterative training: collect with C, train M further, train C again, for iterate.rounds.",
-    "evaluate": "Score the controller (or the random policy) over N episodes; writes eval.json.",
-    "render": "GIFs: a real episode beside its reconstruction, and a dream decoded by V.",
-    "report": "Build RUN_DIR/report.html from the run directory alone.",
-    "run": "The whole pipeline, skipping what is done: collect ... report.",
-    "info": "Print a preset's model sizes (parameters of V, M and C).",
+    **{stage.name: stage.help for stage in STAGES},
+    "run": "The whole pipeline, skipping what is done: "
+    + " ... ".join((NAMES[0], NAMES[-1]))
+    + ".",
+    "info": "Print a preset's model sizes (parameters of V, M and C) and the package versions in use.",
     "export": "Write a run's final agent (V, M, C weights, dream starts) to a folder, as shipped agents are.",
 }
+
+PRETRAINED_COMMANDS = ("evaluate", "render", "train-controller")
+"""Commands that take --pretrained NAME|DIR (a shipped agent, or an exported one)."""
 
 
 def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
@@ -104,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", type=Path, required=True,
                            help="Folder to write (e.g. src/worldmodels/pretrained/doom).")  # fmt: skip
             continue
-        p.add_argument("--run-dir", type=Path, required=name != "render" and name != "evaluate",
+        p.add_argument("--run-dir", type=Path, required=name not in PRETRAINED_COMMANDS,
                        help="The run directory every stage reads and writes.")  # fmt: skip
         p.add_argument("--preset", help=f"Start a run from a preset: {', '.join(C.PRESETS)}.")
         p.add_argument("--quiet", action="store_true", help="No progress bars.")
@@ -116,12 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
                            help="Score the trained controller or the random policy (a baseline).")  # fmt: skip
             p.add_argument("--where", choices=["real", "dream"], default="real",
                            help="Score in the real env (default) or in M's dream.")  # fmt: skip
-        if name in ("evaluate", "render"):
-            p.add_argument("--pretrained", choices=["doom"],
-                           help="Use the agent shipped with the package instead of a run's.")  # fmt: skip
+        if name in PRETRAINED_COMMANDS:
+            p.add_argument("--pretrained", metavar="NAME|DIR",
+                           help="Start from an agent shipped with the package (doom) or exported with "
+                                "`worldmodels export` (its folder), copied into --run-dir "
+                                "(default runs/pretrained-NAME)" + (
+                                    "; C is trained anew on its V and M" if name == "train-controller"
+                                    else "") + ".")  # fmt: skip
         if name == "run":
-            p.add_argument("--force", metavar="STAGE",
-                           help="Redo STAGE and every stage after it (e.g. train-mdnrnn).")  # fmt: skip
+            p.add_argument("--force", metavar="STAGE", choices=NAMES,
+                           help="Redo STAGE and every stage after it: " + ", ".join(NAMES) + ".")  # fmt: skip
         _add_config_flags(p, name)
     return parser
 
@@ -138,15 +140,59 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _info(args: argparse.Namespace) -> int:
     from worldmodels.models import model_sizes
+    from worldmodels.versions import package_versions
 
     cfg = C.preset(args.preset)
     sizes = model_sizes(cfg)
+    versions = package_versions()
     if args.json:
-        print(json.dumps(sizes))
+        print(json.dumps(sizes))  # the contract: exactly the model sizes
     else:
         print(f"preset {args.preset} ({cfg.env.id})")
         for key, value in sizes.items():
             print(f"  {key:18s} {value:>12,}" if isinstance(value, int) else f"  {key:18s} {value}")
+        print("versions (constraints.txt pins the ones the documented results used)")
+        for key, value in versions.items():
+            print(f"  {key:24s} {value or '(not installed)'}")
+    return 0
+
+
+def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """Resolve the run's config and run the command's stage (or every stage, for `run`)."""
+    from worldmodels import pipeline
+
+    progress = not getattr(args, "quiet", False)
+    if command == "run":
+        cfg = pipeline.resolve(args.run_dir, args.preset, overrides, force=args.force)
+        if args.force:
+            pipeline.force_from(args.run_dir, args.force)
+        return pipeline.run_all(args.run_dir, cfg, progress)
+    if command in PRETRAINED_COMMANDS and args.pretrained:
+        from worldmodels.pretrained import pretrained_command
+
+        return pretrained_command(command, args, overrides, progress)
+    if args.run_dir is None:
+        raise WorldModelsError("--run-dir is required (or --pretrained NAME)")
+    cfg = pipeline.resolve(args.run_dir, args.preset, overrides)
+    if command == "collect" and args.verify:
+        from worldmodels.data.storage import verify_episodes
+
+        bad = verify_episodes(Path(args.run_dir) / "episodes")
+        for line in bad:
+            print(line)
+        if bad:
+            raise WorldModelsError(
+                f"{len(bad)} corrupt episode file(s); delete them and rerun collect"
+            )
+        print("all episodes readable")
+        return 0
+    if command == "evaluate":
+        from worldmodels.evaluate import evaluate_command
+
+        return evaluate_command(args.run_dir, cfg, args.policy, args.where, progress)
+    from worldmodels.stages import get
+
+    pipeline.run_stage(get(command), args.run_dir, cfg, progress)
     return 0
 
 
@@ -165,11 +211,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, size in export_agent(args.run_dir, args.out).items():
                 print(f"{args.out / name}  {size / 2**20:.2f} MiB")
             return 0
-        from worldmodels import pipeline
-
-        return pipeline.dispatch(args.command, args, _overrides(args))
+        return dispatch(args.command, args, _overrides(args))
     except WorldModelsError as e:
         print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file system refusal the checks did not foresee: still one line
+        where = f" {e.filename}" if e.filename else ""
+        print(f"worldmodels {args.command}: error:{where}: {e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(

@@ -3,59 +3,25 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.agent import Agent, load_controller, model_paths, worker_models
-from worldmodels.config import Config, load_config
-from worldmodels.data.collect import rollout, worker_env
-from worldmodels.envs import adapter_for
-from worldmodels.parallel import run_tasks
-from worldmodels.utils import STREAM_EVAL, Stopwatch, atomic_write_text, rng_for, seed_for
-
-
-@dataclass(frozen=True)
-class RealEpisodes:
-    """Episodes in the real env for one worker task: a policy (C's params, or None for random) and seeds."""
-
-    run_dir: str
-    params: Any  # np.ndarray (P,) or None for the random policy
-    seeds: tuple[int, ...]
-    mdnrnn: str | None = None  # M's checkpoint; None: the run's final M (see agent.model_paths)
-
-    def __repr__(self) -> str:
-        who = "random policy" if self.params is None else "controller"
-        return f"{who} on {len(self.seeds)} episode(s) from seed {self.seeds[0]}"
-
-
-def play_real(task: RealEpisodes) -> list[tuple[float, int]]:
-    """(return, length) of each episode; runs inside a worker, models loaded once per worker."""
-    if task.params is None:
-        cfg = load_config(Path(task.run_dir) / "config.json")
-        adapter = adapter_for(cfg.env.id)
-        act = adapter.random_policy(cfg.collect)
-        start = lambda s: act.reset(rng_for(s, 2))  # noqa: E731
-    else:
-        models = worker_models(task.run_dir, task.mdnrnn)
-        cfg, adapter = models.cfg, models.adapter
-        act = Agent(models, task.params)
-        start = act.reset
-    env = worker_env(cfg.env.id, cfg.env.max_steps)
-    out = []
-    for s in task.seeds:
-        start(s)
-        ep = rollout(env, adapter, act, s, record=False)
-        out.append((ep["return"], ep["length"]))
-    return out
-
-
-def eval_seeds(seed: int, n: int) -> list[int]:
-    """The fixed seed list of an evaluation: episode i always gets the same env seed."""
-    return [seed_for(seed, STREAM_EVAL, i) for i in range(n)]
+from worldmodels.agent import load_controller, model_paths
+from worldmodels.config import Config
+from worldmodels.errors import WorldModelsError
+from worldmodels.rollout import (
+    AgentWeights,
+    RealEpisodes,
+    build_dream,
+    dream_can_score,
+    eval_seeds,
+    play_real_batch,
+)
+from worldmodels.utils import Stopwatch, atomic_write_text
+from worldmodels.versions import package_versions
 
 
 def evaluate_real(
@@ -69,20 +35,17 @@ def evaluate_real(
 ) -> dict[str, Any]:
     seeds = eval_seeds(seed, n)
     per_task = max(1, min(8, n // (4 * cfg.parallel.workers)))
-    tasks = [
-        RealEpisodes(
-            str(Path(run_dir).resolve()),
-            params,
-            tuple(seeds[i : i + per_task]),
-            str(Path(mdnrnn).resolve()) if mdnrnn else None,
-        )
-        for i in range(0, n, per_task)
-    ]
+    tasks = [RealEpisodes(params, tuple(seeds[i : i + per_task])) for i in range(0, n, per_task)]
+    weights = (
+        AgentWeights.random_policy(cfg)
+        if params is None
+        else AgentWeights.of_run(run_dir, cfg, mdnrnn)
+    )
     results: dict[int, tuple[float, int]] = {}
     clock = Stopwatch()
     label = "evaluate " + ("random" if params is None else "controller")
     with tqdm(total=n, desc=label, unit="ep", disable=not progress, dynamic_ncols=True) as bar:
-        for task, res in run_tasks(play_real, tasks, cfg.parallel):
+        for task, res in play_real_batch(tasks, weights, cfg):
             for s, r in zip(task.seeds, res, strict=True):
                 results[s] = r
             bar.update(len(res))
@@ -116,14 +79,13 @@ def summary(
         "seed": seed,
         "temperature": cfg.controller.temperature if where == "dream" else None,
         "wall_s": round(wall, 2),
+        "versions": package_versions(),
     }
 
 
 def evaluate_dream(
     run_dir: Path, cfg: Config, params: np.ndarray, n: int, seed: int
 ) -> dict[str, Any]:
-    from worldmodels.train.controller import build_dream
-
     clock = Stopwatch()
     dream = build_dream(run_dir, cfg)
     returns, lengths = dream.rollout(np.repeat(params[None], n, 0), eval_seeds(seed, n))
@@ -144,21 +106,27 @@ def evaluation_is_current(path: Path, cfg: Config) -> bool:
     return e["episodes"] == cfg.evaluate.episodes and e["seed"] == cfg.evaluate.seed
 
 
-def agent_files(run_dir: Path, cfg: Config) -> dict[str, str] | None:
-    """The run's agent's M and C, relative to the run directory (None while iterative training runs)."""
-    from worldmodels.errors import WorldModelsError
+def evaluate_done(run_dir: Path, cfg: Config) -> bool:
+    """Every evaluation the stage writes exists and is current."""
+    return all(
+        evaluation_is_current(Path(run_dir) / n, cfg) for n in expected_evaluations(cfg).values()
+    )
 
+
+def agent_files(run_dir: Path, cfg: Config) -> dict[str, str] | None:
+    """The run's agent's M and C, relative to the run directory (None while iterative training runs or
+    while C is missing)."""
     try:
         m, c = model_paths(run_dir, cfg)
     except WorldModelsError:
+        return None
+    if not c.exists():
         return None
     return {"mdnrnn": str(m.relative_to(run_dir)), "controller": str(c.relative_to(run_dir))}
 
 
 def expected_evaluations(cfg: Config) -> dict[tuple[str, str], str]:
     """What the pipeline's evaluate stage writes: the dream row only where the dream can score."""
-    from worldmodels.train.controller import dream_can_score
-
     return {k: v for k, v in _FILES.items() if k[1] == "real" or dream_can_score(cfg)}
 
 
@@ -166,8 +134,6 @@ def evaluate_command(
     run_dir: Path, cfg: Config, policy: str, where: str, progress: bool = True
 ) -> int:
     """`worldmodels evaluate`: one evaluation, written to its JSON file and printed as mean +- std."""
-    from worldmodels.errors import WorldModelsError
-
     run_dir = Path(run_dir)
     e = cfg.evaluate
     if policy == "random" and where == "dream":

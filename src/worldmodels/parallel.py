@@ -1,6 +1,8 @@
 """Executors for real-env work: worker processes on one machine, or Ray tasks on a cluster.
 
-Both run ``fn(item)`` for every item and yield ``(item, result)`` as results arrive. A task whose worker
+Both run ``fn(item)`` (or ``fn(item, shared)``) for every item and yield ``(item, result)`` as results
+arrive. ``shared`` is what every task needs, sent once per worker process (the pool's initializer) or put
+once in Ray's object store: workers need no shared file system. A task whose worker
 dies is retried (``retries`` times); an exception raised inside a task stops the run with a one-line error.
 Neither ever waits on a dead worker.
 """
@@ -43,22 +45,27 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _call(fn: Callable[[T], Any], item: T) -> Any:
-    """What a worker runs for one item."""
+_worker_shared: list[Any] = [None]
+"""In a local worker process: the `shared` object its initializer received."""
+
+
+def _call(fn: Callable[..., Any], item: T, shared: Any = None) -> Any:
+    """What a worker runs for one item (a local worker's `shared` came with its initializer)."""
     _one_thread()
-    return fn(item)
+    shared = _worker_shared[0] if shared is None else shared
+    return fn(item) if shared is None else fn(item, shared)
 
 
 def run_tasks(
-    fn: Callable[[T], Any], items: Iterable[T], cfg: ParallelConfig
+    fn: Callable[..., Any], items: Iterable[T], cfg: ParallelConfig, shared: Any = None
 ) -> Iterator[tuple[T, Any]]:
-    """Yield (item, fn(item)) in completion order on the configured backend."""
+    """Yield (item, fn(item)) (or fn(item, shared)) in completion order on the configured backend."""
     items = list(items)
     if not items:
         return iter(())
     if cfg.backend == "ray":
-        return _run_ray(fn, items, cfg)
-    return _run_local(fn, items, cfg)
+        return _run_ray(fn, items, cfg, shared)
+    return _run_local(fn, items, cfg, shared)
 
 
 def _context() -> mp.context.BaseContext:
@@ -67,15 +74,16 @@ def _context() -> mp.context.BaseContext:
     if not sys.platform.startswith("linux"):
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["worldmodels.data.collect", "worldmodels.evaluate"])
+    ctx.set_forkserver_preload(["worldmodels.data.collect", "worldmodels.rollout"])
     return ctx
 
 
-def _worker_init(parent: int) -> None:
+def _worker_init(parent: int, shared: Any = None) -> None:
     """Each worker leads its own process group, so that what it starts (ViZDoom runs its engine as a child
     process) can be killed with it; and it kills that group when its parent dies, so a SIGKILLed run
     leaves nothing behind."""
     os.setpgrp()
+    _worker_shared[0] = shared
 
     def watch() -> None:
         while True:
@@ -97,7 +105,7 @@ def _kill_groups(pids: list[int]) -> None:
 
 
 def _run_local(
-    fn: Callable[[T], Any], items: list[T], cfg: ParallelConfig
+    fn: Callable[..., Any], items: list[T], cfg: ParallelConfig, shared: Any
 ) -> Iterator[tuple[T, Any]]:
     todo = list(range(len(items)))[::-1]  # a stack of indices into items
     deaths = [0] * len(items)
@@ -106,7 +114,7 @@ def _run_local(
             max_workers=cfg.workers,
             mp_context=_context(),
             initializer=_worker_init,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), shared),
         )
         running: dict[Future, int] = {}
         broken = False
@@ -146,7 +154,7 @@ def _run_local(
 
 
 def _run_ray(
-    fn: Callable[[T], Any], items: list[T], cfg: ParallelConfig
+    fn: Callable[..., Any], items: list[T], cfg: ParallelConfig, shared: Any
 ) -> Iterator[tuple[T, Any]]:
     try:
         import ray
@@ -162,13 +170,14 @@ def _run_ray(
         except Exception as e:
             raise WorldModelsError(f"--ray-address {cfg.ray_address or '(local)'}: {e}") from None
     remote = ray.remote(max_retries=cfg.retries, retry_exceptions=False)(_call)
+    extra = () if shared is None else (ray.put(shared),)  # once in the object store, not per task
     pending = list(reversed(items))
     running: dict[Any, T] = {}
     limit = 2 * max(1, int(ray.cluster_resources().get("CPU", cfg.workers)))
     while pending or running:
         while pending and len(running) < limit:
             item = pending.pop()
-            running[remote.remote(fn, item)] = item
+            running[remote.remote(fn, item, *extra)] = item
         ready, _ = ray.wait(list(running), num_returns=1)
         for ref in ready:
             item = running.pop(ref)

@@ -1,131 +1,46 @@
-"""Stages, their order, when each is done, and `worldmodels run`, which chains them and skips what is done.
+"""A run's config across commands, and `worldmodels run`, which chains the stages (stages.py) and skips
+what is done.
 
-A run directory holds one config (config.json). A later command may change settings only where no
-finished stage depends on them; otherwise it is refused with the stage and the flag named, and
+A run directory holds one config (config.json). A later command may change settings only where no stage
+that wrote output depends on them; otherwise it is refused with the stage and the flag named, and
 ``worldmodels run --force STAGE`` redoes that stage and every one after it.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
-import shutil
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from worldmodels import config as C
 from worldmodels.errors import WorldModelsError
+from worldmodels.stages import NAMES, STAGES, Stage, depends_on
 from worldmodels.utils import atomic_write_text
 
-STAGES = [
-    "collect",
-    "train-vae",
-    "encode",
-    "train-mdnrnn",
-    "train-controller",
-    "iterate",
-    "evaluate",
-    "render",
-    "report",
-]
-
-# Config fields each stage's output depends on (a trailing dot means the whole section); cumulative.
-_OWN_FIELDS = {
-    "collect": ["seed", "env.", "collect."],
-    "train-vae": ["vae.", "val_fraction"],
-    "encode": [],
-    "train-mdnrnn": ["mdnrnn."],
-    "train-controller": ["controller."],
-    "iterate": ["iterate."],
-    "evaluate": [],  # a measurement: changing it re-measures (see stage_done), invalidates nothing
-    "render": [],
-    "report": [],
-}
+STAGE_NAMES = NAMES
 
 
-def stage_fields(stage: str) -> list[str]:
-    out: list[str] = []
-    for s in STAGES[: STAGES.index(stage) + 1]:
-        out += _OWN_FIELDS[s]
-    return out
-
-
-def _touches(changed: list[str], patterns: list[str]) -> list[str]:
+def _touches(changed: list[str], patterns: list[str] | tuple[str, ...]) -> list[str]:
     return [
         c for c in changed if any(c == p or (p.endswith(".") and c.startswith(p)) for p in patterns)
     ]
-
-
-# ------------------------------------------------------------------------------------------ stage outputs
-
-
-def _outputs(run_dir: Path, stage: str) -> list[Path]:
-    """What a stage writes (removed by --force)."""
-    return {
-        "collect": [run_dir / "episodes"],
-        "train-vae": [run_dir / "vae.pt", run_dir / "reconstructions.png"],
-        "encode": [run_dir / "latents"],
-        "train-mdnrnn": [run_dir / "mdnrnn.pt", run_dir / "mixture_usage.json"],
-        "train-controller": [run_dir / "controller.pt", run_dir / "es_state.pkl"],
-        "iterate": [run_dir / "rounds"],
-        "evaluate": [
-            run_dir / "eval.json",
-            run_dir / "eval_random.json",
-            run_dir / "eval_dream.json",
-        ],
-        "render": [run_dir / "real.gif", run_dir / "dream.gif"],
-        "report": [run_dir / "report.html"],
-    }[stage]
-
-
-def stage_done(run_dir: Path, stage: str, cfg: C.Config) -> bool:
-    run_dir = Path(run_dir)
-    if stage == "collect":
-        from worldmodels.data.collect import missing_episodes
-
-        return not missing_episodes(run_dir / "episodes", cfg.collect.episodes)
-    if stage in ("train-vae", "train-mdnrnn", "train-controller"):
-        name = {"train-vae": "vae", "train-mdnrnn": "mdnrnn", "train-controller": "controller"}[
-            stage
-        ]
-        return _finished(run_dir / f"{name}.pt")
-    if stage == "encode":
-        from worldmodels.train.vae import missing_latents
-
-        return (run_dir / "latents").is_dir() and not missing_latents(run_dir)
-    if stage == "iterate":
-        from worldmodels.train.iterate import iterate_done
-
-        return iterate_done(run_dir, cfg)
-    if stage == "evaluate":
-        from worldmodels.evaluate import evaluation_is_current, expected_evaluations
-
-        return all(
-            evaluation_is_current(run_dir / n, cfg) for n in expected_evaluations(cfg).values()
-        )
-    return all(p.exists() for p in _outputs(run_dir, stage))
-
-
-def _finished(path: Path) -> bool:
-    if not path.exists():
-        return False
-    from worldmodels.utils import read_header
-
-    kind = path.stem
-    header = read_header(path, kind)
-    return bool(header.get("finished"))
 
 
 # ------------------------------------------------------------------------------------------ config resolution
 
 
 def resolve(
-    run_dir: Path, preset_name: str | None, overrides: dict[str, Any], force: str | None = None
+    run_dir: Path,
+    preset_name: str | None,
+    overrides: dict[str, Any],
+    force: str | None = None,
 ) -> C.Config:
     """The run's config: config.json (or the preset, for a new run) with overrides, saved before work."""
     run_dir = Path(run_dir)
+    check_run_dir(run_dir)
     path = run_dir / "config.json"
     if path.exists():
         old = C.load_config(path)
@@ -134,29 +49,75 @@ def resolve(
                 f"--preset {preset_name}: {run_dir} was started with preset {old.preset!r}; "
                 "use another --run-dir"
             )
-        new = C.with_overrides(old, overrides)
+        new = fit_to_env(C.with_overrides(old, overrides), overrides)
         changed = C.diff(old, new)
         if changed:
-            start = STAGES.index(force) if force else len(STAGES)
-            rounds = [c for c in changed if c.startswith("iterate.")]
-            if rounds and _iterate_can_change(run_dir, old, new, rounds):
-                changed = [c for c in changed if c not in rounds]  # harmless: see the function
-            for stage in STAGES[:start]:
-                hit = _touches(changed, stage_fields(stage))
-                if hit and stage_done(run_dir, stage, old):
-                    flag = hit[0]
-                    raise WorldModelsError(
-                        f"--{flag}: stage {stage} is finished with {flag}={_get(old, flag)!r}; "
-                        f"changing it needs `worldmodels run --force {stage}` (redoes {stage} and later)"
-                    )
+            _refuse_pinned(run_dir, old, new, changed, force)
             C.save_config(new, path)
         return new
     if not preset_name:
         raise WorldModelsError(f"{path}: no config.json here; start the run with --preset NAME")
-    cfg = C.with_overrides(C.preset(preset_name), overrides)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = fit_to_env(C.with_overrides(C.preset(preset_name), overrides), overrides)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WorldModelsError(f"--run-dir {run_dir}: cannot create it ({e.strerror})") from None
     C.save_config(cfg, path)
     return cfg
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """One-line errors for the run-directory mistakes a user makes: a file, or a folder it cannot write."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise WorldModelsError(f"--run-dir {run_dir}: is a file, not a directory")
+    if run_dir.is_dir() and not os.access(run_dir, os.W_OK | os.X_OK):
+        raise WorldModelsError(f"--run-dir {run_dir}: not writable by this user")
+
+
+def fit_to_env(cfg: C.Config, overrides: dict[str, Any]) -> C.Config:
+    """What the env needs that the preset may not give: a dream scores with +1 per step alive (Doom) or
+    with M's reward head, so a run whose C is trained in the dream (controller.where=dream or iterative
+    training) on any other env gets the reward head. Explicitly switching it off there is refused now,
+    before any stage runs, rather than after V and M were trained."""
+    from worldmodels.envs import adapter_class
+
+    uses_dream = cfg.controller.where == "dream" or cfg.iterate.rounds > 0
+    if not uses_dream or cfg.mdnrnn.reward_head:
+        return cfg
+    if adapter_class(cfg.env.id).reward_is_alive_bonus:
+        return cfg
+    if "mdnrnn.reward_head" in overrides:
+        raise WorldModelsError(
+            f"--mdnrnn.reward_head false: C is trained in the dream, and the reward of {cfg.env.id} is "
+            "not +1 per step alive, so M must predict it (or train C with --controller.where real)"
+        )
+    return replace(cfg, mdnrnn=replace(cfg.mdnrnn, reward_head=True))
+
+
+def _refuse_pinned(
+    run_dir: Path, old: C.Config, new: C.Config, changed: list[str], force: str | None
+) -> None:
+    """Refuse a change that a stage's written output depends on. A finished stage pins its own and every
+    earlier stage's fields; an unfinished one that has written something pins its own (except those a
+    resume may extend); a stage that wrote nothing pins nothing. Stages from --force on are redone."""
+    start = NAMES.index(force) if force else len(STAGES)
+    rounds = [c for c in changed if c.startswith("iterate.")]
+    if rounds and _iterate_can_change(run_dir, old, new, rounds):
+        changed = [c for c in changed if c not in rounds]  # harmless: see the function
+    for stage in STAGES[:start]:
+        if not stage.started(run_dir):
+            continue
+        if stage.is_done(run_dir, old):
+            hit = _touches(changed, depends_on(stage))
+        else:
+            hit = _touches(changed, [f for f in stage.fields if f not in stage.resumable])
+        if hit:
+            flag = hit[0]
+            state = "finished" if stage.is_done(run_dir, old) else "started"
+            raise WorldModelsError(
+                f"--{flag}: stage {stage.name} is {state} with {flag}={_get(old, flag)!r}; "
+                f"changing it needs `worldmodels run --force {stage.name}` (redoes {stage.name} and later)"
+            )
 
 
 def _iterate_can_change(run_dir: Path, old: C.Config, new: C.Config, changed: list[str]) -> bool:
@@ -174,20 +135,15 @@ def _get(cfg: Any, dotted: str) -> Any:
     return cfg
 
 
-def force_from(run_dir: Path, stage: str) -> None:
-    """Remove the outputs of `stage` and of every stage after it."""
-    if stage not in STAGES:
-        raise WorldModelsError(
-            f"--force {stage}: unknown stage; choose one of: {', '.join(STAGES)}"
-        )
-    for s in STAGES[STAGES.index(stage) :]:
-        if s == "iterate" and (Path(run_dir) / "config.json").exists():
+def force_from(run_dir: Path, name: str) -> None:
+    """Remove the outputs of stage `name` and of every stage after it."""
+    from worldmodels.stages import get
+
+    first = get(name)
+    for stage in STAGES[STAGES.index(first) :]:
+        if stage.name == "iterate" and (Path(run_dir) / "config.json").exists():
             _remove_round_episodes(Path(run_dir), C.load_config(Path(run_dir) / "config.json"))
-        for p in _outputs(run_dir, s):
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink(missing_ok=True)
+        stage.remove_outputs(Path(run_dir))
 
 
 def _remove_round_episodes(run_dir: Path, cfg: C.Config) -> None:
@@ -203,23 +159,11 @@ def _remove_round_episodes(run_dir: Path, cfg: C.Config) -> None:
 # ------------------------------------------------------------------------------------------ running stages
 
 
-# Each stage is one library function taking (run_dir, cfg, progress), imported only when it runs.
-_STAGE_FUNCTIONS = {
-    "collect": ("worldmodels.data.collect", "collect"),
-    "train-vae": ("worldmodels.train.vae", "train_vae"),
-    "encode": ("worldmodels.train.vae", "encode_latents"),
-    "train-mdnrnn": ("worldmodels.train.mdnrnn", "train_mdnrnn"),
-    "train-controller": ("worldmodels.train.controller", "train_controller"),
-    "iterate": ("worldmodels.train.iterate", "iterate"),
-    "evaluate": ("worldmodels.evaluate", "evaluate_run"),
-    "render": ("worldmodels.render", "render_run"),
-    "report": ("worldmodels.report", "build_report"),
-}
-
-
-def run_stage(stage: str, run_dir: Path, cfg: C.Config, progress: bool = True) -> Any:
-    module, name = _STAGE_FUNCTIONS[stage]
-    return getattr(importlib.import_module(module), name)(Path(run_dir), cfg, progress)
+def run_stage(stage: Stage, run_dir: Path, cfg: C.Config, progress: bool = True) -> None:
+    """Run one stage and add its wall time to RUN_DIR/timings.json."""
+    start = time.perf_counter()
+    stage.execute(run_dir, cfg, progress)
+    record_time(run_dir, stage.name, time.perf_counter() - start)
 
 
 def record_time(run_dir: Path, stage: str, seconds: float) -> None:
@@ -240,16 +184,15 @@ def run_all(run_dir: Path, cfg: C.Config, progress: bool = True) -> int:
                bar_format="{desc}: {n_fmt}/{total_fmt} stages done, {elapsed} so far")  # fmt: skip
     with bar:
         for k, stage in enumerate(STAGES, 1):
-            head = f"[{k}/{len(STAGES)}] {stage}"
-            if stage_done(run_dir, stage, cfg):
+            head = f"[{k}/{len(STAGES)}] {stage.name}"
+            if stage.is_done(run_dir, cfg):
                 tqdm.write(f"{head}: done, skipped")
                 bar.update(1)
                 continue
             tqdm.write(f"{head} (total elapsed {_fmt(time.perf_counter() - t0)})")
-            bar.set_description_str(f"pipeline, now {stage}")
+            bar.set_description_str(f"pipeline, now {stage.name}")
             start = time.perf_counter()
             run_stage(stage, run_dir, cfg, progress)
-            record_time(run_dir, stage, time.perf_counter() - start)
             tqdm.write(f"{head}: finished in {_fmt(time.perf_counter() - start)}")
             bar.update(1)
     _print_scores(run_dir)
@@ -269,45 +212,3 @@ def _print_scores(run_dir: Path) -> None:
 def _fmt(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     return f"{m}:{s:02d}"
-
-
-def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    progress = not getattr(args, "quiet", False)
-    if command == "run":
-        if args.force:
-            if args.force not in STAGES:
-                raise WorldModelsError(
-                    f"--force {args.force}: unknown stage; choose one of: {', '.join(STAGES)}"
-                )
-            cfg = resolve(args.run_dir, args.preset, overrides, force=args.force)
-            force_from(args.run_dir, args.force)
-        else:
-            cfg = resolve(args.run_dir, args.preset, overrides)
-        return run_all(args.run_dir, cfg, progress)
-    if command in ("evaluate", "render") and args.pretrained:
-        from worldmodels.pretrained import pretrained_command
-
-        return pretrained_command(command, args, overrides, progress)
-    if args.run_dir is None:
-        raise WorldModelsError("--run-dir is required (or --pretrained NAME)")
-    cfg = resolve(args.run_dir, args.preset, overrides)
-    if command == "collect" and args.verify:
-        from worldmodels.data.storage import verify_episodes
-
-        bad = verify_episodes(Path(args.run_dir) / "episodes")
-        for line in bad:
-            print(line)
-        if bad:
-            raise WorldModelsError(
-                f"{len(bad)} corrupt episode file(s); delete them and rerun collect"
-            )
-        print("all episodes readable")
-        return 0
-    if command == "evaluate":
-        from worldmodels.evaluate import evaluate_command
-
-        return evaluate_command(args.run_dir, cfg, args.policy, args.where, progress)
-    start = time.perf_counter()
-    run_stage(command, args.run_dir, cfg, progress)
-    record_time(args.run_dir, command, time.perf_counter() - start)
-    return 0

@@ -14,29 +14,64 @@ FILES = ("config.json", "vae.pt", "mdnrnn.pt", "controller.pt", "latents_starts.
 
 
 def pretrained_dir(name: str) -> Path:
+    """A shipped agent's folder by NAME, or an exported agent's folder given as a path."""
     path = ROOT / name
-    if not (path / "controller.pt").exists():
-        raise WorldModelsError(f"--pretrained {name}: no shipped agent of that name in {ROOT}")
-    return path
+    if (path / "controller.pt").exists():
+        return path
+    path = Path(name)
+    if path.is_dir() and all((path / f).exists() for f in ("config.json", "vae.pt", "mdnrnn.pt")):
+        return path
+    shipped = sorted(p.name for p in ROOT.iterdir() if (p / "controller.pt").exists())
+    raise WorldModelsError(
+        f"--pretrained {name}: neither a shipped agent ({', '.join(shipped)}) nor a folder written by "
+        "`worldmodels export`"
+    )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
 
 def pretrained_command(
     command: str, args: argparse.Namespace, overrides: dict[str, Any], progress: bool
 ) -> int:
-    """Copy the shipped agent into the run directory (default runs/pretrained-NAME), then evaluate/render."""
+    """Copy an agent (shipped or exported) into the run directory (default runs/pretrained-NAME), then
+    evaluate it, render it, or train a new C on its V and M."""
     from worldmodels import pipeline
 
     src = pretrained_dir(args.pretrained)
-    run_dir = Path(args.run_dir or Path("runs") / f"pretrained-{args.pretrained}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        if (src / name).exists() and not (run_dir / name).exists():
-            shutil.copy2(src / name, run_dir / name)
+    run_dir = Path(args.run_dir or Path("runs") / f"pretrained-{Path(args.pretrained).name}")
+    pipeline.check_run_dir(run_dir)
+    for name in ("vae.pt", "mdnrnn.pt"):  # a run directory that holds another agent is not reused
+        if (run_dir / name).exists() and not _same_file(src / name, run_dir / name):
+            raise WorldModelsError(
+                f"--run-dir {run_dir}: holds another agent than --pretrained {args.pretrained} "
+                f"({name} differs); use another --run-dir"
+            )
+    if command == "train-controller" and (run_dir / "controller.pt").exists():
+        if (src / "controller.pt").exists() and _same_file(src / "controller.pt", run_dir / "controller.pt"):
+            raise WorldModelsError(
+                f"--run-dir {run_dir}: holds {args.pretrained}'s own C; train a new one in another --run-dir"
+            )
+    wanted = [f for f in FILES if not (command == "train-controller" and f == "controller.pt")]
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in wanted:
+            if (src / name).exists() and not (run_dir / name).exists():
+                shutil.copy2(src / name, run_dir / name)
+    except OSError as e:
+        raise WorldModelsError(f"--run-dir {run_dir}: cannot write there ({e.strerror})") from None
     cfg = pipeline.resolve(run_dir, None, overrides)
     if command == "evaluate":
         from worldmodels.evaluate import evaluate_command
 
         return evaluate_command(run_dir, cfg, args.policy, args.where, progress)
+    if command == "train-controller":
+        from worldmodels.stages import get
+
+        pipeline.run_stage(get("train-controller"), run_dir, cfg, progress)
+        print(f"trained {run_dir / 'controller.pt'} on {src}'s V and M")
+        return 0
     from worldmodels.render import render_run
 
     paths = render_run(run_dir, cfg)
@@ -56,8 +91,8 @@ def export_agent(run_dir: Path, out_dir: Path) -> dict[str, int]:
 
     from worldmodels.agent import model_paths
     from worldmodels.config import load_config, save_config, with_overrides
+    from worldmodels.data.starts import STARTS_FILE, dream_starts
     from worldmodels.data.storage import encode_npz
-    from worldmodels.train.controller import STARTS_FILE, dream_starts
     from worldmodels.utils import (
         atomic_write_bytes,
         atomic_write_text,

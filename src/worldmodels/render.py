@@ -10,9 +10,10 @@ import torch
 
 from worldmodels.agent import Agent, load_controller, load_models, model_paths
 from worldmodels.config import Config
-from worldmodels.data.collect import rollout
 from worldmodels.dream import DreamEnv
 from worldmodels.models.controller import act
+from worldmodels.rollout import build_dream, play_episode
+from worldmodels.train.vae import reconstruct
 from worldmodels.utils import STREAM_RENDER, atomic_write_bytes, seed_for
 
 MAX_FRAMES = 300
@@ -27,9 +28,6 @@ def render_run(
     run_dir: Path, cfg: Config, progress: bool = True, out_dir: Path | None = None
 ) -> dict[str, str]:
     """Write real.gif and dream.gif into out_dir (default: the run directory)."""
-    from worldmodels.train.controller import build_dream
-    from worldmodels.train.vae import reconstruct
-
     run_dir = Path(run_dir)
     out_dir = Path(out_dir or run_dir)
     models = load_models(run_dir, cfg)
@@ -39,7 +37,7 @@ def render_run(
     agent = Agent(models, params)
     agent.reset(seed)
     env = models.adapter.make(min(cfg.env.max_steps, MAX_FRAMES))
-    ep = rollout(env, models.adapter, agent, seed)
+    ep = play_episode(env, models.adapter, agent, seed)
     env.close()
     recon = reconstruct(models.vae, ep["obs"])
     real = [np.concatenate([o, r], 1) for o, r in zip(ep["obs"], recon, strict=True)]

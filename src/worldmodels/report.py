@@ -12,6 +12,7 @@ from typing import Any
 
 from worldmodels.config import Config, load_config
 from worldmodels.data.storage import list_episodes
+from worldmodels.stages import NAMES
 from worldmodels.utils import atomic_write_text, read_metrics
 
 CSS = """
@@ -157,6 +158,8 @@ def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True
         if (run_dir / "timings.json").exists()
         else {}
     )
+    order = {name: i for i, name in enumerate(NAMES)}  # the pipeline's order; anything else after it
+    timings = dict(sorted(timings.items(), key=lambda kv: order.get(kv[0], len(order))))
     episodes = list_episodes(run_dir / "episodes")
     frames = sum(r.get("collect/steps", 0) for r in rows if r.get("stage") == "collect")
     parts: list[str] = []

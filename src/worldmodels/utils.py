@@ -59,6 +59,11 @@ def read_header(path: Path, kind: str) -> dict[str, Any]:
     return load_checkpoint(path, kind, mmap=True)[0]
 
 
+def checkpoint_finished(path: Path, kind: str) -> bool:
+    """Whether a stage's checkpoint exists and says its training finished."""
+    return Path(path).exists() and bool(read_header(path, kind).get("finished"))
+
+
 def load_checkpoint(
     path: Path, kind: str, mmap: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:

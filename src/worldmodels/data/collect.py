@@ -7,11 +7,9 @@ import queue
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
@@ -29,6 +27,7 @@ from worldmodels.envs import FRAME, Adapter, adapter_for
 from worldmodels.envs.base import PixelObservation, preprocess_batch
 from worldmodels.errors import WorldModelsError
 from worldmodels.parallel import run_tasks
+from worldmodels.rollout import play_episode, worker_env
 from worldmodels.utils import (
     STREAM_COLLECT,
     Metrics,
@@ -38,54 +37,6 @@ from worldmodels.utils import (
     rng_for,
     seed_for,
 )
-
-
-def rollout(
-    env: gym.Env,
-    adapter: Adapter,
-    act: Callable[[Any], Any],
-    env_seed: int,
-    record: bool = True,
-    keep_frame: Callable[[Any], None] | None = None,
-) -> dict[str, Any]:
-    """Run one episode with `act(obs) -> env action`.
-
-    Returns the episode's arrays (see storage.py) when `record`, and always `return` and `length`. With
-    `keep_frame`, each observation the agent acts on goes to it instead of into `obs`.
-    """
-    obs, _ = env.reset(seed=env_seed)
-    frames, actions, rewards, terms, truncs = [], [], [], [], []
-    while True:
-        action = act(obs)
-        if record:
-            if keep_frame is None:
-                frames.append(obs)
-            else:
-                keep_frame(obs)
-            actions.append(adapter.encode_action(action))
-        obs, reward, terminated, truncated, _ = env.step(action)
-        rewards.append(reward)
-        terms.append(terminated)
-        truncs.append(truncated)
-        if terminated or truncated:
-            break
-    out: dict[str, Any] = {"return": float(np.sum(rewards)), "length": len(rewards)}
-    if record:
-        out.update(
-            action=np.stack(actions).astype(np.float32),
-            reward=np.asarray(rewards, np.float32),
-            terminated=np.asarray(terms, bool),
-            truncated=np.asarray(truncs, bool),
-        )
-        if keep_frame is None:
-            out["obs"] = np.stack(frames)
-    return out
-
-
-@lru_cache(maxsize=2)
-def worker_env(env_id: str, max_steps: int) -> gym.Env:
-    """One env per worker process, made on its first task and reused (reset reseeds it)."""
-    return adapter_for(env_id).make(max_steps)
 
 
 @dataclass(frozen=True)
@@ -215,7 +166,9 @@ def record_episode(
     Steps the env under the PixelObservation wrapper, so the frames reach the recorder raw and are resized
     off the game's thread; the stored frames are exactly those the wrapper would give."""
     rec = EpisodeRecorder(env.crop_bottom, background)
-    ep = rollout(env.env, adapter, act, env_seed, keep_frame=lambda obs: rec.add(env.image(obs)))
+    ep = play_episode(
+        env.env, adapter, act, env_seed, keep_frame=lambda obs: rec.add(env.image(obs))
+    )
     data = rec.finish({k: ep[k] for k in EPISODE_KEYS[1:]})
     return {"data": data, "steps": ep["length"], "return": ep["return"]}
 
@@ -234,6 +187,10 @@ def collect_episode(task: EpisodeTask) -> dict[str, Any]:
 def missing_episodes(folder: Path, n: int) -> list[int]:
     have = {int(p.stem[3:]) for p in list_episodes(folder)}
     return [i for i in range(n) if i not in have]
+
+
+def collect_done(run_dir: Path, cfg: Config) -> bool:
+    return not missing_episodes(Path(run_dir) / "episodes", cfg.collect.episodes)
 
 
 def collect(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
@@ -277,5 +234,4 @@ __all__ = [
     "collect",
     "collect_episode",
     "record_episode",
-    "rollout",
 ]

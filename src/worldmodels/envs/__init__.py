@@ -6,24 +6,28 @@ from functools import cache
 
 from worldmodels.envs.base import FRAME, Adapter, Policy, preprocess
 
-__all__ = ["FRAME", "Adapter", "Policy", "adapter_for", "preprocess"]
+__all__ = ["FRAME", "Adapter", "Policy", "adapter_class", "adapter_for", "preprocess"]
+
+
+def adapter_class(env_id: str) -> type[Adapter]:
+    """The adapter class of an env id, without making the env (its class fields, such as
+    reward_is_alive_bonus, can be read before anything runs)."""
+    if env_id.startswith("CarRacing") or env_id.startswith("worldmodels/CarRacing"):
+        from worldmodels.envs.carracing import CarRacingAdapter
+
+        return CarRacingAdapter
+    if env_id.startswith("Vizdoom"):
+        from worldmodels.envs import doom
+
+        if env_id == "VizdoomTakeCover-v1":
+            return doom.DoomAdapter
+        if env_id == "VizdoomTakeCover-MultiBinary-v1":
+            return doom.TakeCoverMultiBinaryAdapter
+        return doom.VizdoomAdapter
+    return Adapter
 
 
 @cache
 def adapter_for(env_id: str) -> Adapter:
     """The adapter of an env id (cached: building one makes the env once to read its spaces)."""
-    if env_id.startswith("CarRacing"):
-        from worldmodels.envs.carracing import CarRacingAdapter
-
-        return CarRacingAdapter(env_id)
-    if env_id.startswith("Vizdoom"):
-        try:
-            from worldmodels.envs.doom import DoomAdapter
-        except ImportError:
-            from worldmodels.errors import WorldModelsError
-
-            raise WorldModelsError(
-                f"--env {env_id}: needs vizdoom: pip install 'worldmodels[doom]'"
-            ) from None
-        return DoomAdapter(env_id)
-    return Adapter(env_id)
+    return adapter_class(env_id)(env_id)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from worldmodels.config import CollectConfig
+from worldmodels.envs.actions import ActionCodec, codec_for
 from worldmodels.envs.resize import area_resize
 from worldmodels.errors import WorldModelsError
 
@@ -96,40 +97,20 @@ class Policy:
         raise NotImplementedError
 
 
-class HeldDiscrete(Policy):
-    """Uniform action held for a uniform number of frames in [hold_min, hold_max] (the paper's Doom data)."""
+class HeldRandom(Policy):
+    """A uniform random action held for a uniform number of frames in [hold_min, hold_max] (the paper's
+    Doom data; any Discrete, MultiBinary, Box or Dict action space)."""
 
-    def __init__(self, n: int, hold_min: int, hold_max: int) -> None:
-        self.n, self.lo, self.hi = n, hold_min, hold_max
-
-    def reset(self, rng: np.random.Generator) -> None:
-        super().reset(rng)
-        self.left = 0
-        self.action = 0
-
-    def __call__(self, obs: np.ndarray) -> int:
-        if self.left == 0:
-            self.action = int(self.rng.integers(self.n))
-            self.left = int(self.rng.integers(self.lo, self.hi + 1))
-        self.left -= 1
-        return self.action
-
-
-class HeldBox(Policy):
-    """A uniform sample of a bounded Box held for a random number of frames (generic continuous envs)."""
-
-    def __init__(self, space: gym.spaces.Box, hold_min: int, hold_max: int) -> None:
-        self.low = np.where(np.isfinite(space.low), space.low, -1.0).astype(np.float32)
-        self.high = np.where(np.isfinite(space.high), space.high, 1.0).astype(np.float32)
-        self.lo, self.hi = hold_min, hold_max
+    def __init__(self, codec: ActionCodec, hold_min: int, hold_max: int) -> None:
+        self.codec, self.lo, self.hi = codec, hold_min, hold_max
 
     def reset(self, rng: np.random.Generator) -> None:
         super().reset(rng)
         self.left = 0
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
+    def __call__(self, obs: np.ndarray) -> Any:
         if self.left == 0:
-            self.action = self.rng.uniform(self.low, self.high).astype(np.float32)
+            self.action = self.codec.sample(self.rng)
             self.left = int(self.rng.integers(self.lo, self.hi + 1))
         self.left -= 1
         return self.action
@@ -155,10 +136,10 @@ class Adapter:
                 )
         finally:
             probe.close()
-        if not isinstance(self.action_space, gym.spaces.Discrete | gym.spaces.Box):
-            raise WorldModelsError(
-                f"--env {env_id}: action space {self.action_space} is neither Discrete nor Box"
-            )
+        try:
+            self.codec = codec_for(self.action_space)
+        except WorldModelsError as e:
+            raise WorldModelsError(f"--env {env_id}: {e}") from None
 
     def _make_raw(self, max_steps: int | None) -> gym.Env:
         kwargs = dict(self.make_kwargs)
@@ -179,41 +160,24 @@ class Adapter:
     @property
     def action_dim(self) -> int:
         """Size of the action vector M sees (and episodes store)."""
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            return int(self.action_space.n)
-        return int(np.prod(self.action_space.shape))
+        return self.codec.dim
 
     @property
     def controller_outputs(self) -> int:
         return self.action_dim
 
     def encode_action(self, action: Any) -> np.ndarray:
-        """Env action -> the float vector M sees. Discrete: one-hot; Box: the action itself."""
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            v = np.zeros(self.action_dim, np.float32)
-            v[int(action) - int(self.action_space.start)] = 1.0
-            return v
-        return np.asarray(action, np.float32).reshape(-1)
+        """Env action -> the float vector M sees (see envs/actions.py)."""
+        return self.codec.encode(action)
 
     def controller_to_vector(self, a: torch.Tensor) -> torch.Tensor:
         """C's tanh outputs (N, controller_outputs) -> the action vectors M sees (N, action_dim).
-
-        Discrete: one-hot of the argmax. Box: tanh in [-1, 1] scaled linearly to the space's bounds.
-        The dream and the real-env agent both go through this one mapping.
-        """
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            return torch.nn.functional.one_hot(a.argmax(-1), self.action_dim).to(a.dtype)
-        low = torch.as_tensor(self.action_space.low, dtype=a.dtype, device=a.device).reshape(-1)
-        high = torch.as_tensor(self.action_space.high, dtype=a.dtype, device=a.device).reshape(-1)
-        return low + (a + 1.0) * 0.5 * (high - low)
+        The dream and the real-env agent both go through this one mapping."""
+        return self.codec.from_controller(a)
 
     def vector_to_action(self, v: np.ndarray) -> Any:
         """The inverse of encode_action: an action vector (action_dim,) -> the env's action."""
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            return int(np.argmax(v)) + int(self.action_space.start)
-        return np.asarray(v, self.action_space.dtype).reshape(self.action_space.shape)
+        return self.codec.decode(v)
 
     def random_policy(self, cfg: CollectConfig) -> Policy:
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            return HeldDiscrete(int(self.action_space.n), cfg.hold_min, cfg.hold_max)
-        return HeldBox(self.action_space, cfg.hold_min, cfg.hold_max)
+        return HeldRandom(self.codec, cfg.hold_min, cfg.hold_max)

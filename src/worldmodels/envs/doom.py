@@ -1,7 +1,11 @@
-"""VizdoomTakeCover-v1 (vizdoom): 160x120 screen, three actions, C's thresholds at +-1/3.
+"""ViZDoom (vizdoom): every scenario, screen at 160x120; DoomTakeCover with the paper's one-number action.
 
 The screen is rendered at 160x120 rather than the default 320x240: both are resized to 64x64, and the
 smaller one runs about twice as fast (4,800 vs 2,400 steps/s a core on the development machine).
+
+`VizdoomTakeCover-v1` keeps the paper's action: M sees one number (-1 left, 0 no-op, +1 right) and C's one
+output is thresholded at +-1/3. Every other id (other scenarios, the `-MultiBinary-v1` twins, Deathmatch's
+buttons-plus-deltas Dict) goes through the generic action codecs of envs/actions.py.
 """
 
 from __future__ import annotations
@@ -10,19 +14,38 @@ import numpy as np
 import torch
 
 from worldmodels.envs.base import Adapter
+from worldmodels.errors import WorldModelsError
 
 NOOP, LEFT, RIGHT = 0, 1, 2  # VizdoomTakeCover-v1's Discrete(3): no buttons, MOVE_LEFT, MOVE_RIGHT
 
 
-class DoomAdapter(Adapter):
-    name = "doom"
+class VizdoomAdapter(Adapter):
+    """Any ViZDoom id: registered on first use, rendered at 160x120, generic actions."""
+
+    name = "vizdoom"
     make_kwargs = {"screen_resolution": "RES_160X120"}
-    reward_is_alive_bonus = True
 
     def __init__(self, env_id: str) -> None:
-        from vizdoom import gymnasium_wrapper  # noqa: F401  (registers the Vizdoom* ids)
-
+        try:
+            from vizdoom import gymnasium_wrapper  # noqa: F401  (registers the Vizdoom* ids)
+        except ImportError:
+            raise WorldModelsError(
+                f"--env {env_id}: needs vizdoom: pip install 'worldmodels[doom]'"
+            ) from None
         super().__init__(env_id)
+
+
+class TakeCoverMultiBinaryAdapter(VizdoomAdapter):
+    """TakeCover with MultiBinary(2) buttons: generic actions, but the reward is still +1 per tic alive."""
+
+    reward_is_alive_bonus = True
+
+
+class DoomAdapter(VizdoomAdapter):
+    """VizdoomTakeCover-v1, the paper's DoomTakeCover."""
+
+    name = "doom"
+    reward_is_alive_bonus = True
 
     @property
     def action_dim(self) -> int:

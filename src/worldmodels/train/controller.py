@@ -5,102 +5,24 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from worldmodels.agent import save_controller
 from worldmodels.config import Config
-from worldmodels.data.storage import list_episodes, load_npz
-from worldmodels.dream import Dream, DreamSpec
 from worldmodels.envs import adapter_for
 from worldmodels.errors import WorldModelsError
 from worldmodels.es import CMAES
-from worldmodels.evaluate import RealEpisodes, play_real
 from worldmodels.models import controller_dims, n_params
-from worldmodels.parallel import run_tasks
-from worldmodels.utils import STREAM_ES, Metrics, read_header, resolve_device, seed_for
+from worldmodels.rollout import RealFitness, build_dream
+from worldmodels.utils import STREAM_ES, Metrics, checkpoint_finished, read_header, seed_for
 
 EVAL_KEY = 1_000_000  # eval rollouts' seeds live apart from the training rollouts' seeds
 
 
-STARTS_FILE = "latents_starts.npz"  # a shipped agent's dream starts, in place of RUN_DIR/latents
-
-
-def dream_starts(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, logvar) of every episode's first frame: where dream rollouts start."""
-    paths = list_episodes(Path(run_dir) / "latents")
-    if not paths and (Path(run_dir) / STARTS_FILE).exists():
-        starts = load_npz(Path(run_dir) / STARTS_FILE, ("mu", "logvar"), what="dream starts")
-        return starts["mu"], starts["logvar"]
-    if not paths:
-        raise WorldModelsError(
-            f"{Path(run_dir) / 'latents'}: no latents; run `worldmodels encode` first"
-        )
-    firsts = [load_npz(p, ("mu", "logvar"), what="latent") for p in paths]
-    return np.stack([f["mu"][0] for f in firsts]), np.stack([f["logvar"][0] for f in firsts])
-
-
-def dream_can_score(cfg: Config) -> bool:
-    """The dream scores rollouts with +1 per step alive (envs like Doom) or with M's reward head."""
-    return adapter_for(cfg.env.id).reward_is_alive_bonus or cfg.mdnrnn.reward_head
-
-
-def build_dream(
-    run_dir: Path,
-    cfg: Config,
-    device: Any = None,
-    for_pictures: bool = False,
-    mdnrnn: Path | None = None,
-) -> Dream:
-    """M as a batched env (the run's final M unless `mdnrnn` names one). `for_pictures`: only z is
-    wanted (render), so a missing reward is no error."""
-    from worldmodels.agent import model_paths
-    from worldmodels.train.mdnrnn import load_mdnrnn
-
-    device = device or resolve_device(cfg.device)
-    adapter = adapter_for(cfg.env.id)
-    mu, logvar = dream_starts(run_dir)
-    c = cfg.controller
-    spec = DreamSpec(
-        temperature=c.temperature, max_steps=c.max_steps, use_cell=c.use_cell, bias=c.bias,
-        sample_done=c.sample_done,
-        alive_reward=(adapter.reward_is_alive_bonus and not cfg.mdnrnn.reward_head)
-        or (for_pictures and not cfg.mdnrnn.reward_head),
-    )  # fmt: skip
-    return Dream(
-        load_mdnrnn(Path(mdnrnn) if mdnrnn else model_paths(Path(run_dir), cfg)[0], cfg, device),
-        adapter,
-        mu,
-        logvar,
-        spec,
-        device,
-    )
-
-
-class RealFitness:
-    """Rollouts of candidates in the real env, one worker task per candidate."""
-
-    def __init__(self, run_dir: Path, cfg: Config, mdnrnn: Path | None = None) -> None:
-        self.run_dir, self.cfg = str(Path(run_dir).resolve()), cfg
-        self.mdnrnn = str(Path(mdnrnn).resolve()) if mdnrnn else None
-
-    def rollout(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Same contract as Dream.rollout: row i of params with seeds[i]; rows sharing params are batched."""
-        groups: dict[bytes, list[int]] = {}
-        for i, p in enumerate(params):
-            groups.setdefault(np.asarray(p, np.float32).tobytes(), []).append(i)
-        tasks = [
-            RealEpisodes(self.run_dir, params[rows[0]], tuple(seeds[i] for i in rows), self.mdnrnn)
-            for rows in groups.values()
-        ]
-        index = {id(t): rows for t, rows in zip(tasks, groups.values(), strict=True)}
-        returns, lengths = np.zeros(len(seeds)), np.zeros(len(seeds), int)
-        for task, res in run_tasks(play_real, tasks, self.cfg.parallel):
-            for i, (r, n) in zip(index[id(task)], res, strict=True):
-                returns[i], lengths[i] = r, n
-        return returns, lengths
+def controller_done(run_dir: Path, cfg: Config) -> bool:
+    return checkpoint_finished(Path(run_dir) / "controller.pt", "controller")
 
 
 def train_controller(

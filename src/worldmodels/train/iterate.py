@@ -17,53 +17,27 @@ every step resumes. The run's agent after the last round is rounds/R's M and C (
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.agent import Agent, load_controller, round_dir, worker_models
+from worldmodels.agent import load_controller, round_dir
 from worldmodels.config import Config, with_overrides
-from worldmodels.data.collect import rollout, worker_env
-from worldmodels.data.storage import EPISODE_KEYS, encode_npz, episode_path, list_episodes
+from worldmodels.data.storage import episode_path, list_episodes
+from worldmodels.evaluate import evaluate_real
 from worldmodels.parallel import run_tasks
+from worldmodels.rollout import AgentEpisodeTask, AgentWeights, record_agent_episode
+from worldmodels.train.controller import train_controller
+from worldmodels.train.mdnrnn import train_mdnrnn
+from worldmodels.train.vae import encode_latents
 from worldmodels.utils import (
-    STREAM_ITERATE,
     Metrics,
     Stopwatch,
     atomic_write_bytes,
     atomic_write_text,
     remove_stale_temporaries,
-    seed_for,
 )
-
-
-@dataclass(frozen=True)
-class AgentEpisodeTask:
-    """One real episode played by C (with exploration), recorded like a random-policy episode."""
-
-    run_dir: str
-    mdnrnn: str
-    params: Any  # np.ndarray (P,)
-    explore: float
-    seed: int
-    index: int
-
-    def __repr__(self) -> str:
-        return f"controller episode {self.index}"
-
-
-def collect_agent_episode(task: AgentEpisodeTask) -> dict[str, Any]:
-    models = worker_models(task.run_dir, task.mdnrnn)
-    agent = Agent(models, task.params, task.explore)
-    env_seed = seed_for(task.seed, STREAM_ITERATE, task.index)
-    agent.reset(env_seed)
-    env = worker_env(models.cfg.env.id, models.cfg.env.max_steps)
-    ep = rollout(env, models.adapter, agent, env_seed)
-    arrays = {k: ep[k] for k in EPISODE_KEYS}
-    return {"data": encode_npz(arrays), "steps": ep["length"], "return": ep["return"]}
 
 
 def round_episodes(cfg: Config, r: int) -> range:
@@ -85,16 +59,13 @@ def collect_round(
     remove_stale_temporaries(folder)
     have = {p.name for p in list_episodes(folder)}
     todo = [i for i in round_episodes(cfg, r) if episode_path(folder, i).name not in have]
-    tasks = [
-        AgentEpisodeTask(str(Path(run_dir).resolve()), str(Path(mdnrnn).resolve()), params,
-                         cfg.iterate.explore, cfg.seed, i)
-        for i in todo
-    ]  # fmt: skip
+    tasks = [AgentEpisodeTask(params, cfg.iterate.explore, cfg.seed, i) for i in todo]
+    weights = AgentWeights.of_run(run_dir, cfg, mdnrnn) if tasks else None
     clock, steps, returns = Stopwatch(), 0, []
     n = cfg.iterate.episodes
     with tqdm(total=n, initial=n - len(todo), desc=f"round {r}: collect with C", unit="ep",
               disable=not progress, dynamic_ncols=True) as bar:  # fmt: skip
-        for task, result in run_tasks(collect_agent_episode, tasks, cfg.parallel):
+        for task, result in run_tasks(record_agent_episode, tasks, cfg.parallel, weights):
             atomic_write_bytes(episode_path(folder, task.index), result["data"])
             steps += result["steps"]
             returns.append(result["return"])
@@ -109,11 +80,6 @@ def collect_round(
 
 def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
     """Run the rounds of iterative training that are not done yet."""
-    from worldmodels.evaluate import evaluate_real
-    from worldmodels.train.controller import train_controller
-    from worldmodels.train.mdnrnn import train_mdnrnn
-    from worldmodels.train.vae import encode_latents
-
     run_dir = Path(run_dir)
     it = cfg.iterate
     if not iterate_done(run_dir, cfg):

@@ -24,6 +24,7 @@ from worldmodels.utils import (
     Stopwatch,
     atomic_write_text,
     autocast,
+    checkpoint_finished,
     read_header,
     resolve_device,
     seed_for,
@@ -130,6 +131,10 @@ def validate(
     for k, w in enumerate(ranked):
         res[f"mdnrnn/mix_rank{k}"] = float(w)
     return res, usage
+
+
+def mdnrnn_done(run_dir: Path, cfg: Config) -> bool:
+    return checkpoint_finished(Path(run_dir) / "mdnrnn.pt", "mdnrnn")
 
 
 def load_mdnrnn(path: Path, cfg: Config, device: torch.device | str = "cpu") -> MDNRNN:

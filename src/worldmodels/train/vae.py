@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from worldmodels.config import Config
 from worldmodels.data.datasets import FrameStream, split
+from worldmodels.data.starts import write_dream_starts
 from worldmodels.data.storage import encode_npz, episode_path, list_episodes, load_episode, load_npz
 from worldmodels.errors import WorldModelsError
 from worldmodels.models.vae import ConvVAE, frames_to_tensor, vae_loss
@@ -21,6 +22,7 @@ from worldmodels.utils import (
     Stopwatch,
     atomic_write_bytes,
     autocast,
+    checkpoint_finished,
     read_header,
     remove_stale_temporaries,
     resolve_device,
@@ -201,6 +203,14 @@ def latent_path(run_dir: Path, index: int) -> Path:
     return episode_path(Path(run_dir) / "latents", index)
 
 
+def vae_done(run_dir: Path, cfg: Config) -> bool:
+    return checkpoint_finished(Path(run_dir) / "vae.pt", "vae")
+
+
+def encode_done(run_dir: Path, cfg: Config) -> bool:
+    return (Path(run_dir) / "latents").is_dir() and not missing_latents(run_dir)
+
+
 def missing_latents(run_dir: Path) -> list[Path]:
     return [
         p for p in list_episodes(Path(run_dir) / "episodes")
@@ -240,6 +250,7 @@ def encode_latents(run_dir: Path, cfg: Config, progress: bool = True) -> dict[st
             encode_npz({"mu": mu, "logvar": logvar, **arrays}),
         )
         frames += len(mu)
+    write_dream_starts(run_dir)
     if todo:
         Metrics(run_dir, "encode").log(len(todo), **{"perf/encode_frames_per_s": frames / clock()})
     return {"encode/episodes": len(todo)}
