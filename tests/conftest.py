@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,12 @@ import numpy as np
 import pytest
 
 from worldmodels.config import preset, with_overrides
+
+# Ray, in these tests and the commands they start, stays on the loopback address (this machine only) and
+# needs no token: a Linux Ray otherwise binds to the machine's network address.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 class FakePixelEnv(gym.Env):

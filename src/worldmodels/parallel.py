@@ -166,7 +166,9 @@ def _run_ray(
             if cfg.ray_address:
                 ray.init(address=cfg.ray_address, log_to_driver=False)
             else:
-                ray.init(num_cpus=cfg.workers, include_dashboard=False, log_to_driver=False)
+                # a Ray of this machine alone: on the loopback address, not the network's
+                ray.init(num_cpus=cfg.workers, include_dashboard=False, log_to_driver=False,
+                         _node_ip_address="127.0.0.1")  # fmt: skip
         except Exception as e:
             raise WorldModelsError(f"--ray-address {cfg.ray_address or '(local)'}: {e}") from None
     remote = ray.remote(max_retries=cfg.retries, retry_exceptions=False)(_call)

@@ -49,7 +49,9 @@ def pretrained_command(
                 f"({name} differs); use another --run-dir"
             )
     if command == "train-controller" and (run_dir / "controller.pt").exists():
-        if (src / "controller.pt").exists() and _same_file(src / "controller.pt", run_dir / "controller.pt"):
+        if (src / "controller.pt").exists() and _same_file(
+            src / "controller.pt", run_dir / "controller.pt"
+        ):
             raise WorldModelsError(
                 f"--run-dir {run_dir}: holds {args.pretrained}'s own C; train a new one in another --run-dir"
             )

@@ -136,8 +136,7 @@ def _worker_models(w: AgentWeights) -> Models:
     from worldmodels.models import MDNRNN, ConvVAE, build_mdnrnn
 
     if w.key not in _built:
-        cfg = w.config_object()
-        torch.set_num_threads(1)
+        cfg = w.config_object()  # (a worker's thread count is set by parallel.py, not here)
 
         def load(model: ConvVAE | MDNRNN, state: dict[str, np.ndarray]) -> Any:
             model.load_state_dict({k: torch.tensor(v) for k, v in state.items()})

@@ -3,7 +3,7 @@
 A codec knows four things about a space: the float vector M sees for an env action (`encode`) and back
 (`decode`), how C's tanh outputs in [-1, 1] become that vector (`from_controller`, batched, in torch), and a
 uniform random action (`sample`). Discrete is one-hot (C: the argmax), MultiBinary a 0/1 vector (C: output
-> 0), Box the action itself (C: tanh scaled to the bounds; an infinite bound counts as +-1), and a Dict the
+> 0), Box the action itself (C: tanh scaled to the bounds; an infinite or huge bound counts as +-1), and a Dict the
 concatenation of its parts in key order (ViZDoom's Deathmatch: buttons plus mouse deltas).
 """
 
@@ -16,6 +16,9 @@ import numpy as np
 import torch
 
 from worldmodels.errors import WorldModelsError
+
+UNBOUNDED = 1e10
+"""A Box bound this large (or infinite) is taken as no bound: C's tanh is then scaled to [-1, 1]."""
 
 
 class ActionCodec:
@@ -78,10 +81,10 @@ class BoxCodec(ActionCodec):
     def __init__(self, space: gym.spaces.Box) -> None:
         self.shape, self.dtype = tuple(space.shape), space.dtype
         self.dim = int(np.prod(self.shape))
-        self.low = np.where(np.isfinite(space.low), space.low, -1.0).astype(np.float32).reshape(-1)
-        self.high = (
-            np.where(np.isfinite(space.high), space.high, 1.0).astype(np.float32).reshape(-1)
-        )
+        # ViZDoom's mouse deltas say +-3.4e38 (float32's max) for "unbounded": such bounds count as +-1
+        low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+        self.low = np.where(np.abs(low) < UNBOUNDED, low, -1.0).astype(np.float32).reshape(-1)
+        self.high = np.where(np.abs(high) < UNBOUNDED, high, 1.0).astype(np.float32).reshape(-1)
 
     def encode(self, action: Any) -> np.ndarray:
         return np.asarray(action, np.float32).reshape(-1)

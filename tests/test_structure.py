@@ -1,0 +1,110 @@
+"""The package's shape: no import cycles (lazy imports inside functions included), and the stage list as
+the one description of the stages that the CLI, --force and the refusal of changed settings read."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from worldmodels import stages
+from worldmodels.errors import WorldModelsError
+
+from .conftest import cli
+
+PACKAGE = Path(stages.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package's modules it imports anywhere in its body (functions included)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                    base = f"{base}.{node.module}" if node.module else base
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            for t in targets:
+                while t and t not in modules:
+                    t = t.rpartition(".")[0]
+                if t and t != name and t != "worldmodels":
+                    graph[name].add(t)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return stack[stack.index(n) :] + [n]
+            if n not in state and (found := visit(n)):
+                return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_the_package_has_no_import_cycles():
+    graph = import_graph()
+    assert len(graph) > 30 and "worldmodels.rollout" in graph["worldmodels.evaluate"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_playing_episodes_lives_in_one_module():
+    graph = import_graph()
+    for user in ("worldmodels.evaluate", "worldmodels.train.controller", "worldmodels.train.iterate",
+                 "worldmodels.render"):  # fmt: skip
+        assert "worldmodels.rollout" in graph[user], user
+    assert "worldmodels.evaluate" not in graph["worldmodels.train.controller"]
+
+
+def test_every_stage_is_declared_once_and_resolvable():
+    names = [s.name for s in stages.STAGES]
+    assert len(set(names)) == len(names)
+    for s in stages.STAGES:
+        assert callable(stages._function(s.run)), s.name
+        if s.done:
+            assert callable(stages._function(s.done)), s.name
+        assert s.outputs and s.help
+    with pytest.raises(WorldModelsError, match="unknown stage"):
+        stages.get("nope")
+
+
+def test_cli_help_and_force_read_the_stage_list():
+    out = cli("--help")
+    for s in stages.STAGES:
+        assert s.name in out.stdout and s.help.split("(")[0].strip()[:40] in out.stdout
+    text = re.sub(r"-\s+", "-", cli("run", "--help").stdout)  # argparse wraps at hyphens
+    assert re.search(
+        r"--force STAGE\s+Redo STAGE and every stage after it: " + ", ".join(stages.NAMES),
+        re.sub(r"\s+", " ", text),
+    )
