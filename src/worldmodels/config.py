@@ -38,6 +38,9 @@ class ParallelConfig:
     """Address of an existing Ray cluster; empty starts a local Ray with `workers` CPUs."""
     retries: int = 2
     """How often a task whose worker died is retried before the run stops with an error."""
+    envs: int = 8
+    """Real envs one worker plays at once with C (evaluation, real-env fitness, iterative training's
+    collection): V, M and C run on the batch of their frames. The episodes do not depend on it."""
     encode_thread: str = "auto"
     """Collection: resize and compress frames on a second thread in each worker while the game runs (`on`),
     in the game loop (`off`), or `auto`: on when local workers leave a core free (one worker on 2 cores:
@@ -380,6 +383,7 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.parallel.backend in ("local", "ray"), "parallel.backend must be 'local' or 'ray'"),
         (cfg.parallel.workers >= 1, "parallel.workers must be >= 1"),
+        (cfg.parallel.envs >= 1, "parallel.envs must be >= 1"),
         (
             cfg.parallel.encode_thread in ("auto", "on", "off"),
             "parallel.encode_thread must be 'auto', 'on' or 'off'",

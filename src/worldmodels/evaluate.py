@@ -34,7 +34,9 @@ def evaluate_real(
     mdnrnn: Path | None = None,
 ) -> dict[str, Any]:
     seeds = eval_seeds(seed, n)
-    per_task = max(1, min(8, n // (4 * cfg.parallel.workers)))
+    per_task = (
+        cfg.parallel.envs if params is not None else max(1, min(8, n // (4 * cfg.parallel.workers)))
+    )
     tasks = [RealEpisodes(params, tuple(seeds[i : i + per_task])) for i in range(0, n, per_task)]
     weights = (
         AgentWeights.random_policy(cfg)

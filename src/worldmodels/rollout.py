@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from worldmodels.agent import Agent, Models, load_models, model_paths
+from worldmodels.agent import BatchedAgent, Models, load_models, model_paths
 from worldmodels.config import Config, from_dict
 from worldmodels.data.starts import dream_starts
 from worldmodels.data.storage import EPISODE_KEYS, encode_npz
@@ -82,10 +82,61 @@ def play_episode(
     return out
 
 
-@lru_cache(maxsize=2)
-def worker_env(env_id: str, max_steps: int) -> gym.Env:
-    """One env per worker process, made on its first task and reused (reset reseeds it)."""
+@lru_cache(maxsize=64)
+def worker_env(env_id: str, max_steps: int, slot: int = 0) -> gym.Env:
+    """A worker process's env number `slot`, made on first use and reused (reset reseeds it)."""
     return adapter_for(env_id).make(max_steps)
+
+
+def worker_envs(env_id: str, max_steps: int, n: int) -> list[gym.Env]:
+    """n envs of this worker process, for a batched agent."""
+    return [worker_env(env_id, max_steps, i) for i in range(n)]
+
+
+def play_batch(
+    envs: list[gym.Env],
+    adapter: Adapter,
+    agent: BatchedAgent,
+    seeds: list[int],
+    record: bool = False,
+) -> list[dict[str, Any]]:
+    """Play one episode in each env at once (env i with seeds[i]), C choosing every live env's action in
+    one batch; each episode is exactly what `play_episode` gives for its seed alone (see agent.py).
+    Returns play_episode's dicts, in seed order."""
+    n = len(seeds)
+    agent.reset(seeds)
+    obs = [env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=False)]
+    keys = ("obs", "action", "reward", "terminated", "truncated")
+    eps: list[dict[str, list]] = [{k: [] for k in keys} for _ in range(n)]
+    alive = list(range(n))
+    while alive:
+        actions = agent.act(np.stack([obs[i] for i in alive]), alive)
+        still = []
+        for i, action in zip(alive, actions, strict=True):
+            e = eps[i]
+            if record:
+                e["obs"].append(obs[i])
+                e["action"].append(adapter.encode_action(action))
+            obs[i], reward, terminated, truncated, _ = envs[i].step(action)
+            e["reward"].append(reward)
+            e["terminated"].append(terminated)
+            e["truncated"].append(truncated)
+            if not (terminated or truncated):
+                still.append(i)
+        alive = still
+    out = []
+    for e in eps:
+        ep: dict[str, Any] = {"return": float(np.sum(e["reward"])), "length": len(e["reward"])}
+        if record:
+            ep.update(
+                obs=np.stack(e["obs"]),
+                action=np.stack(e["action"]).astype(np.float32),
+                reward=np.asarray(e["reward"], np.float32),
+                terminated=np.asarray(e["terminated"], bool),
+                truncated=np.asarray(e["truncated"], bool),
+            )
+        out.append(ep)
+    return out
 
 
 def eval_seeds(seed: int, n: int) -> list[int]:
@@ -167,24 +218,24 @@ class RealEpisodes:
 
 
 def play_real(task: RealEpisodes, weights: AgentWeights) -> list[tuple[float, int]]:
-    """(return, length) of each episode; runs inside a worker."""
+    """(return, length) of each episode; runs inside a worker. C plays all the task's episodes at once
+    (a batched agent, one env per episode); the random policy plays them one after another."""
     if task.params is None:
         cfg = weights.config_object()
         adapter = adapter_for(cfg.env.id)
-        act = adapter.random_policy(cfg.collect)
-        start = lambda s: act.reset(rng_for(s, 2))  # noqa: E731
-    else:
-        models = weights.models()
-        cfg, adapter = models.cfg, models.adapter
-        act = Agent(models, task.params)
-        start = act.reset
-    env = worker_env(cfg.env.id, cfg.env.max_steps)
-    out = []
-    for s in task.seeds:
-        start(s)
-        ep = play_episode(env, adapter, act, s, record=False)
-        out.append((ep["return"], ep["length"]))
-    return out
+        policy = adapter.random_policy(cfg.collect)
+        env = worker_env(cfg.env.id, cfg.env.max_steps)
+        out = []
+        for s in task.seeds:
+            policy.reset(rng_for(s, 2))
+            ep = play_episode(env, adapter, policy, s, record=False)
+            out.append((ep["return"], ep["length"]))
+        return out
+    models = weights.models()
+    cfg = models.cfg
+    envs = worker_envs(cfg.env.id, cfg.env.max_steps, len(task.seeds))
+    eps = play_batch(envs, models.adapter, BatchedAgent(models, task.params), list(task.seeds))
+    return [(ep["return"], ep["length"]) for ep in eps]
 
 
 def play_real_batch(
@@ -195,7 +246,8 @@ def play_real_batch(
 
 
 class RealFitness:
-    """Rollouts of candidates in the real env, one worker task per candidate."""
+    """Rollouts of candidates in the real env: a worker task plays up to `parallel.envs` of one
+    candidate's rollouts at once."""
 
     def __init__(self, run_dir: Path, cfg: Config, mdnrnn: Path | None = None) -> None:
         self.cfg = cfg
@@ -206,10 +258,10 @@ class RealFitness:
         groups: dict[bytes, list[int]] = {}
         for i, p in enumerate(params):
             groups.setdefault(np.asarray(p, np.float32).tobytes(), []).append(i)
-        tasks = [
-            RealEpisodes(params[rows[0]], tuple(seeds[i] for i in rows)) for rows in groups.values()
-        ]
-        index = {id(t): rows for t, rows in zip(tasks, groups.values(), strict=True)}
+        chunks = [rows[i : i + self.cfg.parallel.envs] for rows in groups.values()
+                  for i in range(0, len(rows), self.cfg.parallel.envs)]  # fmt: skip
+        tasks = [RealEpisodes(params[rows[0]], tuple(seeds[i] for i in rows)) for rows in chunks]
+        index = {id(t): rows for t, rows in zip(tasks, chunks, strict=True)}
         returns, lengths = np.zeros(len(seeds)), np.zeros(len(seeds), int)
         for task, res in play_real_batch(tasks, self.weights, self.cfg):
             for i, (r, n) in zip(index[id(task)], res, strict=True):
@@ -218,28 +270,31 @@ class RealFitness:
 
 
 @dataclass(frozen=True)
-class AgentEpisodeTask:
-    """One real episode played by C (with exploration), recorded like a random-policy episode."""
+class AgentEpisodesTask:
+    """Real episodes played by C (with exploration) at once, recorded like random-policy episodes."""
 
     params: Any  # np.ndarray (P,)
     explore: float
     seed: int
-    index: int
+    indices: tuple[int, ...]
 
     def __repr__(self) -> str:
-        return f"controller episode {self.index}"
+        return f"controller episodes {self.indices[0]}..{self.indices[-1]}"
 
 
-def record_agent_episode(task: AgentEpisodeTask, weights: AgentWeights) -> dict[str, Any]:
-    """Play and record episode `index` with C (iterative training's data); returns the file's bytes."""
+def record_agent_episodes(task: AgentEpisodesTask, weights: AgentWeights) -> list[dict[str, Any]]:
+    """Play and record episodes `indices` with C (iterative training's data); returns each file's bytes."""
     models = weights.models()
-    agent = Agent(models, task.params, task.explore)
-    env_seed = seed_for(task.seed, STREAM_ITERATE, task.index)
-    agent.reset(env_seed)
-    env = worker_env(models.cfg.env.id, models.cfg.env.max_steps)
-    ep = play_episode(env, models.adapter, agent, env_seed)
-    arrays = {k: ep[k] for k in EPISODE_KEYS}
-    return {"data": encode_npz(arrays), "steps": ep["length"], "return": ep["return"]}
+    cfg = models.cfg
+    seeds = [seed_for(task.seed, STREAM_ITERATE, i) for i in task.indices]
+    envs = worker_envs(cfg.env.id, cfg.env.max_steps, len(seeds))
+    agent = BatchedAgent(models, task.params, task.explore)
+    eps = play_batch(envs, models.adapter, agent, seeds, record=True)
+    return [
+        {"data": encode_npz({k: ep[k] for k in EPISODE_KEYS}), "steps": ep["length"],
+         "return": ep["return"]}
+        for ep in eps
+    ]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ the dream

@@ -11,7 +11,9 @@ from worldmodels.envs.base import FRAME, Adapter, Policy, preprocess
 FAST_CARRACING = "worldmodels/CarRacing-v3"
 """gymnasium's CarRacing-v3, array for array, drawn several times faster (envs/fast_carracing.py)."""
 
-if FAST_CARRACING not in gym.registry:  # the design's contract: importing worldmodels.envs registers it
+if (
+    FAST_CARRACING not in gym.registry
+):  # the design's contract: importing worldmodels.envs registers it
     gym.register(
         FAST_CARRACING,
         entry_point="worldmodels.envs.fast_carracing:FastCarRacing",
@@ -19,7 +21,15 @@ if FAST_CARRACING not in gym.registry:  # the design's contract: importing world
         reward_threshold=900,
     )
 
-__all__ = ["FAST_CARRACING", "FRAME", "Adapter", "Policy", "adapter_class", "adapter_for", "preprocess"]
+__all__ = [
+    "FAST_CARRACING",
+    "FRAME",
+    "Adapter",
+    "Policy",
+    "adapter_class",
+    "adapter_for",
+    "preprocess",
+]
 
 
 def adapter_class(env_id: str) -> type[Adapter]:

@@ -54,18 +54,23 @@ def check_versions() -> None:
         )
 
 
-def rotate(points: np.ndarray, angle: float) -> np.ndarray:
-    """Rotate (..., 2) points by `angle` radians exactly as pygame's Vector2.rotate_rad does."""
+def rotate_xy(x: np.ndarray, y: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate points (x, y arrays of any shape) by `angle` radians exactly as pygame's Vector2.rotate_rad:
+    the angle reduced with fmod to [0, 2 pi), quarter turns special-cased, then cos x - sin y and
+    sin x + cos y in doubles, each product rounded on its own (no fused multiply-add)."""
     a = math.fmod(angle, TWO_PI)
     if a < 0:
         a += TWO_PI
-    x, y = points[..., 0], points[..., 1]
     if math.fmod(a + EPSILON, HALF_PI) < 2 * EPSILON:
         quad = int((a + EPSILON) / HALF_PI)
-        rx, ry = {0: (x, y), 4: (x, y), 1: (-y, x), 2: (-x, -y), 3: (y, -x)}[quad]
-    else:
-        s, c = math.sin(a), math.cos(a)
-        rx, ry = c * x - s * y, s * x + c * y
+        return {0: (x, y), 4: (x, y), 1: (-y, x), 2: (-x, -y), 3: (y, -x)}[quad]
+    s, c = math.sin(a), math.cos(a)
+    return c * x - s * y, s * x + c * y
+
+
+def rotate(points: np.ndarray, angle: float) -> np.ndarray:
+    """`rotate_xy` for (..., 2) points."""
+    rx, ry = rotate_xy(points[..., 0], points[..., 1], angle)
     return np.stack([rx, ry], axis=-1)
 
 
@@ -73,7 +78,12 @@ def _grass() -> np.ndarray:
     """The grass patches, in gymnasium's order and float values: (400, 4, 2)."""
     g = cr.GRASS_DIM
     polys = [
-        [(g * x + g, g * y + 0), (g * x + 0, g * y + 0), (g * x + 0, g * y + g), (g * x + g, g * y + g)]
+        [
+            (g * x + g, g * y + 0),
+            (g * x + 0, g * y + 0),
+            (g * x + 0, g * y + g),
+            (g * x + g, g * y + g),
+        ]
         for x in range(-20, 20, 2)
         for y in range(-20, 20, 2)
     ]
@@ -85,15 +95,20 @@ MARGIN = 4.0
 """Pixels of room kept around the screen by the drawing shortcuts (gfxdraw reaches one pixel past a vertex)."""
 
 
-def covers_screen(quad: np.ndarray) -> bool:
-    """Whether a convex quadrilateral (4, 2), in either winding, holds the whole screen with MARGIN pixels
-    to spare on every side."""
-    corners = np.array([[-MARGIN, -MARGIN], [cr.WINDOW_W + MARGIN, -MARGIN],
-                        [cr.WINDOW_W + MARGIN, cr.WINDOW_H + MARGIN], [-MARGIN, cr.WINDOW_H + MARGIN]])  # fmt: skip
-    edges = np.roll(quad, -1, axis=0) - quad  # (4, 2)
-    rel = corners[:, None, :] - quad[None, :, :]  # (corner, edge, 2)
-    cross = edges[None, :, 0] * rel[..., 1] - edges[None, :, 1] * rel[..., 0]
-    return bool((cross > 0).all() or (cross < 0).all())
+PANEL = cr.WINDOW_H / 40.0 * 5
+"""Rows of the surface that the indicator panel (a black bar, drawn after the flip) covers."""
+
+
+def covers_screen(x: list[float], y: list[float]) -> bool:
+    """Whether a convex quadrilateral (its 4 vertices, either winding) holds the whole screen with MARGIN
+    pixels to spare on every side."""
+    lo, hx, hy = -MARGIN, cr.WINDOW_W + MARGIN, cr.WINDOW_H + MARGIN
+    signs = set()
+    for k in range(4):
+        x0, y0, x1, y1 = x[k], y[k], x[(k + 1) % 4], y[(k + 1) % 4]
+        for cx, cy in ((lo, lo), (hx, lo), (hx, hy), (lo, hy)):
+            signs.add((x1 - x0) * (cy - y0) - (y1 - y0) * (cx - x0) > 0)
+    return len(signs) == 1
 
 
 class FastCarRacing(CarRacing):
@@ -103,61 +118,67 @@ class FastCarRacing(CarRacing):
         check_versions()
         super().__init__(*args, **kwargs)
         self._road_for: list | None = None
+        self._canvas: Any = None
         self._font: Any = None
         self._text: tuple[str, Any] | None = None
 
-    def _road_arrays(self) -> tuple[np.ndarray, list]:
-        """The track's polygons as one array, rebuilt when reset makes a new track."""
+    def _polygons(self) -> tuple[np.ndarray, np.ndarray, list]:
+        """Every polygon gymnasium draws, in its order: the field, the grass patches, then the track's
+        tiles and kerbs (rebuilt when reset makes a new track), as vertex coordinates x, y (4, M); and the
+        road's colours, read when drawn (a visited tile changes colour in place)."""
         if self._road_for is not self.road_poly:
-            self._road_pts = np.array([poly for poly, _ in self.road_poly], np.float64).reshape(-1, 4, 2)
+            b = cr.PLAYFIELD
+            field = np.array([[(b, b), (b, -b), (-b, -b), (-b, b)]], np.float64)
+            road = np.array([poly for poly, _ in self.road_poly], np.float64).reshape(-1, 4, 2)
+            every = np.concatenate([field, GRASS, road])  # (M, 4, 2)
+            self._xy = np.ascontiguousarray(every[..., 0].T), np.ascontiguousarray(every[..., 1].T)
             self._road_colors = [color for _, color in self.road_poly]
             self._road_for = self.road_poly
-        return self._road_pts, self._road_colors
+        return self._xy[0], self._xy[1], self._road_colors
 
     def _render_road(self, zoom: float, translation: Any, angle: float) -> None:
-        b = cr.PLAYFIELD
-        field = np.array([[(b, b), (b, -b), (-b, -b), (-b, b)]], np.float64)
-        road, colors = self._road_arrays()
-        tx, ty = translation[0], translation[1]
+        px, py = self._polygons()[:2]
+        colors = self._road_colors
+        rx, ry = rotate_xy(px, py, angle)
+        x = rx * zoom + translation[0]  # (4, M): vertex k of every polygon in row k
+        y = ry * zoom + translation[1]
+        m = cr.MAX_SHAPE_DIM
+        # gymnasium's test: a vertex within MAX_SHAPE_DIM of the screen
+        inside = (-m <= x) & (x <= cr.WINDOW_W + m) & (-m <= y) & (y <= cr.WINDOW_H + m)
+        near = inside[0] | inside[1] | inside[2] | inside[3]
+        # and then only polygons that can change a pixel that is kept: gfxdraw truncates coordinates and
+        # clips to the surface, its antialiased edge reaches one pixel past them, and rows [0, PANEL) of
+        # this (not yet flipped) surface end up under the indicator panel, which is drawn over them
+        lo_x, hi_x = np.minimum(np.minimum(x[0], x[1]), np.minimum(x[2], x[3])), np.maximum(
+            np.maximum(x[0], x[1]), np.maximum(x[2], x[3]))  # fmt: skip
+        lo_y, hi_y = np.minimum(np.minimum(y[0], y[1]), np.minimum(y[2], y[3])), np.maximum(
+            np.maximum(y[0], y[1]), np.maximum(y[2], y[3]))  # fmt: skip
+        visible = (
+            near
+            & (hi_x >= -MARGIN)
+            & (lo_x <= cr.WINDOW_W + MARGIN)
+            & (hi_y >= PANEL - MARGIN)
+            & (lo_y <= cr.WINDOW_H + MARGIN)
+        )
+        xs, ys = x.T, y.T
 
-        def screen(points: np.ndarray) -> np.ndarray:
-            r = rotate(points, angle)
-            return np.stack([r[..., 0] * zoom + tx, r[..., 1] * zoom + ty], axis=-1)
-
-        def visible(pts: np.ndarray) -> np.ndarray:
-            """gymnasium's test (a vertex within MAX_SHAPE_DIM of the screen), and then only polygons that
-            can touch a pixel: gfxdraw truncates coordinates and clips to the surface, and its antialiased
-            edge reaches one pixel beyond them, so a polygon whose bounding box stays MARGIN pixels off the
-            screen leaves every pixel as it was."""
-            m = cr.MAX_SHAPE_DIM
-            x, y = pts[..., 0], pts[..., 1]
-            near = ((-m <= x) & (x <= cr.WINDOW_W + m) & (-m <= y) & (y <= cr.WINDOW_H + m)).any(-1)
-            touches = (
-                (x.max(-1) >= -MARGIN)
-                & (x.min(-1) <= cr.WINDOW_W + MARGIN)
-                & (y.max(-1) >= -MARGIN)
-                & (y.min(-1) <= cr.WINDOW_H + MARGIN)
-            )
-            return near & touches
-
-        def draw(poly: np.ndarray, color: Any) -> None:
-            pts = [tuple(p) for p in poly.tolist()]
+        def draw(i: int, color: Any) -> None:
+            pts = list(zip(xs[i].tolist(), ys[i].tolist(), strict=True))
             gfxdraw.aapolygon(self.surf, pts, color)
             gfxdraw.filled_polygon(self.surf, pts, color)
 
         # gymnasium draws the whole field unclipped; when the field holds the screen with room to spare,
         # filling the surface sets every pixel to the same colour at a fraction of the cost
-        f = screen(field)[0]
-        if covers_screen(f):
+        if covers_screen(xs[0].tolist(), ys[0].tolist()):
             self.surf.fill(self.bg_color)
         else:
-            draw(f, self.bg_color)
-        grass = screen(GRASS)
-        for i in np.flatnonzero(visible(grass)):
-            draw(grass[i], self.grass_color)
-        pts = screen(road)
-        for i in np.flatnonzero(visible(pts)):
-            draw(pts[i], [int(c) for c in colors[i]])
+            self.surf.fill((0, 0, 0))
+            draw(0, self.bg_color)
+        n_grass = len(GRASS)
+        for i in np.flatnonzero(visible[1 : 1 + n_grass]) + 1:
+            draw(i, self.grass_color)
+        for i in np.flatnonzero(visible[1 + n_grass :]):
+            draw(1 + n_grass + i, [int(c) for c in colors[i]])
 
     def _render(self, mode: str) -> Any:
         assert mode in self.metadata["render_modes"]
@@ -170,7 +191,9 @@ class FastCarRacing(CarRacing):
         if "t" not in self.__dict__:
             return None  # reset() not called yet
 
-        self.surf = pygame.Surface((cr.WINDOW_W, cr.WINDOW_H))
+        if self._canvas is None:  # one surface, reused: _render_road sets every pixel of it first
+            self._canvas = pygame.Surface((cr.WINDOW_W, cr.WINDOW_H))
+        self.surf = self._canvas
         assert self.car is not None
         angle = -self.car.hull.angle
         zoom = 0.1 * cr.SCALE * max(1 - self.t, 0) + cr.ZOOM * cr.SCALE * min(self.t, 1)
@@ -180,7 +203,9 @@ class FastCarRacing(CarRacing):
         trans = (cr.WINDOW_W / 2 + trans[0], cr.WINDOW_H / 4 + trans[1])
 
         self._render_road(zoom, trans, angle)
-        self.car.draw(self.surf, zoom, trans, angle, mode not in ["state_pixels_list", "state_pixels"])
+        self.car.draw(
+            self.surf, zoom, trans, angle, mode not in ["state_pixels_list", "state_pixels"]
+        )
         self.surf = pygame.transform.flip(self.surf, False, True)
         self._render_indicators(cr.WINDOW_W, cr.WINDOW_H)
 

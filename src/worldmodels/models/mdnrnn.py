@@ -78,6 +78,11 @@ class MDNRNN(nn.Module):
         """One step: z (B, Z), action (B, A) -> MDNOutput with T = 1, and the new state."""
         return self.forward(z[:, None], action[:, None], state)
 
+    def advance(self, z: torch.Tensor, action: torch.Tensor, state: State | None = None) -> State:
+        """Only the memory of one step, z (B, Z), action (B, A) -> the new (h, c): what the real-env agent
+        needs (it never samples M's prediction). The same LSTM call as `step`, so the same state."""
+        return self.lstm(torch.cat([z, action], dim=-1)[:, None], state)[1]
+
 
 def mdn_nll(
     logpi: torch.Tensor, mu: torch.Tensor, logsigma: torch.Tensor, x: torch.Tensor

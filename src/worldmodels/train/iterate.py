@@ -27,7 +27,7 @@ from worldmodels.config import Config, with_overrides
 from worldmodels.data.storage import episode_path, list_episodes
 from worldmodels.evaluate import evaluate_real
 from worldmodels.parallel import run_tasks
-from worldmodels.rollout import AgentEpisodeTask, AgentWeights, record_agent_episode
+from worldmodels.rollout import AgentEpisodesTask, AgentWeights, record_agent_episodes
 from worldmodels.train.controller import train_controller
 from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.train.vae import encode_latents
@@ -59,20 +59,23 @@ def collect_round(
     remove_stale_temporaries(folder)
     have = {p.name for p in list_episodes(folder)}
     todo = [i for i in round_episodes(cfg, r) if episode_path(folder, i).name not in have]
-    tasks = [AgentEpisodeTask(params, cfg.iterate.explore, cfg.seed, i) for i in todo]
+    per = cfg.parallel.envs
+    tasks = [AgentEpisodesTask(params, cfg.iterate.explore, cfg.seed, tuple(todo[i : i + per]))
+             for i in range(0, len(todo), per)]  # fmt: skip
     weights = AgentWeights.of_run(run_dir, cfg, mdnrnn) if tasks else None
     clock, steps, returns = Stopwatch(), 0, []
     n = cfg.iterate.episodes
     with tqdm(total=n, initial=n - len(todo), desc=f"round {r}: collect with C", unit="ep",
               disable=not progress, dynamic_ncols=True) as bar:  # fmt: skip
-        for task, result in run_tasks(record_agent_episode, tasks, cfg.parallel, weights):
-            atomic_write_bytes(episode_path(folder, task.index), result["data"])
-            steps += result["steps"]
-            returns.append(result["return"])
-            bar.update(1)
+        for task, results in run_tasks(record_agent_episodes, tasks, cfg.parallel, weights):
+            for index, result in zip(task.indices, results, strict=True):
+                atomic_write_bytes(episode_path(folder, index), result["data"])
+                steps += result["steps"]
+                returns.append(result["return"])
+            bar.update(len(results))
             bar.set_postfix(mean_return=f"{np.mean(returns):.1f}", steps_s=f"{steps / clock():.0f}")
     return (
-        {"episodes": len(tasks), "steps": steps, "mean_return": float(np.mean(returns))}
+        {"episodes": len(todo), "steps": steps, "mean_return": float(np.mean(returns))}
         if tasks
         else {}
     )
