@@ -136,8 +136,9 @@ def measure(name: str, weights: AgentWeights, params: np.ndarray, episodes: int,
     few = seeds[:one_frame_episodes_n]
     one, one_res = steps_per_s(one_frame_episodes, [RealEpisodes(params, s) for s in chunks(few, 1)],
                                parallel, weights)  # fmt: skip
-    batched, res = steps_per_s(play_real, [RealEpisodes(params, s) for s in chunks(seeds, envs)],
-                               parallel, weights)  # fmt: skip
+    per_worker = min(envs, -(-episodes // workers))  # every worker gets episodes
+    batched, res = steps_per_s(play_real, [RealEpisodes(params, s)
+                                           for s in chunks(seeds, per_worker)], parallel, weights)  # fmt: skip
     return {
         f"{name}_env": cfg.env.id,
         f"{name}_bare_env_steps_per_s": round(bare),

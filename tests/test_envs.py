@@ -17,7 +17,14 @@ from worldmodels.errors import WorldModelsError
 
 
 @pytest.mark.parametrize(
-    "env_id", ["VizdoomTakeCover-v1", "CarRacing-v3", "FakePixel-v0", "FakePixelBox-v0"]
+    "env_id",
+    [
+        "VizdoomTakeCover-v1",
+        "CarRacing-v3",
+        "worldmodels/CarRacing-v3",
+        "FakePixel-v0",
+        "FakePixelBox-v0",
+    ],
 )
 def test_adapter_frames_and_checker(env_id):
     env = adapter_for(env_id).make(50)

@@ -83,7 +83,9 @@ def test_fresh_envs_give_identical_episodes(seed, policy, steps):
     got = replay(ours, seed, want)
     assert_same(got, want)
     if policy == "follow":
-        assert sum(step[2] for step in want[1:]) > 50  # it drove along the road, tiles changed colour
+        assert (
+            sum(step[2] for step in want[1:]) > 50
+        )  # it drove along the road, tiles changed colour
 
 
 def test_reused_env_across_resets_and_options():
@@ -96,7 +98,9 @@ def test_reused_env_across_resets_and_options():
 
 
 def test_discrete_actions_and_rgb_array_render():
-    theirs = gym.make("CarRacing-v3", continuous=False, render_mode="rgb_array", max_episode_steps=120)
+    theirs = gym.make(
+        "CarRacing-v3", continuous=False, render_mode="rgb_array", max_episode_steps=120
+    )
     ours = gym.make("worldmodels/CarRacing-v3", continuous=False, render_mode="rgb_array",
                     max_episode_steps=120)  # fmt: skip
     rng = np.random.default_rng(0)

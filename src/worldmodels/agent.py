@@ -135,7 +135,9 @@ class BatchedAgent:
         frames = torch.from_numpy(np.ascontiguousarray(obs))
         if k < V_MIN_BATCH:
             frames = torch.cat([frames, frames[-1:].expand(V_MIN_BATCH - k, -1, -1, -1)])
-        with autocast(torch.device("cpu"), cfg.vae.amp):  # as `encode` made the latents M learned from
+        with autocast(
+            torch.device("cpu"), cfg.vae.amp
+        ):  # as `encode` made the latents M learned from
             mu, logvar = self.m.vae.encode(frames_to_tensor(frames))
         mu, logvar = mu[:k].float(), logvar[:k].float()
         eps = np.stack([self.rngs[i].standard_normal(mu.shape[1]) for i in rows]).astype(np.float32)

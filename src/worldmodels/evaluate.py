@@ -34,9 +34,10 @@ def evaluate_real(
     mdnrnn: Path | None = None,
 ) -> dict[str, Any]:
     seeds = eval_seeds(seed, n)
-    per_task = (
-        cfg.parallel.envs if params is not None else max(1, min(8, n // (4 * cfg.parallel.workers)))
-    )
+    if params is None:  # the random policy: one episode after another, small tasks
+        per_task = max(1, min(8, n // (4 * cfg.parallel.workers)))
+    else:  # the batched agent: up to parallel.envs episodes at once, every worker busy
+        per_task = max(1, min(cfg.parallel.envs, -(-n // cfg.parallel.workers)))
     tasks = [RealEpisodes(params, tuple(seeds[i : i + per_task])) for i in range(0, n, per_task)]
     weights = (
         AgentWeights.random_policy(cfg)

@@ -1,0 +1,57 @@
+"""The batched real-env agent: the same episodes as one env at a time, whatever the batch, on Doom (the
+shipped agent) and CarRacing (an untrained agent of the paper's sizes), and the same scores on
+gymnasium's CarRacing-v3 as on worldmodels/CarRacing-v3."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodels.agent import load_controller, model_paths
+from worldmodels.config import load_config, preset, with_overrides
+from worldmodels.envs import adapter_for
+from worldmodels.models import ConvVAE, build_mdnrnn, controller_dims, n_params
+from worldmodels.pretrained import ROOT
+from worldmodels.rollout import AgentWeights, RealEpisodes, play_real
+
+pytestmark = pytest.mark.slow
+
+
+def _carracing_agent(env_id: str, steps: int) -> tuple[AgentWeights, np.ndarray]:
+    cfg = with_overrides(preset("carracing"), {"env.id": env_id, "env.max_steps": steps})
+    adapter = adapter_for(env_id)
+    torch.manual_seed(0)
+    vae, m = ConvVAE(cfg.vae.z_dim), build_mdnrnn(cfg, adapter.action_dim)
+    as_numpy = lambda mod: {k: v.numpy() for k, v in mod.state_dict().items()}  # noqa: E731
+    weights = AgentWeights(cfg.to_dict(), as_numpy(vae), as_numpy(m), adapter.action_dim)
+    size = n_params(*controller_dims(cfg, adapter.controller_outputs), cfg.controller.bias)
+    # steering from z with some gas: the car moves, turns and visits tiles
+    params = np.random.default_rng(1).normal(0, 0.3, size).astype(np.float32)
+    return weights, params
+
+
+def test_batched_doom_agent_plays_the_episodes_one_env_at_a_time_would():
+    run = ROOT / "doom"
+    cfg = with_overrides(load_config(run / "config.json"), {"env.max_steps": 400})
+    weights = AgentWeights.of_run(run, cfg)
+    shipped = load_controller(model_paths(run, cfg)[1], cfg)
+    # a worse C than the shipped one, so that episodes end at different steps and envs leave the batch
+    params = shipped + np.random.default_rng(0).normal(0, 0.5, shipped.shape).astype(np.float32)
+    seeds = (101, 102, 103, 104)
+    batched = play_real(RealEpisodes(params, seeds), weights)
+    alone = [play_real(RealEpisodes(params, (s,)), weights)[0] for s in seeds]
+    pairs = play_real(RealEpisodes(params, seeds[:2]), weights)
+    assert batched == alone and pairs == alone[:2]
+    assert len({n for _, n in batched}) > 1  # episodes of different lengths: envs left the batch
+
+
+def test_batched_carracing_agent_and_both_carracing_envs_agree():
+    fast, params = _carracing_agent("worldmodels/CarRacing-v3", 100)
+    theirs, _ = _carracing_agent("CarRacing-v3", 100)
+    seeds = (7, 8, 9)
+    batched = play_real(RealEpisodes(params, seeds), fast)
+    alone = [play_real(RealEpisodes(params, (s,)), fast)[0] for s in seeds]
+    official = play_real(RealEpisodes(params, seeds), theirs)
+    assert batched == alone == official
+    assert len({r for r, _ in batched}) == len(seeds)  # the episodes differ: the agent drove
