@@ -1,11 +1,12 @@
 """The real-env agent against the bare env, on the same number of worker processes: DoomTakeCover with the
 shipped agent, and the fast CarRacing with an untrained agent of the paper's CarRacing sizes.
 
-    python benchmarks/agent_throughput.py [--workers 2] [--envs 16] [--episodes 32]
+    python benchmarks/agent_throughput.py [--workers 2] [--envs 16] [--episodes 96]
 
 Rows (steps/s over all workers): the bare env with random actions; the one-frame agent as it was before the
 batched agent (fp32 V on one frame, M's full step with its mixture head, one env per worker); the batched
-agent (`parallel.envs` envs per worker, V in bf16 where the run trained it so, M's memory only). Ratios are
+agent (`parallel.envs` envs per worker, refilled as episodes end; V in bf16 where the run trained it so,
+M's memory only). Ratios are
 taken within this one run.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from worldmodels.rollout import (  # noqa: E402
     RealEpisodes,
     play_episode,
     play_real,
+    tasks_of,
     worker_env,
 )
 from worldmodels.utils import rng_for  # noqa: E402
@@ -136,9 +138,10 @@ def measure(name: str, weights: AgentWeights, params: np.ndarray, episodes: int,
     few = seeds[:one_frame_episodes_n]
     one, one_res = steps_per_s(one_frame_episodes, [RealEpisodes(params, s) for s in chunks(few, 1)],
                                parallel, weights)  # fmt: skip
-    per_worker = min(envs, -(-episodes // workers))  # every worker gets episodes
-    batched, res = steps_per_s(play_real, [RealEpisodes(params, s)
-                                           for s in chunks(seeds, per_worker)], parallel, weights)  # fmt: skip
+    batched_cfg = with_overrides(cfg, {"parallel.envs": envs, "parallel.workers": workers})
+    weights = replace(weights, config=batched_cfg.to_dict())
+    tasks = [RealEpisodes(params, tuple(seeds[p])) for p in tasks_of(episodes, batched_cfg)]
+    batched, res = steps_per_s(play_real, tasks, parallel, weights)
     return {
         f"{name}_env": cfg.env.id,
         f"{name}_bare_env_steps_per_s": round(bare),
@@ -156,8 +159,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--envs", type=int, default=16, help="envs per worker for the batched agent")
-    p.add_argument("--episodes", type=int, default=32, help="Doom episodes per row")
-    p.add_argument("--carracing-episodes", type=int, default=16)
+    p.add_argument("--episodes", type=int, default=96, help="Doom episodes per row (about an evaluation)")
+    p.add_argument("--carracing-episodes", type=int, default=32)
     p.add_argument("--carracing-steps", type=int, default=1000)
     args = p.parse_args()
 

@@ -41,8 +41,15 @@ def test_batched_doom_agent_plays_the_episodes_one_env_at_a_time_would():
     seeds = (101, 102, 103, 104)
     batched = play_real(RealEpisodes(params, seeds), weights)
     alone = [play_real(RealEpisodes(params, (s,)), weights)[0] for s in seeds]
-    pairs = play_real(RealEpisodes(params, seeds[:2]), weights)
-    assert batched == alone and pairs == alone[:2]
+    # two slots for four episodes: a slot whose episode ended starts the next one
+    two = AgentWeights.of_run(run, with_overrides(cfg, {"parallel.envs": 2}))
+    refilled = play_real(RealEpisodes(params, seeds), two)
+    # every episode with its own C (real-env fitness mixes candidates in one batch)
+    rows = np.stack([params, shipped, params, shipped])
+    mixed = play_real(RealEpisodes(rows, seeds), weights)
+    assert batched == alone == refilled
+    assert mixed[0::2] == alone[0::2]
+    assert mixed[1::2] == [play_real(RealEpisodes(shipped, (s,)), weights)[0] for s in seeds[1::2]]
     assert len({n for _, n in batched}) > 1  # episodes of different lengths: envs left the batch
 
 

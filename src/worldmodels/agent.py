@@ -96,64 +96,61 @@ so a batched agent plays exactly the episodes one env at a time would."""
 
 
 class BatchedAgent:
-    """C acting in N real envs at once: V encodes the frames of every live env in one batch (in bf16 where V
-    was trained and the latents encoded in bf16, `vae.amp`, so C and M see the z they were trained on),
-    each env's z is sampled from V's posterior with that episode's own random stream, C acts per env (each env may have its
-    own parameters), and M advances every env's memory in one batch.
+    """C acting in N real envs ("slots") at once: V encodes the frames of every live slot in one batch (in
+    bf16 where V was trained and the latents encoded in bf16, `vae.amp`, so C and M see the z they were
+    trained on), each slot's z is sampled from V's posterior with its episode's own random stream, C acts per
+    slot (each slot with its own parameters), and M advances every slot's memory in one batch. A slot whose
+    episode ended is started again with the next episode, so the batch stays full.
 
-    `explore` (iterative training's data collection): the per-step chance of handing an env over to the
+    `explore` (iterative training's data collection): the per-step chance of handing a slot over to the
     random policy for hold_min..hold_max frames; M still sees the action taken.
     """
 
-    def __init__(self, models: Models, params: np.ndarray, explore: float = 0.0) -> None:
-        self.m = models
-        self.params = torch.as_tensor(np.atleast_2d(np.asarray(params, np.float32)))
+    def __init__(self, models: Models, slots: int, explore: float = 0.0) -> None:
+        self.m, self.explore = models, explore
         self.out_dim = models.adapter.controller_outputs
-        self.explore = explore
+        in_dim, _ = controller_dims(models.cfg, self.out_dim)
+        size = C.n_params(in_dim, self.out_dim, models.cfg.controller.bias)
+        self.params = torch.zeros(slots, size)
+        self.h, self.c = models.mdnrnn.initial_state(slots)
+        self.rngs: list[np.random.Generator | None] = [None] * slots
+        self.explore_rngs: list[np.random.Generator | None] = [None] * slots
+        self.exploring = [0] * slots
+        self.random: list[Any] = [None] * slots
 
-    def reset(self, seeds: list[int]) -> None:
-        """Start one episode per env, env i with seeds[i] (the env's own seed, as one env at a time)."""
-        n = len(seeds)
-        if len(self.params) not in (1, n):
-            raise ValueError(f"{len(self.params)} parameter rows for {n} envs")
-        self.rows_params = self.params.expand(n, -1) if len(self.params) == 1 else self.params
-        self.rngs = [rng_for(s, 1) for s in seeds]
-        self.h, self.c = self.m.mdnrnn.initial_state(n)
-        self.explore_rngs = [rng_for(s, 3) for s in seeds]
-        self.exploring = [0] * n
-        self.random = []
+    def start(self, slot: int, seed: int, params: np.ndarray) -> None:
+        """Begin an episode in `slot`: C's parameters, and every random stream from the episode's seed."""
+        self.params[slot] = torch.from_numpy(np.array(params, np.float32))
+        self.h[:, slot], self.c[:, slot] = 0.0, 0.0
+        self.rngs[slot] = rng_for(seed, 1)
+        self.explore_rngs[slot], self.exploring[slot] = rng_for(seed, 3), 0
         if self.explore > 0:
-            for s in seeds:
-                policy = self.m.adapter.random_policy(self.m.cfg.collect)
-                policy.reset(rng_for(s, 4))
-                self.random.append(policy)
+            self.random[slot] = self.m.adapter.random_policy(self.m.cfg.collect)
+            self.random[slot].reset(rng_for(seed, 4))
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, rows: list[int]) -> list[Any]:
-        """Frames (k, 64, 64, 3) of the envs `rows` (k of the N) -> their env actions."""
+        """Frames (k, 64, 64, 3) of the slots `rows` -> their env actions."""
         cfg, adapter, k = self.m.cfg, self.m.adapter, len(rows)
         frames = torch.from_numpy(np.ascontiguousarray(obs))
         if k < V_MIN_BATCH:
             frames = torch.cat([frames, frames[-1:].expand(V_MIN_BATCH - k, -1, -1, -1)])
-        with autocast(
-            torch.device("cpu"), cfg.vae.amp
-        ):  # as `encode` made the latents M learned from
+        with autocast(torch.device("cpu"), cfg.vae.amp):  # as `encode` made M's training data
             mu, logvar = self.m.vae.encode(frames_to_tensor(frames))
         mu, logvar = mu[:k].float(), logvar[:k].float()
         eps = np.stack([self.rngs[i].standard_normal(mu.shape[1]) for i in rows]).astype(np.float32)
         z = mu + torch.exp(0.5 * logvar) * torch.from_numpy(eps)
         h, c = self.h[:, rows], self.c[:, rows]
         x = torch.cat([z, c[0], h[0]] if cfg.controller.use_cell else [z, h[0]], dim=-1)
-        a = C.act(self.rows_params[rows], x, self.out_dim, cfg.controller.bias)
+        a = C.act(self.params[rows], x, self.out_dim, cfg.controller.bias)
         vec = adapter.controller_to_vector(a)
         actions = [adapter.vector_to_action(v) for v in vec.numpy()]
-        for j, i in enumerate(rows):
-            if self.explore > 0:
-                hold = cfg.collect
-                if self.exploring[i] == 0 and self.explore_rngs[i].random() < self.explore:
-                    self.exploring[i] = int(
-                        self.explore_rngs[i].integers(hold.hold_min, hold.hold_max + 1)
-                    )
+        if self.explore > 0:
+            hold = cfg.collect
+            for j, i in enumerate(rows):
+                rng = self.explore_rngs[i]
+                if self.exploring[i] == 0 and rng.random() < self.explore:
+                    self.exploring[i] = int(rng.integers(hold.hold_min, hold.hold_max + 1))
                 if self.exploring[i] > 0:
                     self.exploring[i] -= 1
                     actions[j] = self.random[i](obs[j])
@@ -168,10 +165,10 @@ class Agent:
     batched agent with one env, so both play the same episodes."""
 
     def __init__(self, models: Models, params: np.ndarray, explore: float = 0.0) -> None:
-        self.batch = BatchedAgent(models, params, explore)
+        self.batch, self.params = BatchedAgent(models, 1, explore), params
 
     def reset(self, seed: int) -> None:
-        self.batch.reset([seed])
+        self.batch.start(0, seed, self.params)
 
     def __call__(self, obs: np.ndarray) -> Any:
         return self.batch.act(obs[None], [0])[0]

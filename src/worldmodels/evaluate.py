@@ -19,6 +19,7 @@ from worldmodels.rollout import (
     dream_can_score,
     eval_seeds,
     play_real_batch,
+    tasks_of,
 )
 from worldmodels.utils import Stopwatch, atomic_write_text
 from worldmodels.versions import package_versions
@@ -36,9 +37,10 @@ def evaluate_real(
     seeds = eval_seeds(seed, n)
     if params is None:  # the random policy: one episode after another, small tasks
         per_task = max(1, min(8, n // (4 * cfg.parallel.workers)))
-    else:  # the batched agent: up to parallel.envs episodes at once, every worker busy
-        per_task = max(1, min(cfg.parallel.envs, -(-n // cfg.parallel.workers)))
-    tasks = [RealEpisodes(params, tuple(seeds[i : i + per_task])) for i in range(0, n, per_task)]
+        parts = [slice(i, i + per_task) for i in range(0, n, per_task)]
+    else:  # the batched agent: parallel.envs episodes at once, every worker busy
+        parts = tasks_of(n, cfg)
+    tasks = [RealEpisodes(params, tuple(seeds[p])) for p in parts]
     weights = (
         AgentWeights.random_policy(cfg)
         if params is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +31,6 @@ from worldmodels.dream import Dream, DreamSpec
 from worldmodels.envs import Adapter, adapter_for
 from worldmodels.parallel import run_tasks
 from worldmodels.utils import (
-    STREAM_EVAL,
     STREAM_ITERATE,
     resolve_device,
     rng_for,
@@ -93,37 +93,67 @@ def worker_envs(env_id: str, max_steps: int, n: int) -> list[gym.Env]:
     return [worker_env(env_id, max_steps, i) for i in range(n)]
 
 
+def _step(env_action: tuple[gym.Env, Any]) -> tuple:
+    env, action = env_action
+    return env.step(action)
+
+
+@lru_cache(maxsize=1)
+def _env_threads() -> ThreadPoolExecutor:
+    """This process's threads for stepping envs whose step waits on another process (ViZDoom's game runs
+    in its own process and the binding lets go of the GIL meanwhile): the games of a batch run at once."""
+    return ThreadPoolExecutor(4, thread_name_prefix="worldmodels-env")
+
+
 def play_batch(
     envs: list[gym.Env],
     adapter: Adapter,
     agent: BatchedAgent,
-    seeds: list[int],
+    jobs: list[tuple[int, np.ndarray]],
     record: bool = False,
 ) -> list[dict[str, Any]]:
-    """Play one episode in each env at once (env i with seeds[i]), C choosing every live env's action in
-    one batch; each episode is exactly what `play_episode` gives for its seed alone (see agent.py).
-    Returns play_episode's dicts, in seed order."""
-    n = len(seeds)
-    agent.reset(seeds)
-    obs = [env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=False)]
+    """Play the episodes `jobs` (seed, C's parameters) in len(envs) slots at once: C chooses every live
+    slot's action in one batch, and a slot whose episode ended starts the next job, so the batch stays full.
+    Each episode is exactly what `play_episode` gives for its seed alone (see agent.py). Returns
+    play_episode's dicts, in job order."""
     keys = ("obs", "action", "reward", "terminated", "truncated")
-    eps: list[dict[str, list]] = [{k: [] for k in keys} for _ in range(n)]
-    alive = list(range(n))
-    while alive:
+    eps: list[dict[str, list]] = [{k: [] for k in keys} for _ in jobs]
+    job_of: dict[int, int] = {}  # slot -> the job it plays
+    obs: dict[int, Any] = {}
+    todo = iter(range(len(jobs)))
+
+    def begin(slot: int) -> None:
+        j = next(todo, None)
+        if j is None:
+            return
+        seed, params = jobs[j]
+        agent.start(slot, seed, params)
+        obs[slot] = envs[slot].reset(seed=seed)[0]
+        job_of[slot] = j
+
+    for slot in range(min(len(envs), len(jobs))):
+        begin(slot)
+    while job_of:
+        alive = sorted(job_of)
         actions = agent.act(np.stack([obs[i] for i in alive]), alive)
-        still = []
-        for i, action in zip(alive, actions, strict=True):
-            e = eps[i]
-            if record:
-                e["obs"].append(obs[i])
-                e["action"].append(adapter.encode_action(action))
-            obs[i], reward, terminated, truncated, _ = envs[i].step(action)
+        if record:
+            for i, action in zip(alive, actions, strict=True):
+                eps[job_of[i]]["obs"].append(obs[i])
+                eps[job_of[i]]["action"].append(adapter.encode_action(action))
+        steps = [(envs[i], a) for i, a in zip(alive, actions, strict=True)]
+        results = (
+            list(_env_threads().map(_step, steps))
+            if adapter.threaded_steps and len(steps) > 1
+            else [_step(sa) for sa in steps]
+        )
+        for i, (obs[i], reward, terminated, truncated, _) in zip(alive, results, strict=True):
+            e = eps[job_of[i]]
             e["reward"].append(reward)
             e["terminated"].append(terminated)
             e["truncated"].append(truncated)
-            if not (terminated or truncated):
-                still.append(i)
-        alive = still
+            if terminated or truncated:
+                del job_of[i]
+                begin(i)
     out = []
     for e in eps:
         ep: dict[str, Any] = {"return": float(np.sum(e["reward"])), "length": len(e["reward"])}
@@ -137,11 +167,6 @@ def play_batch(
             )
         out.append(ep)
     return out
-
-
-def eval_seeds(seed: int, n: int) -> list[int]:
-    """The fixed seed list of an evaluation: episode i always gets the same env seed."""
-    return [seed_for(seed, STREAM_EVAL, i) for i in range(n)]
 
 
 # ---------------------------------------------------------------------------- what a worker is sent
@@ -207,21 +232,27 @@ def _worker_models(w: AgentWeights) -> Models:
 
 @dataclass(frozen=True)
 class RealEpisodes:
-    """Real episodes for one worker task: C's parameters (None: the random policy) and the env seeds."""
+    """Real episodes for one worker task: C's parameters (P,), or one row per seed (n, P), or None for the
+    random policy; and the env seeds."""
 
-    params: Any  # np.ndarray (P,) or None for the random policy
+    params: Any
     seeds: tuple[int, ...]
 
     def __repr__(self) -> str:
         who = "random policy" if self.params is None else "controller"
         return f"{who} on {len(self.seeds)} episode(s) from seed {self.seeds[0]}"
 
+    def jobs(self) -> list[tuple[int, np.ndarray]]:
+        rows = np.asarray(self.params, np.float32)
+        rows = np.broadcast_to(rows, (len(self.seeds), rows.shape[-1])) if rows.ndim == 1 else rows
+        return list(zip(self.seeds, rows, strict=True))
+
 
 def play_real(task: RealEpisodes, weights: AgentWeights) -> list[tuple[float, int]]:
-    """(return, length) of each episode; runs inside a worker. C plays all the task's episodes at once
-    (a batched agent, one env per episode); the random policy plays them one after another."""
+    """(return, length) of each episode; runs inside a worker. C plays the task's episodes
+    `parallel.envs` at a time (the batched agent); the random policy plays them one after another."""
+    cfg = weights.config_object()
     if task.params is None:
-        cfg = weights.config_object()
         adapter = adapter_for(cfg.env.id)
         policy = adapter.random_policy(cfg.collect)
         env = worker_env(cfg.env.id, cfg.env.max_steps)
@@ -232,10 +263,17 @@ def play_real(task: RealEpisodes, weights: AgentWeights) -> list[tuple[float, in
             out.append((ep["return"], ep["length"]))
         return out
     models = weights.models()
-    cfg = models.cfg
-    envs = worker_envs(cfg.env.id, cfg.env.max_steps, len(task.seeds))
-    eps = play_batch(envs, models.adapter, BatchedAgent(models, task.params), list(task.seeds))
+    slots = min(cfg.parallel.envs, len(task.seeds))
+    envs = worker_envs(cfg.env.id, cfg.env.max_steps, slots)
+    eps = play_batch(envs, models.adapter, BatchedAgent(models, slots), task.jobs())
     return [(ep["return"], ep["length"]) for ep in eps]
+
+
+def tasks_of(n: int, cfg: Config) -> list[slice]:
+    """How n episodes of the batched agent are split into worker tasks: every worker gets work, a task
+    holds at most 4 x parallel.envs episodes (a retried task does not redo too much)."""
+    size = max(1, min(4 * cfg.parallel.envs, -(-n // cfg.parallel.workers)))
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def play_real_batch(
@@ -246,26 +284,23 @@ def play_real_batch(
 
 
 class RealFitness:
-    """Rollouts of candidates in the real env: a worker task plays up to `parallel.envs` of one
-    candidate's rollouts at once."""
+    """Rollouts of candidates in the real env: each worker task plays a share of all the generation's
+    rollouts, `parallel.envs` at a time, whatever candidate they belong to."""
 
     def __init__(self, run_dir: Path, cfg: Config, mdnrnn: Path | None = None) -> None:
         self.cfg = cfg
         self.weights = AgentWeights.of_run(run_dir, cfg, mdnrnn)
 
     def rollout(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Same contract as Dream.rollout: row i of params with seeds[i]; rows sharing params are batched."""
-        groups: dict[bytes, list[int]] = {}
-        for i, p in enumerate(params):
-            groups.setdefault(np.asarray(p, np.float32).tobytes(), []).append(i)
-        chunks = [rows[i : i + self.cfg.parallel.envs] for rows in groups.values()
-                  for i in range(0, len(rows), self.cfg.parallel.envs)]  # fmt: skip
-        tasks = [RealEpisodes(params[rows[0]], tuple(seeds[i] for i in rows)) for rows in chunks]
-        index = {id(t): rows for t, rows in zip(tasks, chunks, strict=True)}
+        """Same contract as Dream.rollout: row i of params with seeds[i]."""
+        params = np.asarray(params, np.float32)
+        parts = tasks_of(len(seeds), self.cfg)
+        tasks = [RealEpisodes(params[p], tuple(seeds[p])) for p in parts]
+        index = {id(t): p for t, p in zip(tasks, parts, strict=True)}
         returns, lengths = np.zeros(len(seeds)), np.zeros(len(seeds), int)
         for task, res in play_real_batch(tasks, self.weights, self.cfg):
-            for i, (r, n) in zip(index[id(task)], res, strict=True):
-                returns[i], lengths[i] = r, n
+            returns[index[id(task)]] = [r for r, _ in res]
+            lengths[index[id(task)]] = [n for _, n in res]
         return returns, lengths
 
 
@@ -286,10 +321,11 @@ def record_agent_episodes(task: AgentEpisodesTask, weights: AgentWeights) -> lis
     """Play and record episodes `indices` with C (iterative training's data); returns each file's bytes."""
     models = weights.models()
     cfg = models.cfg
-    seeds = [seed_for(task.seed, STREAM_ITERATE, i) for i in task.indices]
-    envs = worker_envs(cfg.env.id, cfg.env.max_steps, len(seeds))
-    agent = BatchedAgent(models, task.params, task.explore)
-    eps = play_batch(envs, models.adapter, agent, seeds, record=True)
+    jobs = [(seed_for(task.seed, STREAM_ITERATE, i), task.params) for i in task.indices]
+    slots = min(cfg.parallel.envs, len(jobs))
+    envs = worker_envs(cfg.env.id, cfg.env.max_steps, slots)
+    agent = BatchedAgent(models, slots, task.explore)
+    eps = play_batch(envs, models.adapter, agent, jobs, record=True)
     return [
         {"data": encode_npz({k: ep[k] for k in EPISODE_KEYS}), "steps": ep["length"],
          "return": ep["return"]}

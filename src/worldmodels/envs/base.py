@@ -124,6 +124,9 @@ class Adapter:
     make_kwargs: dict[str, Any] = {}
     reward_is_alive_bonus = False
     """True when the reward is +1 per step alive, so the dream can score without a reward head."""
+    threaded_steps = False
+    """True when the env's step waits on another process without holding the GIL, so the batched agent
+    steps its envs on threads (each env's episode is unchanged)."""
 
     def __init__(self, env_id: str) -> None:
         self.env_id = env_id

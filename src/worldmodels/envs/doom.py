@@ -24,6 +24,9 @@ class VizdoomAdapter(Adapter):
 
     name = "vizdoom"
     make_kwargs = {"screen_resolution": "RES_160X120"}
+    threaded_steps = (
+        True  # the game runs in its own process; 16 envs step 1.85x faster on 4 threads
+    )
 
     def __init__(self, env_id: str) -> None:
         try:

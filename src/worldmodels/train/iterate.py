@@ -27,7 +27,7 @@ from worldmodels.config import Config, with_overrides
 from worldmodels.data.storage import episode_path, list_episodes
 from worldmodels.evaluate import evaluate_real
 from worldmodels.parallel import run_tasks
-from worldmodels.rollout import AgentEpisodesTask, AgentWeights, record_agent_episodes
+from worldmodels.rollout import AgentEpisodesTask, AgentWeights, record_agent_episodes, tasks_of
 from worldmodels.train.controller import train_controller
 from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.train.vae import encode_latents
@@ -59,9 +59,8 @@ def collect_round(
     remove_stale_temporaries(folder)
     have = {p.name for p in list_episodes(folder)}
     todo = [i for i in round_episodes(cfg, r) if episode_path(folder, i).name not in have]
-    per = cfg.parallel.envs
-    tasks = [AgentEpisodesTask(params, cfg.iterate.explore, cfg.seed, tuple(todo[i : i + per]))
-             for i in range(0, len(todo), per)]  # fmt: skip
+    tasks = [AgentEpisodesTask(params, cfg.iterate.explore, cfg.seed, tuple(todo[p]))
+             for p in tasks_of(len(todo), cfg)]  # fmt: skip
     weights = AgentWeights.of_run(run_dir, cfg, mdnrnn) if tasks else None
     clock, steps, returns = Stopwatch(), 0, []
     n = cfg.iterate.episodes
