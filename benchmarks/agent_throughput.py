@@ -159,7 +159,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--envs", type=int, default=16, help="envs per worker for the batched agent")
-    p.add_argument("--episodes", type=int, default=96, help="Doom episodes per row (about an evaluation)")
+    p.add_argument(
+        "--episodes", type=int, default=96, help="Doom episodes per row (about an evaluation)"
+    )
     p.add_argument("--carracing-episodes", type=int, default=32)
     p.add_argument("--carracing-steps", type=int, default=1000)
     args = p.parse_args()
