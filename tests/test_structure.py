@@ -108,3 +108,26 @@ def test_cli_help_and_force_read_the_stage_list():
         r"--force STAGE\s+Redo STAGE and every stage after it: " + ", ".join(stages.NAMES),
         re.sub(r"\s+", " ", text),
     )
+
+
+def test_dream_starts_are_gathered_once_by_encode_and_kept_current(trained_run, tmp_path):
+    import numpy as np
+
+    from worldmodels.data.starts import STARTS_IN_LATENTS, dream_starts, write_dream_starts
+    from worldmodels.data.storage import list_episodes, load_npz
+
+    from .conftest import copy_run
+
+    run = copy_run(trained_run, tmp_path / "run")
+    path = run / "latents" / STARTS_IN_LATENTS
+    assert path.exists()  # written by the encode stage
+    files = list_episodes(run / "latents")
+    firsts = [load_npz(p, ("mu", "logvar")) for p in files]
+    mu, logvar = dream_starts(run)
+    np.testing.assert_array_equal(mu, np.stack([f["mu"][0] for f in firsts]))
+    np.testing.assert_array_equal(logvar, np.stack([f["logvar"][0] for f in firsts]))
+    # a latent file more (iterative training): the starts follow, reading only the new file
+    (run / "latents" / files[0].name).replace(run / "latents" / "ep_000099.npz")
+    write_dream_starts(run)
+    mu2, _ = dream_starts(run)
+    np.testing.assert_array_equal(mu2, np.concatenate([mu[1:], mu[:1]]))

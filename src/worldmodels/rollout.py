@@ -31,6 +31,7 @@ from worldmodels.dream import Dream, DreamSpec
 from worldmodels.envs import Adapter, adapter_for
 from worldmodels.parallel import run_tasks
 from worldmodels.utils import (
+    STREAM_EVAL,
     STREAM_ITERATE,
     resolve_device,
     rng_for,
@@ -167,6 +168,11 @@ def play_batch(
             )
         out.append(ep)
     return out
+
+
+def eval_seeds(seed: int, n: int) -> list[int]:
+    """The fixed seed list of an evaluation: episode i always gets the same env seed."""
+    return [seed_for(seed, STREAM_EVAL, i) for i in range(n)]
 
 
 # ---------------------------------------------------------------------------- what a worker is sent
