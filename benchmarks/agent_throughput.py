@@ -28,8 +28,8 @@ from _common import report  # noqa: E402
 from worldmodels.agent import Models, load_controller, model_paths  # noqa: E402
 from worldmodels.config import ParallelConfig, load_config, preset, with_overrides  # noqa: E402
 from worldmodels.envs import adapter_for  # noqa: E402
-from worldmodels.models import ConvVAE, build_mdnrnn, controller_dims, n_params  # noqa: E402
 from worldmodels.models import controller as C  # noqa: E402
+from worldmodels.models import controller_dims, n_params  # noqa: E402
 from worldmodels.models.vae import frames_to_tensor  # noqa: E402
 from worldmodels.parallel import run_tasks  # noqa: E402
 from worldmodels.pretrained import ROOT  # noqa: E402
@@ -118,13 +118,12 @@ def chunks(seeds: list[int], size: int) -> list[tuple[int, ...]]:
 
 def untrained_carracing(env_id: str, max_steps: int) -> tuple[AgentWeights, np.ndarray]:
     cfg = with_overrides(preset("carracing"), {"env.id": env_id, "env.max_steps": max_steps})
-    adapter = adapter_for(env_id)
-    torch.manual_seed(0)
-    vae, m = ConvVAE(cfg.vae.z_dim), build_mdnrnn(cfg, adapter.action_dim)
-    as_numpy = lambda mod: {k: v.numpy() for k, v in mod.state_dict().items()}  # noqa: E731
-    weights = AgentWeights(cfg.to_dict(), as_numpy(vae), as_numpy(m), adapter.action_dim)
-    size = n_params(*controller_dims(cfg, adapter.controller_outputs), cfg.controller.bias)
-    return weights, np.random.default_rng(0).normal(0, 0.1, size).astype(np.float32)
+    size = n_params(
+        *controller_dims(cfg, adapter_for(env_id).controller_outputs), cfg.controller.bias
+    )
+    return AgentWeights.untrained(cfg), np.random.default_rng(0).normal(0, 0.1, size).astype(
+        np.float32
+    )
 
 
 def measure(name: str, weights: AgentWeights, params: np.ndarray, episodes: int, workers: int,

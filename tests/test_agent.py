@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from worldmodels.agent import load_controller, model_paths
 from worldmodels.config import load_config, preset, with_overrides
 from worldmodels.envs import adapter_for
-from worldmodels.models import ConvVAE, build_mdnrnn, controller_dims, n_params
+from worldmodels.models import controller_dims, n_params
 from worldmodels.pretrained import ROOT
 from worldmodels.rollout import AgentWeights, RealEpisodes, play_real
 
@@ -20,15 +19,12 @@ pytestmark = pytest.mark.slow
 
 def _carracing_agent(env_id: str, steps: int) -> tuple[AgentWeights, np.ndarray]:
     cfg = with_overrides(preset("carracing"), {"env.id": env_id, "env.max_steps": steps})
-    adapter = adapter_for(env_id)
-    torch.manual_seed(0)
-    vae, m = ConvVAE(cfg.vae.z_dim), build_mdnrnn(cfg, adapter.action_dim)
-    as_numpy = lambda mod: {k: v.numpy() for k, v in mod.state_dict().items()}  # noqa: E731
-    weights = AgentWeights(cfg.to_dict(), as_numpy(vae), as_numpy(m), adapter.action_dim)
-    size = n_params(*controller_dims(cfg, adapter.controller_outputs), cfg.controller.bias)
+    size = n_params(
+        *controller_dims(cfg, adapter_for(env_id).controller_outputs), cfg.controller.bias
+    )
     # steering from z with some gas: the car moves, turns and visits tiles
     params = np.random.default_rng(1).normal(0, 0.3, size).astype(np.float32)
-    return weights, params
+    return AgentWeights.untrained(cfg), params
 
 
 def test_batched_doom_agent_plays_the_episodes_one_env_at_a_time_would():

@@ -199,6 +199,17 @@ class AgentWeights:
                    models.mdnrnn.action_dim)  # fmt: skip
 
     @classmethod
+    def untrained(cls, cfg: Config, seed: int = 0) -> AgentWeights:
+        """V and M of the config's sizes, freshly initialised (benchmarks and tests of the agent)."""
+        from worldmodels.models import ConvVAE, build_mdnrnn
+
+        adapter = adapter_for(cfg.env.id)
+        torch.manual_seed(seed)
+        vae, m = ConvVAE(cfg.vae.z_dim), build_mdnrnn(cfg, adapter.action_dim)
+        as_numpy = lambda mod: {k: v.numpy() for k, v in mod.state_dict().items()}  # noqa: E731
+        return cls(cfg.to_dict(), as_numpy(vae), as_numpy(m), adapter.action_dim)
+
+    @classmethod
     def random_policy(cls, cfg: Config) -> AgentWeights:
         return cls(cfg.to_dict(), None, None)
 
