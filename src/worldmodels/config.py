@@ -38,7 +38,7 @@ class ParallelConfig:
     """Address of an existing Ray cluster; empty starts a local Ray with `workers` CPUs."""
     retries: int = 2
     """How often a task whose worker died is retried before the run stops with an error."""
-    envs: int = 8
+    envs: int = 16
     """Real envs one worker plays at once with C (evaluation, real-env fitness, iterative training's
     collection): V, M and C run on the batch of their frames. The episodes do not depend on it."""
     encode_thread: str = "auto"
