@@ -167,3 +167,31 @@ def test_train_resume_and_refusals(trained_run, tmp_path):
     assert "z" in line and ("latent" in line or "mdnrnn.pt" in line)
     with pytest.raises(Exception, match="z size"):
         load_mdnrnn(run / "mdnrnn.pt", with_overrides(cfg, {"vae.z_dim": 4}))
+
+
+def test_reward_head_validation_measures_step_error_and_returns(trained_run):
+    """A reward head that predicts Doom's +1 a step exactly: no error, no bias, returns correlate fully;
+    one that predicts 0.5: the error and the bias show it."""
+    from worldmodels.data.datasets import SequenceStream
+    from worldmodels.data.storage import list_episodes
+    from worldmodels.models import build_mdnrnn
+    from worldmodels.train.mdnrnn import validate
+    from worldmodels.utils import STREAM_MDN
+
+    cfg = with_overrides(preset("debug"), {"mdnrnn.reward_head": True, "mdnrnn.seq_len": 16})
+    m = cfg.mdnrnn
+    # every latent file, cut into pieces of 16 steps: the pieces' returns differ (episodes end mid-piece)
+    stream = SequenceStream(list_episodes(trained_run / "latents"), m.seq_len, m.batch_size,
+                            m.shuffle_episodes, cfg.seed, STREAM_MDN)  # fmt: skip
+    model = build_mdnrnn(cfg, 1)
+    for value, mae, bias in ((1.0, 0.0, 0.0), (0.5, 0.5, None)):
+        with torch.no_grad():
+            model.head.weight[-1].zero_()
+            model.head.bias[-1] = value
+        res, _ = validate(model, stream, cfg, torch.device("cpu"))
+        assert res["mdnrnn/val_reward_mae"] == pytest.approx(mae, abs=1e-6)
+        if bias is not None:
+            assert res["mdnrnn/val_return_bias"] == pytest.approx(0.0, abs=1e-4)
+            assert res["mdnrnn/val_return_corr"] == pytest.approx(1.0, abs=1e-6)
+        else:
+            assert res["mdnrnn/val_return_bias"] < -1.0  # predicted returns are half the real ones

@@ -222,6 +222,9 @@ def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True
                   ("validation", *_series(rows, "train-mdnrnn", "mdnrnn/val_done_loss")),
                   ("val. recall of deaths", *_series(rows, "train-mdnrnn", "mdnrnn/val_done_recall"))],
                  "M's done head", "update", "loss / share")  # fmt: skip
+    reward = _plot([("val. reward error per step", *_series(rows, "train-mdnrnn", "mdnrnn/val_reward_mae")),
+                    ("val. return correlation", *_series(rows, "train-mdnrnn", "mdnrnn/val_return_corr"))],
+                   "M's reward head (held-out sequences)", "update", "abs. error / corr.")  # fmt: skip
     mix = []
     usage_path = run_dir / "mixture_usage.json"
     if usage_path.exists():
@@ -233,7 +236,10 @@ def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True
             else []
         )
     bars = _bars(mix, "Mixture usage (validation)", "component, most used first", "mean weight")
-    for img, cap in ((nll, ""), (done, ""), (bars, "Each latent dimension's components sorted by weight, "
+    bias = _last(rows, "train-mdnrnn", "mdnrnn/val_return_bias")
+    reward_cap = (f"Last: predicted minus real return of a held-out sequence, {bias:+.1f} on average."
+                  if bias is not None else "")  # fmt: skip
+    for img, cap in ((nll, ""), (done, ""), (reward, reward_cap), (bars, "Each latent dimension's components sorted by weight, "
                      "averaged: a near-zero bar is a component that died out.")):  # fmt: skip
         if img:
             add(f"<figure>{img}<figcaption>{cap}</figcaption></figure>")

@@ -95,14 +95,16 @@ def to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, 
 def validate(
     model: MDNRNN, stream: SequenceStream, cfg: Config, device: torch.device
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Validation NLL, done-head accuracy and mixture usage (mean weight per dimension and component,
-    (Z, K)) over the held-out episodes, with fixed z draws."""
+    """Validation NLL, done-head accuracy, the reward head's error (per step, and the predicted against the
+    real return of each held-out sequence: correlation and mean bias) and mixture usage (mean weight per
+    dimension and component, (Z, K)) over the held-out episodes, with fixed z draws."""
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_MDN, 99))
     sums: dict[str, float] = {}
     n_steps = n_next = 0
     weights = torch.zeros(cfg.vae.z_dim, cfg.mdnrnn.n_mixtures)
     tp = fn = fp = tn = 0
+    abs_err, pred_sums, real_sums = 0.0, [], []
     for raw in stream.epoch(0):
         b = to_tensors(raw, device)
         losses, out = mdnrnn_losses(model, b, cfg, gen, cfg.mdnrnn.amp)
@@ -112,6 +114,13 @@ def validate(
             sums[key] = sums.get(key, 0.0) + float(val) * (k_next if key == "nll" else k_steps)
         n_steps, n_next = n_steps + k_steps, n_next + k_next
         weights += out.logpi.exp()[nm].sum(0).cpu()
+        if (
+            out.reward is not None
+        ):  # per step, and summed over each sequence (a whole episode when it fits)
+            pred_r = out.reward.float() * m
+            abs_err += float(((pred_r - b["reward"] * m).abs()).sum())
+            pred_sums += pred_r.sum(1).tolist()
+            real_sums += (b["reward"] * m).sum(1).tolist()
         if out.done_logit is not None:
             pred, true = (out.done_logit > 0)[m], b["terminated"][m] > 0.5
             tp, fn = tp + int((pred & true).sum()), fn + int((~pred & true).sum())
@@ -121,6 +130,13 @@ def validate(
         f"mdnrnn/val_{NAMES[k]}": v / max(1, n_next if k == "nll" else n_steps)
         for k, v in sums.items()
     }
+    if model.reward_head and pred_sums:
+        p, r = np.asarray(pred_sums), np.asarray(real_sums)
+        res["mdnrnn/val_reward_mae"] = abs_err / max(1, n_steps)
+        res["mdnrnn/val_return_bias"] = float((p - r).mean())
+        res["mdnrnn/val_return_corr"] = (
+            float(np.corrcoef(p, r)[0, 1]) if len(p) > 1 and p.std() > 0 and r.std() > 0 else 0.0
+        )
     if model.done_head:
         res["mdnrnn/val_done_recall"] = tp / max(1, tp + fn)
         res["mdnrnn/val_done_false_alarm"] = fp / max(1, fp + tn)
