@@ -59,8 +59,8 @@ def _files(run: Path) -> dict[str, bytes]:
 
 
 def test_collection_on_the_cluster_survives_a_killed_worker(cluster, tmp_path):
-    # 10 episodes of up to 300 steps: long enough to kill a worker in the middle of one.
-    common = ["--preset", "debug", "--episodes", "10", "--env.max_steps", "300"]
+    # 24 episodes of up to 300 steps: seconds of work, so a worker is caught in the middle of one.
+    common = ["--preset", "debug", "--episodes", "24", "--env.max_steps", "300"]
     local = tmp_path / "local"
     out = cli("collect", "--run-dir", str(local), *common, "--quiet")
     assert out.returncode == 0, out.stderr[-2000:]
@@ -76,13 +76,13 @@ def test_collection_on_the_cluster_survives_a_killed_worker(cluster, tmp_path):
         if pids:
             os.kill(pids[0], signal.SIGKILL)
             killed = pids[0]
-        time.sleep(0.05)
+        time.sleep(0.02)
     _, err = proc.communicate(timeout=300)
     assert killed is not None, "no Ray worker was seen running a task"
     assert proc.returncode == 0, err[-2000:]
     # every episode once, byte for byte what the local backend wrote; no temporaries left
     assert _files(run) == _files(local)
-    assert sorted(_files(run)) == [f"ep_{i:06d}.npz" for i in range(10)]
+    assert sorted(_files(run)) == [f"ep_{i:06d}.npz" for i in range(24)]
     assert not list((run / "episodes").glob(".*.tmp"))
 
 
