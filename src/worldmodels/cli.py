@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="Score the trained controller or the random policy (a baseline).")  # fmt: skip
             p.add_argument("--where", choices=["real", "dream"], default="real",
                            help="Score in the real env (default) or in M's dream.")  # fmt: skip
+            p.add_argument("--env", dest="env_id", metavar="ID",
+                           help="Score in another registered id of the same game (e.g. gymnasium's own "
+                                "CarRacing-v3); the run's config keeps its env.")  # fmt: skip
         if name in PRETRAINED_COMMANDS:
             p.add_argument("--pretrained", metavar="NAME|DIR",
                            help="Start from an agent shipped with the package (doom) or exported with "
@@ -189,7 +192,7 @@ def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) 
     if command == "evaluate":
         from worldmodels.evaluate import evaluate_command
 
-        return evaluate_command(args.run_dir, cfg, args.policy, args.where, progress)
+        return evaluate_command(args.run_dir, cfg, args.policy, args.where, progress, args.env_id)
     from worldmodels.stages import get
 
     pipeline.run_stage(get(command), args.run_dir, cfg, progress)

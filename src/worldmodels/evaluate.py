@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from tqdm import tqdm
 
 from worldmodels.agent import load_controller, model_paths
 from worldmodels.config import Config
+from worldmodels.envs import adapter_class
 from worldmodels.errors import WorldModelsError
 from worldmodels.rollout import (
     AgentWeights,
@@ -108,7 +110,11 @@ def evaluation_is_current(path: Path, cfg: Config) -> bool:
     e = json.loads(path.read_text())
     if e["policy"] == "controller" and e.get("agent") != agent_files(path.parent, cfg):
         return False  # another M and C than the run's agent now (iterative training added rounds)
-    return e["episodes"] == cfg.evaluate.episodes and e["seed"] == cfg.evaluate.seed
+    return (
+        e["episodes"] == cfg.evaluate.episodes
+        and e["seed"] == cfg.evaluate.seed
+        and e.get("env", cfg.env.id) == cfg.env.id
+    )
 
 
 def evaluate_done(run_dir: Path, cfg: Config) -> bool:
@@ -136,15 +142,32 @@ def expected_evaluations(cfg: Config) -> dict[tuple[str, str], str]:
 
 
 def evaluate_command(
-    run_dir: Path, cfg: Config, policy: str, where: str, progress: bool = True
+    run_dir: Path,
+    cfg: Config,
+    policy: str,
+    where: str,
+    progress: bool = True,
+    env: str | None = None,
 ) -> int:
-    """`worldmodels evaluate`: one evaluation, written to its JSON file and printed as mean +- std."""
+    """`worldmodels evaluate`: one evaluation, written to its JSON file and printed as mean +- std.
+    `env`: score in another registered id of the same game (gymnasium's own CarRacing-v3 for an agent
+    trained on worldmodels/CarRacing-v3); the run's config is not changed."""
     run_dir = Path(run_dir)
     e = cfg.evaluate
     if policy == "random" and where == "dream":
         raise WorldModelsError(
             "--policy random --where dream: the random policy is scored in the real env only"
         )
+    if env and env != cfg.env.id:
+        if where == "dream":
+            raise WorldModelsError(
+                f"--env {env}: the dream has no env to choose; drop --where dream"
+            )
+        if adapter_class(env) is not adapter_class(cfg.env.id):
+            raise WorldModelsError(
+                f"--env {env}: not the same game as the run's {cfg.env.id} (another adapter)"
+            )
+        cfg = replace(cfg, env=replace(cfg.env, id=env))
     if policy == "random":
         result = evaluate_real(run_dir, cfg, None, e.episodes, e.seed, progress)
     else:

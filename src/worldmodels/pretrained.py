@@ -67,7 +67,7 @@ def pretrained_command(
     if command == "evaluate":
         from worldmodels.evaluate import evaluate_command
 
-        return evaluate_command(run_dir, cfg, args.policy, args.where, progress)
+        return evaluate_command(run_dir, cfg, args.policy, args.where, progress, args.env_id)
     if command == "train-controller":
         from worldmodels.stages import get
 
