@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pygame
+from gymnasium.envs.box2d import car_dynamics as cd
 from gymnasium.envs.box2d import car_racing as cr
 from gymnasium.envs.box2d.car_racing import CarRacing
 from pygame import gfxdraw
@@ -180,6 +181,43 @@ class FastCarRacing(CarRacing):
         for i in np.flatnonzero(visible[1 + n_grass :]):
             draw(1 + n_grass + i, [int(c) for c in colors[i]])
 
+    def _draw_car(self, zoom: float, translation: Any, angle: float) -> None:
+        """gymnasium's Car.draw without particles (as for observations): the same polygons from Box2D's
+        transforms, the same wheel stripes, rotated and scaled in one numpy pass, drawn in the same order."""
+        polys: list[list[tuple[float, float]]] = []
+        colors: list[Any] = []
+        w, r, size = cd.WHEEL_W, cd.WHEEL_R, cd.SIZE
+        for obj in self.car.drawlist:
+            for f in obj.fixtures:
+                t = f.body.transform
+                polys.append([(c[0], c[1]) for c in (t * v for v in f.shape.vertices)])
+                colors.append([int(c * 255) for c in obj.color])
+                if "phase" not in obj.__dict__:
+                    continue
+                a1, a2 = obj.phase, obj.phase + 1.2
+                s1, s2, c1, c2 = math.sin(a1), math.sin(a2), math.cos(a1), math.cos(a2)
+                if s1 > 0 and s2 > 0:
+                    continue
+                if s1 > 0:
+                    c1 = np.sign(c1)
+                if s2 > 0:
+                    c2 = np.sign(c2)
+                white = [(-w * size, +r * c1 * size), (+w * size, +r * c1 * size),
+                         (+w * size, +r * c2 * size), (-w * size, +r * c2 * size)]  # fmt: skip
+                polys.append([(c[0], c[1]) for c in (t * v for v in white)])
+                colors.append(cd.WHEEL_WHITE)
+        flat = np.array([p for poly in polys for p in poly], np.float64)
+        rx, ry = rotate_xy(flat[:, 0], flat[:, 1], angle)
+        xs = (rx * zoom + translation[0]).tolist()
+        ys = (ry * zoom + translation[1]).tolist()
+        i = 0
+        for poly, color in zip(polys, colors, strict=True):
+            n = len(poly)
+            pygame.draw.polygon(
+                self.surf, color=color, points=list(zip(xs[i : i + n], ys[i : i + n]))
+            )
+            i += n
+
     def _render(self, mode: str) -> Any:
         assert mode in self.metadata["render_modes"]
         pygame.font.init()
@@ -203,9 +241,10 @@ class FastCarRacing(CarRacing):
         trans = (cr.WINDOW_W / 2 + trans[0], cr.WINDOW_H / 4 + trans[1])
 
         self._render_road(zoom, trans, angle)
-        self.car.draw(
-            self.surf, zoom, trans, angle, mode not in ["state_pixels_list", "state_pixels"]
-        )
+        if mode in ("state_pixels_list", "state_pixels"):
+            self._draw_car(zoom, trans, angle)
+        else:  # gymnasium's, which also draws the skid particles
+            self.car.draw(self.surf, zoom, trans, angle, True)
         self.surf = pygame.transform.flip(self.surf, False, True)
         self._render_indicators(cr.WINDOW_W, cr.WINDOW_H)
 
