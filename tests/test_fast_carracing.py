@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import worldmodels.envs  # noqa: F401  (registers worldmodels/CarRacing-v3)
-from worldmodels.envs.fast_carracing import rotate
+from worldmodels.envs.fast_carracing import rotate_xy
 
 pytestmark = pytest.mark.slow
 
@@ -121,4 +121,4 @@ def test_rotation_matches_pygame_vector2_exactly():
     angles = list(rng.uniform(-20, 20, 50)) + [0.0, math.pi / 2, -math.pi, 3 * math.pi / 2 + 1e-7]
     for angle in angles:
         want = np.array([tuple(pygame.math.Vector2(tuple(p)).rotate_rad(angle)) for p in pts])
-        assert np.array_equal(rotate(pts, angle), want), angle
+        assert np.array_equal(np.stack(rotate_xy(pts[:, 0], pts[:, 1], angle), -1), want), angle

@@ -56,9 +56,7 @@ _ALIASES: dict[str, dict[str, tuple[str, str]]] = {
 
 COMMANDS: dict[str, str] = {
     **{stage.name: stage.help for stage in STAGES},
-    "run": "The whole pipeline, skipping what is done: "
-    + " ... ".join((NAMES[0], NAMES[-1]))
-    + ".",
+    "run": "The whole pipeline, skipping what is done: " + ", ".join(NAMES) + ".",
     "info": "Print a preset's model sizes (parameters of V, M and C) and the package versions in use.",
     "export": "Write a run's final agent (V, M, C weights, dream starts) to a folder, as shipped agents are.",
 }

@@ -12,13 +12,12 @@ from tqdm import tqdm
 
 from worldmodels.agent import load_controller, model_paths
 from worldmodels.config import Config
-from worldmodels.envs import adapter_class
+from worldmodels.envs import adapter_class, dream_can_score
 from worldmodels.errors import WorldModelsError
 from worldmodels.rollout import (
     AgentWeights,
     RealEpisodes,
     build_dream,
-    dream_can_score,
     eval_seeds,
     play_real_batch,
     tasks_of,

@@ -20,8 +20,6 @@ from worldmodels.errors import WorldModelsError
 from worldmodels.stages import NAMES, STAGES, Stage, depends_on
 from worldmodels.utils import atomic_write_text
 
-STAGE_NAMES = NAMES
-
 
 def _touches(changed: list[str], patterns: list[str] | tuple[str, ...]) -> list[str]:
     return [
@@ -79,12 +77,10 @@ def fit_to_env(cfg: C.Config, overrides: dict[str, Any]) -> C.Config:
     with M's reward head, so a run whose C is trained in the dream (controller.where=dream or iterative
     training) on any other env gets the reward head. Explicitly switching it off there is refused now,
     before any stage runs, rather than after V and M were trained."""
-    from worldmodels.envs import adapter_class
+    from worldmodels.envs import dream_can_score
 
     uses_dream = cfg.controller.where == "dream" or cfg.iterate.rounds > 0
-    if not uses_dream or cfg.mdnrnn.reward_head:
-        return cfg
-    if adapter_class(cfg.env.id).reward_is_alive_bonus:
+    if not uses_dream or dream_can_score(cfg):
         return cfg
     if "mdnrnn.reward_head" in overrides:
         raise WorldModelsError(
@@ -107,13 +103,14 @@ def _refuse_pinned(
     for stage in STAGES[:start]:
         if not stage.started(run_dir):
             continue
-        if stage.is_done(run_dir, old):
+        done = stage.is_done(run_dir, old)
+        if done:
             hit = _touches(changed, depends_on(stage))
         else:
             hit = _touches(changed, [f for f in stage.fields if f not in stage.resumable])
         if hit:
             flag = hit[0]
-            state = "finished" if stage.is_done(run_dir, old) else "started"
+            state = "finished" if done else "started"
             raise WorldModelsError(
                 f"--{flag}: stage {stage.name} is {state} with {flag}={_get(old, flag)!r}; "
                 f"changing it needs `worldmodels run --force {stage.name}` (redoes {stage.name} and later)"

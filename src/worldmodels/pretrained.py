@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import filecmp
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,6 @@ def pretrained_dir(name: str) -> Path:
     )
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
-
-
 def pretrained_command(
     command: str, args: argparse.Namespace, overrides: dict[str, Any], progress: bool
 ) -> int:
@@ -43,14 +40,14 @@ def pretrained_command(
     run_dir = Path(args.run_dir or Path("runs") / f"pretrained-{Path(args.pretrained).name}")
     pipeline.check_run_dir(run_dir)
     for name in ("vae.pt", "mdnrnn.pt"):  # a run directory that holds another agent is not reused
-        if (run_dir / name).exists() and not _same_file(src / name, run_dir / name):
+        if (run_dir / name).exists() and not filecmp.cmp(src / name, run_dir / name, shallow=False):
             raise WorldModelsError(
                 f"--run-dir {run_dir}: holds another agent than --pretrained {args.pretrained} "
                 f"({name} differs); use another --run-dir"
             )
     if command == "train-controller" and (run_dir / "controller.pt").exists():
-        if (src / "controller.pt").exists() and _same_file(
-            src / "controller.pt", run_dir / "controller.pt"
+        if (src / "controller.pt").exists() and filecmp.cmp(
+            src / "controller.pt", run_dir / "controller.pt", shallow=False
         ):
             raise WorldModelsError(
                 f"--run-dir {run_dir}: holds {args.pretrained}'s own C; train a new one in another --run-dir"

@@ -158,9 +158,8 @@ def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True
         if (run_dir / "timings.json").exists()
         else {}
     )
-    order = {
-        name: i for i, name in enumerate(NAMES)
-    }  # the pipeline's order; anything else after it
+    # the pipeline's order; anything else (iterate's rounds) after it
+    order = {name: i for i, name in enumerate(NAMES)}
     timings = dict(sorted(timings.items(), key=lambda kv: order.get(kv[0], len(order))))
     episodes = list_episodes(run_dir / "episodes")
     frames = sum(r.get("collect/steps", 0) for r in rows if r.get("stage") == "collect")

@@ -70,16 +70,25 @@ def play_episode(
         truncs.append(truncated)
         if terminated or truncated:
             break
+    lists = {"obs": frames if keep_frame is None else None, "action": actions, "reward": rewards,
+             "terminated": terms, "truncated": truncs}  # fmt: skip
+    return _episode(lists, record)
+
+
+def _episode(lists: dict[str, list | None], record: bool) -> dict[str, Any]:
+    """One played episode from its per-step lists: `return` and `length`, and with `record` the arrays an
+    episode file holds (data/storage.py); `obs` is left out when it is None (frames went elsewhere)."""
+    rewards = lists["reward"]
     out: dict[str, Any] = {"return": float(np.sum(rewards)), "length": len(rewards)}
     if record:
         out.update(
-            action=np.stack(actions).astype(np.float32),
+            action=np.stack(lists["action"]).astype(np.float32),
             reward=np.asarray(rewards, np.float32),
-            terminated=np.asarray(terms, bool),
-            truncated=np.asarray(truncs, bool),
+            terminated=np.asarray(lists["terminated"], bool),
+            truncated=np.asarray(lists["truncated"], bool),
         )
-        if keep_frame is None:
-            out["obs"] = np.stack(frames)
+        if lists["obs"] is not None:
+            out["obs"] = np.stack(lists["obs"])
     return out
 
 
@@ -155,19 +164,7 @@ def play_batch(
             if terminated or truncated:
                 del job_of[i]
                 begin(i)
-    out = []
-    for e in eps:
-        ep: dict[str, Any] = {"return": float(np.sum(e["reward"])), "length": len(e["reward"])}
-        if record:
-            ep.update(
-                obs=np.stack(e["obs"]),
-                action=np.stack(e["action"]).astype(np.float32),
-                reward=np.asarray(e["reward"], np.float32),
-                terminated=np.asarray(e["terminated"], bool),
-                truncated=np.asarray(e["truncated"], bool),
-            )
-        out.append(ep)
-    return out
+    return [_episode(e, record) for e in eps]
 
 
 def eval_seeds(seed: int, n: int) -> list[int]:
@@ -194,20 +191,21 @@ class AgentWeights:
     def of_run(cls, run_dir: Path, cfg: Config, mdnrnn: Path | None = None) -> AgentWeights:
         """The run's V and M (its final M unless `mdnrnn` names one), checked as they load."""
         models = load_models(run_dir, cfg, mdnrnn=mdnrnn)
-        as_numpy = lambda m: {k: v.numpy() for k, v in m.state_dict().items()}  # noqa: E731
-        return cls(cfg.to_dict(), as_numpy(models.vae), as_numpy(models.mdnrnn),
-                   models.mdnrnn.action_dim)  # fmt: skip
+        return cls.of_models(cfg, models.vae, models.mdnrnn)
 
     @classmethod
     def untrained(cls, cfg: Config, seed: int = 0) -> AgentWeights:
         """V and M of the config's sizes, freshly initialised (benchmarks and tests of the agent)."""
         from worldmodels.models import ConvVAE, build_mdnrnn
 
-        adapter = adapter_for(cfg.env.id)
         torch.manual_seed(seed)
-        vae, m = ConvVAE(cfg.vae.z_dim), build_mdnrnn(cfg, adapter.action_dim)
-        as_numpy = lambda mod: {k: v.numpy() for k, v in mod.state_dict().items()}  # noqa: E731
-        return cls(cfg.to_dict(), as_numpy(vae), as_numpy(m), adapter.action_dim)
+        vae = ConvVAE(cfg.vae.z_dim)
+        return cls.of_models(cfg, vae, build_mdnrnn(cfg, adapter_for(cfg.env.id).action_dim))
+
+    @classmethod
+    def of_models(cls, cfg: Config, vae: torch.nn.Module, mdnrnn: Any) -> AgentWeights:
+        as_numpy = lambda m: {k: v.numpy() for k, v in m.state_dict().items()}  # noqa: E731
+        return cls(cfg.to_dict(), as_numpy(vae), as_numpy(mdnrnn), mdnrnn.action_dim)
 
     @classmethod
     def random_policy(cls, cfg: Config) -> AgentWeights:
@@ -351,11 +349,6 @@ def record_agent_episodes(task: AgentEpisodesTask, weights: AgentWeights) -> lis
 
 
 # ------------------------------------------------------------------------------------------ the dream
-
-
-def dream_can_score(cfg: Config) -> bool:
-    """The dream scores rollouts with +1 per step alive (envs like Doom) or with M's reward head."""
-    return adapter_for(cfg.env.id).reward_is_alive_bonus or cfg.mdnrnn.reward_head
 
 
 def build_dream(

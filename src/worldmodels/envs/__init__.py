@@ -6,6 +6,7 @@ from functools import cache
 
 import gymnasium as gym
 
+from worldmodels.config import Config
 from worldmodels.envs.base import FRAME, Adapter, Policy, preprocess
 
 FAST_CARRACING = "worldmodels/CarRacing-v3"
@@ -28,6 +29,7 @@ __all__ = [
     "Policy",
     "adapter_class",
     "adapter_for",
+    "dream_can_score",
     "preprocess",
 ]
 
@@ -48,6 +50,12 @@ def adapter_class(env_id: str) -> type[Adapter]:
             return doom.TakeCoverMultiBinaryAdapter
         return doom.VizdoomAdapter
     return Adapter
+
+
+def dream_can_score(cfg: Config) -> bool:
+    """Whether M's dream can score a rollout: by survival (an env whose reward is +1 per step alive, like
+    Doom) or with M's reward head. Read from the adapter's class: no env is made."""
+    return adapter_class(cfg.env.id).reward_is_alive_bonus or cfg.mdnrnn.reward_head
 
 
 @cache

@@ -114,9 +114,8 @@ def validate(
             sums[key] = sums.get(key, 0.0) + float(val) * (k_next if key == "nll" else k_steps)
         n_steps, n_next = n_steps + k_steps, n_next + k_next
         weights += out.logpi.exp()[nm].sum(0).cpu()
-        if (
-            out.reward is not None
-        ):  # per step, and summed over each sequence (a whole episode when it fits)
+        # the reward head: per step, and summed over each sequence (a whole episode when it fits)
+        if out.reward is not None:
             pred_r = out.reward.float() * m
             abs_err += float(((pred_r - b["reward"] * m).abs()).sum())
             pred_sums += pred_r.sum(1).tolist()
