@@ -129,8 +129,12 @@ class BatchedAgent:
             self.random[slot].reset(rng_for(seed, 4))
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, rows: list[int]) -> list[Any]:
-        """Frames (k, 64, 64, 3) of the slots `rows` -> their env actions."""
+    def act(
+        self, obs: np.ndarray, rows: list[int], outputs: torch.Tensor | None = None
+    ) -> list[Any]:
+        """Frames (k, 64, 64, 3) of the slots `rows` -> their env actions. `outputs` (k, C's outputs), when
+        given, stands in for C's (a person driving, `worldmodels play`). The step's z and action vectors
+        are kept in `last_z` and `last_vec`."""
         cfg, adapter, k = self.m.cfg, self.m.adapter, len(rows)
         frames = torch.from_numpy(np.ascontiguousarray(obs))
         if k < V_MIN_BATCH:
@@ -142,7 +146,11 @@ class BatchedAgent:
         z = mu + torch.exp(0.5 * logvar) * torch.from_numpy(eps)
         h, c = self.h[:, rows], self.c[:, rows]
         x = torch.cat([z, c[0], h[0]] if cfg.controller.use_cell else [z, h[0]], dim=-1)
-        a = C.act(self.params[rows], x, self.out_dim, cfg.controller.bias)
+        a = (
+            C.act(self.params[rows], x, self.out_dim, cfg.controller.bias)
+            if outputs is None
+            else outputs
+        )
         vec = adapter.controller_to_vector(a)
         actions = [adapter.vector_to_action(v) for v in vec.numpy()]
         if self.explore > 0:
@@ -157,6 +165,7 @@ class BatchedAgent:
                     vec[j] = torch.as_tensor(adapter.encode_action(actions[j]), dtype=torch.float32)
         h, c = self.m.mdnrnn.advance(z, vec, (h, c))
         self.h[:, rows], self.c[:, rows] = h, c
+        self.last_z, self.last_vec = z, vec
         return actions
 
 

@@ -59,7 +59,10 @@ COMMANDS: dict[str, str] = {
     "run": "The whole pipeline, skipping what is done: " + ", ".join(NAMES) + ".",
     "info": "Print a preset's model sizes (parameters of V, M and C) and the package versions in use.",
     "export": "Write a run's final agent (V, M, C weights, dream starts) to a folder, as shipped agents are.",
+    "play": "Drive inside M's dream (or the real env) from a browser, or hand the controls to C; decode any z.",
 }
+
+PLAY_PORT = 8765
 
 PRETRAINED_COMMANDS = ("evaluate", "render", "train-controller")
 """Commands that take --pretrained NAME|DIR (a shipped agent, or an exported one)."""
@@ -99,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument("--out", type=Path, required=True,
                            help="Folder to write (e.g. src/worldmodels/pretrained/doom).")  # fmt: skip
+            continue
+        if name == "play":
+            p.usage = (
+                "worldmodels play (--pretrained NAME | --run-dir DIR) [--port P] [--no-browser]"
+            )
+            p.add_argument("--pretrained", metavar="NAME|DIR",
+                           help="A shipped agent (doom) or a folder written by `worldmodels export`.")  # fmt: skip
+            p.add_argument("--run-dir", type=Path, help="A run directory the pipeline made (V and M "
+                           "trained; C too for the agent mode).")  # fmt: skip
+            p.add_argument("--port", type=int, default=PLAY_PORT,
+                           help=f"Port on 127.0.0.1 (default {PLAY_PORT}; 0 takes a free one).")  # fmt: skip
+            p.add_argument("--no-browser", action="store_true",
+                           help="Only print the page's address; do not open a browser.")  # fmt: skip
             continue
         p.add_argument("--run-dir", type=Path, required=name not in PRETRAINED_COMMANDS,
                        help="The run directory every stage reads and writes.")  # fmt: skip
@@ -212,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, size in export_agent(args.run_dir, args.out).items():
                 print(f"{args.out / name}  {size / 2**20:.2f} MiB")
             return 0
+        if args.command == "play":
+            from worldmodels.play.server import play_command
+
+            return play_command(args.run_dir, args.pretrained, args.port, not args.no_browser)
         return dispatch(args.command, args, _overrides(args))
     except WorldModelsError as e:
         print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)

@@ -111,7 +111,9 @@ class Dream:
             p = torch.sigmoid(out.done_logit[:, 0])
             done = (u_done < p) if self.spec.sample_done else (p > 0.5)
         else:
+            p = None
             done = torch.zeros(len(z), dtype=torch.bool, device=z.device)
+        self.last_p_done = p  # M's done probability of this step (None without a done head)
         reward = (
             torch.ones(len(z), device=z.device)
             if self.spec.alive_reward
@@ -166,7 +168,8 @@ class DreamEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (dream.out_dim,), np.float32)
 
-    def _obs(self) -> np.ndarray:
+    def observation(self) -> np.ndarray:
+        """C's input now, (in,)."""
         return self.dream.features(self.z, self.state)[0].cpu().numpy().astype(np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -177,7 +180,7 @@ class DreamEnv(gym.Env):
         self.z = self.dream.start_mu[idx] + self.dream.start_std[idx] * eps0
         self.state = self.dream.m.initial_state(1, self.dream.device)
         self.t = 0
-        return self._obs(), {}
+        return self.observation(), {}
 
     def step(self, action):
         a = torch.as_tensor(np.asarray(action, np.float32).reshape(1, -1), device=self.dream.device)
@@ -187,7 +190,7 @@ class DreamEnv(gym.Env):
         )
         self.t += 1
         truncated = self.t >= self.dream.spec.max_steps and not bool(done[0])
-        return self._obs(), float(reward[0]), bool(done[0]), truncated, {}
+        return self.observation(), float(reward[0]), bool(done[0]), truncated, {}
 
     @torch.no_grad()
     def render(self) -> np.ndarray | None:

@@ -9,6 +9,7 @@ concatenation of its parts in key order (ViZDoom's Deathmatch: buttons plus mous
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -19,6 +20,41 @@ from worldmodels.errors import WorldModelsError
 
 UNBOUNDED = 1e10
 """A Box bound this large (or infinite) is taken as no bound: C's tanh is then scaled to [-1, 1]."""
+
+KEYS = "1234567890qwertyuiopasdfghjklzxcvbnm"
+"""Keys handed out, in order, to the controls of a generic action space (`worldmodels play`)."""
+
+
+@dataclass(frozen=True)
+class Control:
+    """A key a person holds to act: while held, C's outputs at the given indices take the given values."""
+
+    key: str
+    """The browser's KeyboardEvent.key, e.g. "ArrowLeft" or "1"."""
+    label: str
+    sets: dict[int, float]
+
+
+@dataclass
+class Controls:
+    """How a person drives: C's outputs with no key held (`neutral`), and the keys."""
+
+    neutral: list[float]
+    keys: list[Control] = field(default_factory=list)
+
+    def outputs(self, held: list[str] | set[str]) -> np.ndarray:
+        """C's outputs (in [-1, 1]) while the keys `held` are down; later controls win on a clash."""
+        a = np.array(self.neutral, np.float32)
+        for c in self.keys:
+            if c.key in held:
+                for i, v in c.sets.items():
+                    a[i] = v
+        return a
+
+    def __add__(self, other: Controls) -> Controls:
+        n = len(self.neutral)
+        moved = [Control(c.key, c.label, {i + n: v for i, v in c.sets.items()}) for c in other.keys]
+        return Controls(self.neutral + other.neutral, self.keys + moved)
 
 
 class ActionCodec:
@@ -36,6 +72,10 @@ class ActionCodec:
         raise NotImplementedError
 
     def sample(self, rng: np.random.Generator) -> Any:
+        raise NotImplementedError
+
+    def controls(self, keys: list[str], name: str = "") -> Controls:
+        """Keys for a person (taken from the front of `keys`, which shrinks): see `Controls`."""
         raise NotImplementedError
 
 
@@ -57,6 +97,13 @@ class DiscreteCodec(ActionCodec):
     def sample(self, rng: np.random.Generator) -> int:
         return int(rng.integers(self.dim)) + self.start
 
+    def controls(self, keys: list[str], name: str = "") -> Controls:
+        # no key: every output -1, so C's argmax is the first action; a key lifts its action to +1
+        return Controls([-1.0] * self.dim, [
+            Control(keys.pop(0), f"{name}action {i + self.start}", {i: 1.0})
+            for i in range(self.dim) if keys
+        ])  # fmt: skip
+
 
 class MultiBinaryCodec(ActionCodec):
     def __init__(self, space: gym.spaces.MultiBinary) -> None:
@@ -75,6 +122,11 @@ class MultiBinaryCodec(ActionCodec):
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(0, 2, self.shape).astype(self.dtype)
+
+    def controls(self, keys: list[str], name: str = "") -> Controls:
+        return Controls([-1.0] * self.dim, [
+            Control(keys.pop(0), f"{name}button {i}", {i: 1.0}) for i in range(self.dim) if keys
+        ])  # fmt: skip
 
 
 class BoxCodec(ActionCodec):
@@ -99,6 +151,15 @@ class BoxCodec(ActionCodec):
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(self.low, self.high).astype(np.float32).reshape(self.shape)
+
+    def controls(self, keys: list[str], name: str = "") -> Controls:
+        # no key: the middle of every range; two keys per dimension push it to either end
+        out = Controls([0.0] * self.dim)
+        for i in range(self.dim):
+            for sign, end in ((-1.0, "low"), (1.0, "high")):
+                if keys:
+                    out.keys.append(Control(keys.pop(0), f"{name}{i} {end}", {i: sign}))
+        return out
 
 
 class DictCodec(ActionCodec):
@@ -125,6 +186,12 @@ class DictCodec(ActionCodec):
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         return {key: codec.sample(rng) for key, codec in self.parts.items()}
+
+    def controls(self, keys: list[str], name: str = "") -> Controls:
+        out = Controls([])
+        for key, codec in self.parts.items():
+            out = out + codec.controls(keys, f"{name}{key} ")
+        return out
 
 
 def codec_for(space: gym.Space) -> ActionCodec:

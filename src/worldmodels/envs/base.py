@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from worldmodels.config import CollectConfig
-from worldmodels.envs.actions import ActionCodec, codec_for
+from worldmodels.envs.actions import KEYS, ActionCodec, Controls, codec_for
 from worldmodels.envs.resize import area_resize
 from worldmodels.errors import WorldModelsError
 
@@ -184,3 +184,12 @@ class Adapter:
 
     def random_policy(self, cfg: CollectConfig) -> Policy:
         return HeldRandom(self.codec, cfg.hold_min, cfg.hold_max)
+
+    def controls(self) -> Controls:
+        """Keys a person drives with (`worldmodels play`), as C's outputs: one per action or button, two
+        per Box dimension, from 1, 2, 3, ... then the letters."""
+        return self.codec.controls(list(KEYS))
+
+    def describe_action(self, v: np.ndarray) -> str:
+        """An action vector as a person reads it."""
+        return " ".join(f"{x:+.2f}" for x in np.asarray(v, np.float32).reshape(-1))

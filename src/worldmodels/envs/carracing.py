@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from worldmodels.config import CollectConfig
+from worldmodels.envs.actions import Control, Controls
 from worldmodels.envs.base import Adapter, Policy
 
 
@@ -45,3 +46,16 @@ class CarRacingAdapter(Adapter):
 
     def random_policy(self, cfg: CollectConfig) -> Policy:
         return BrownianActions(cfg.brownian_dt)
+
+    def controls(self) -> Controls:
+        # C's outputs with no key: steer 0, gas (a1 + 1) / 2 = 0, brake clip(a2) = 0
+        return Controls([0.0, -1.0, -1.0], [
+            Control("ArrowLeft", "steer left", {0: -1.0}),
+            Control("ArrowRight", "steer right", {0: 1.0}),
+            Control("ArrowUp", "gas", {1: 1.0}),
+            Control("ArrowDown", "brake", {2: 1.0}),
+        ])  # fmt: skip
+
+    def describe_action(self, v: np.ndarray) -> str:
+        steer, gas, brake = (float(x) for x in np.asarray(v).reshape(-1)[:3])
+        return f"steer {steer:+.2f} gas {gas:.2f} brake {brake:.2f}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from worldmodels.envs.actions import Control, Controls
 from worldmodels.envs.base import Adapter
 from worldmodels.errors import WorldModelsError
 
@@ -69,3 +70,10 @@ class DoomAdapter(VizdoomAdapter):
     def vector_to_action(self, v: np.ndarray) -> int:
         x = float(np.asarray(v).reshape(-1)[0])
         return LEFT if x < -0.5 else RIGHT if x > 0.5 else NOOP
+
+    def controls(self) -> Controls:
+        return Controls([0.0], [Control("ArrowLeft", "left", {0: -1.0}),
+                                Control("ArrowRight", "right", {0: 1.0})])  # fmt: skip
+
+    def describe_action(self, v: np.ndarray) -> str:
+        return {NOOP: "none", LEFT: "left", RIGHT: "right"}[self.vector_to_action(v)]

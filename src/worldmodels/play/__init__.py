@@ -1,0 +1,1 @@
+"""`worldmodels play`: drive inside the dream from a browser (session.py: the state; server.py: the web)."""
