@@ -2,7 +2,8 @@
 dream of the run's final M, then scored inside the dream (at that tau) and in the real env.
 
     python experiments/temperature_sweep.py --run-dir runs/doom-cpu --out runs/doom-cpu-sweep \
-        [--taus 0.1 0.5 1.0 1.15 1.3] [--population 64] [--trials 8] [--generations 20] [--episodes 100]
+        [--taus 0.1 0.5 1.0 1.15 1.3] [--population 64] [--trials 8] [--generations 20] [--episodes 100] \
+        [--first-pass]
 
 Each tau gets its own run directory OUT/tau_<tau> holding the run's exported agent (V, final M, dream start
 latents; see `worldmodels export`) and its own C; every step resumes. Prints a markdown table and writes
@@ -36,6 +37,8 @@ def main() -> None:
     ap.add_argument(
         "--episodes", type=int, default=100, help="Real and dream episodes of each score."
     )
+    ap.add_argument("--first-pass", action="store_true",
+                    help="Use the run's first M (before iterative training), not its final one.")  # fmt: skip
     ap.add_argument("--quiet", action="store_true", help="No progress bars.")
     args = ap.parse_args()
 
@@ -43,7 +46,7 @@ def main() -> None:
     for tau in args.taus:
         d = args.out / f"tau_{tau:g}"
         if not (d / "config.json").exists():
-            export_agent(args.run_dir, d)
+            export_agent(args.run_dir, d, first_pass=args.first_pass)
             (d / "controller.pt").unlink()
             cfg = with_overrides(load_config(d / "config.json"), {
                 "controller.temperature": tau, "controller.population": args.population,

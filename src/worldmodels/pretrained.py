@@ -78,9 +78,10 @@ def pretrained_command(
     return 0
 
 
-def export_agent(run_dir: Path, out_dir: Path) -> dict[str, int]:
+def export_agent(run_dir: Path, out_dir: Path, first_pass: bool = False) -> dict[str, int]:
     """Write a run's final agent as a shipped one: V, M and C weights only (no optimiser state), the dream's
     start latents instead of every latent file, and a config whose agent files are the top-level ones.
+    `first_pass`: the first M and C instead (those before any round of iterative training).
 
     OUT_DIR/provenance.json keeps the run's own config and its evaluations. Returns each file's size.
     """
@@ -101,7 +102,9 @@ def export_agent(run_dir: Path, out_dir: Path) -> dict[str, int]:
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     cfg = load_config(run_dir / "config.json")
-    m_path, c_path = model_paths(run_dir, cfg)
+    m_path, c_path = model_paths(
+        run_dir, with_overrides(cfg, {"iterate.rounds": 0}) if first_pass else cfg
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     for kind, src in (("vae", run_dir / "vae.pt"), ("mdnrnn", m_path)):
         header, blob = load_checkpoint(src, kind)
