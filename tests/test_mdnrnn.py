@@ -131,6 +131,28 @@ def test_padding_changes_no_loss():
         torch.testing.assert_close(l1[key], l2[key])
 
 
+def test_reward_over_weight_costs_only_over_prediction():
+    """With reward_over_weight w, a step where M predicts too much costs w times its squared error, one
+    where it predicts too little costs the plain squared error."""
+    torch.manual_seed(0)
+    m = MDNRNN(3, 1, 8, done_head=False, reward_head=True)
+    z, a = torch.randn(1, 6, 3), torch.randn(1, 5, 1)
+    batch = _batch(z, a, torch.zeros(1, 5), [5])
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    base = with_overrides(preset("debug"), {"mdnrnn.reward_head": True})
+    _, out = mdnrnn_losses(m, batch, base, gen(), False)
+    pred = out.reward.detach()[0]
+    batch["reward"][0] = pred + torch.tensor(
+        [1.0, -1.0, 2.0, -2.0, 0.5]
+    )  # under, over, under, over, under
+    plain, _ = mdnrnn_losses(m, batch, base, gen(), False)
+    heavy, _ = mdnrnn_losses(
+        m, batch, with_overrides(base, {"mdnrnn.reward_over_weight": 5.0}), gen(), False
+    )
+    torch.testing.assert_close(plain["reward"], torch.tensor((1 + 1 + 4 + 4 + 0.25) / 5))
+    torch.testing.assert_close(heavy["reward"], torch.tensor((1 + 5 + 4 + 20 + 0.25) / 5))
+
+
 def test_train_resume_and_refusals(trained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)

@@ -106,6 +106,9 @@ class MDNRNNConfig:
     """Weight of positive (terminal) steps in the done loss (the reference code: 10)."""
     reward_head: bool = False
     """Predict the reward (not in the paper): lets envs whose reward is not +1 per step train in the dream."""
+    reward_over_weight: float = 1.0
+    """Weight of the reward head's squared error where it predicts more than the real reward (1: plain
+    squared error). Above 1 M is taught caution: C, trained on M's predicted return, exploits optimism."""
     shuffle_episodes: int = 256
     """Episodes mixed in one shuffle buffer, also the pool sequences are bucketed by length from."""
     amp: bool = True

@@ -62,7 +62,8 @@ def mdnrnn_losses(
     """The paper's losses on one padded batch; padding contributes to none of them.
 
     nll: -log p(z_{t+1} | z_<=t, a_<=t) under the per-dimension mixture, mean over dims and real steps.
-    done: sigmoid cross-entropy against `terminated` (positives weighted); reward: squared error.
+    done: sigmoid cross-entropy against `terminated` (positives weighted); reward: squared error, where
+    it over-predicts weighted by `mdnrnn.reward_over_weight`.
     """
     z = sample_z(batch["mu"], batch["logvar"], generator)  # resampled every batch, as the paper
     with autocast(z.device, amp):
@@ -79,9 +80,9 @@ def mdnrnn_losses(
         losses["done"] = (bce * mask).sum() / mask.sum().clamp(min=1)
         total = total + losses["done"]
     if out.reward is not None:
-        losses["reward"] = (((out.reward - batch["reward"]) ** 2) * mask).sum() / mask.sum().clamp(
-            min=1
-        )
+        err = out.reward - batch["reward"]
+        over = torch.where(err > 0, cfg.mdnrnn.reward_over_weight, 1.0)  # optimism can cost more
+        losses["reward"] = (over * err**2 * mask).sum() / mask.sum().clamp(min=1)
         total = total + losses["reward"]
     losses["loss"] = total
     return losses, out
