@@ -185,3 +185,48 @@ def test_tensorboard_flag_writes_event_files(dream_run):
     out = cli("train-controller", "--run-dir", str(dream_run), "--tensorboard", "true", "--quiet")
     assert out.returncode == 0, out.stderr
     assert list((dream_run / "tb" / "train-controller").glob("events.out.tfevents.*"))
+
+
+def test_carracing_dream_scores_by_the_reward_head_and_ends_by_the_done_head():
+    """CarRacing's dream: a rollout's return is the sum of M's reward head along its own trajectory (step t's
+    reward read after z_t and a_t), recomputed here by one pass of M over the recorded sequence; a done head
+    that fires ends every rollout at its first step."""
+    from worldmodels.dream import Dream, DreamSpec
+    from worldmodels.envs import adapter_for
+    from worldmodels.models import build_mdnrnn
+
+    cfg = with_overrides(preset("debug"), {"env.id": "worldmodels/CarRacing-v3", "mdnrnn.reward_head": True,
+                                           "controller.use_cell": False, "controller.bias": True})  # fmt: skip
+    adapter = adapter_for(cfg.env.id)
+    torch.manual_seed(0)
+    m = build_mdnrnn(cfg, adapter.action_dim).eval()
+    with torch.no_grad():
+        m.head.bias[-2] = -20.0  # done logit: never
+    Z = cfg.vae.z_dim
+    rng = np.random.default_rng(1)
+    mu, logvar = rng.standard_normal((4, Z)).astype(np.float32), np.full((4, Z), -3.0, np.float32)
+    spec = DreamSpec(temperature=1.0, max_steps=25, use_cell=False, bias=True, alive_reward=False)
+    dream = Dream(m, adapter, mu, logvar, spec)
+    params = rng.normal(0, 0.5, C.n_params(Z + m.hidden, 3, True)).astype(np.float32)
+    returns, lengths = dream.rollout(params[None], [7])
+    env = DreamEnv(dream)
+    obs, _ = env.reset(seed=7)
+    zs, actions, total = [], [], 0.0
+    for _ in range(25):
+        a = C.act(torch.as_tensor(params)[None], torch.as_tensor(obs)[None], 3, True)
+        zs.append(env.z[0].clone())
+        actions.append(adapter.controller_to_vector(a)[0])
+        obs, r, terminated, truncated, _ = env.step(a[0].numpy())
+        total += r
+    with torch.no_grad():
+        out, _ = m(torch.stack(zs)[None], torch.stack(actions)[None])
+    assert lengths[0] == 25 and not terminated and truncated
+    assert returns[0] == pytest.approx(total, abs=1e-4)
+    assert returns[0] == pytest.approx(float(out.reward[0].sum()), abs=1e-3)
+    assert (
+        len(set(np.round(out.reward[0].numpy(), 4))) > 20
+    )  # a prediction per step, not a constant
+    with torch.no_grad():
+        m.head.bias[-2] = 20.0  # done logit: always
+    _, lengths = dream.rollout(np.repeat(params[None], 3, 0), [1, 2, 3])
+    assert lengths.tolist() == [1, 1, 1]

@@ -233,7 +233,7 @@ def _carracing_cpu() -> Config:
             where="dream", temperature=1.0, max_steps=1000, use_cell=False, bias=True,
             population=64, trials=8, generations=40, eval_every=10, eval_rollouts=256,
         ),
-        iterate=IterateConfig(rounds=3, episodes=200, explore=0.05, mdnrnn_updates=600,
+        iterate=IterateConfig(rounds=6, episodes=100, explore=0.05, mdnrnn_updates=600,
                               eval_episodes=16),
         evaluate=EvalConfig(episodes=100),
     )  # fmt: skip
