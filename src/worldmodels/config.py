@@ -106,6 +106,11 @@ class MDNRNNConfig:
     """Weight of positive (terminal) steps in the done loss (the reference code: 10)."""
     reward_head: bool = False
     """Predict the reward (not in the paper): lets envs whose reward is not +1 per step train in the dream."""
+    members: int = 1
+    """M as an ensemble of this many members (1: the paper's single M). Each starts from its own
+    initialisation and trains on its own bootstrap weights of the sequences (Poisson(1) per sequence and
+    member); the real-env agent reads member 0's memory, the dream samples from the members (see
+    controller.member_choice and controller.disagreement_penalty). Costs about K times M's training."""
     reward_over_weight: float = 1.0
     """Weight of the reward head's squared error where it predicts more than the real reward (1: plain
     squared error). Above 1 M is taught caution: C, trained on M's predicted return, exploits optimism."""
@@ -143,6 +148,12 @@ class ControllerConfig:
     """Give C a bias (the paper: CarRacing yes, Doom no)."""
     sample_done: bool = False
     """Sample done ~ Bernoulli(p) in the dream instead of the paper's threshold p > 0.5."""
+    member_choice: str = "random"
+    """With an ensemble M: which member's prediction the dream follows at each step, `random` (drawn per
+    step and rollout, so C cannot rely on one member's mistakes) or `first` (member 0 only)."""
+    disagreement_penalty: float = 0.0
+    """With an ensemble M: each dream step's reward minus this times the members' disagreement (the std
+    across members of their expected next z, averaged over its dimensions): C pays where M is unsure."""
 
 
 @dataclass(frozen=True)
@@ -425,6 +436,13 @@ def validate(cfg: Config) -> None:
         (cfg.vae.batch_size >= 1, "vae.batch_size must be >= 1"),
         (cfg.mdnrnn.batch_size >= 1, "mdnrnn.batch_size must be >= 1"),
         (cfg.mdnrnn.seq_len >= 2, "mdnrnn.seq_len must be >= 2"),
+        (cfg.mdnrnn.members >= 1, "mdnrnn.members must be >= 1"),
+        (cfg.mdnrnn.reward_over_weight > 0, "mdnrnn.reward_over_weight must be > 0"),
+        (
+            cfg.controller.member_choice in ("random", "first"),
+            "controller.member_choice must be 'random' or 'first'",
+        ),
+        (cfg.controller.disagreement_penalty >= 0, "controller.disagreement_penalty must be >= 0"),
         (cfg.controller.where in ("dream", "real"), "controller.where must be 'dream' or 'real'"),
         (cfg.controller.temperature > 0, "controller.temperature must be > 0"),
         (cfg.controller.population >= 2, "controller.population must be >= 2"),

@@ -18,9 +18,11 @@ import torch
 from worldmodels.envs import Adapter
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import controller as C
-from worldmodels.models.mdnrnn import MDNRNN, sample_mixture_from
+from worldmodels.models.mdnrnn import MDNRNN, MDNOutput, MDNRNNEnsemble, sample_mixture_from
+from worldmodels.utils import seed_for
 
 CHUNK = 32  # steps of random numbers drawn at a time per rollout
+MEMBER_KEY = 1  # the second random stream of a rollout's seed: which ensemble member it follows
 
 
 @dataclass
@@ -32,13 +34,26 @@ class DreamSpec:
     sample_done: bool = False
     alive_reward: bool = True
     """+1 per step survived; otherwise the reward head's prediction."""
+    member_choice: str = "random"
+    """Ensemble M: follow a member drawn per step and rollout (`random`) or member 0 (`first`)."""
+    disagreement_penalty: float = 0.0
+    """Ensemble M: subtracted from each step's reward, times the members' disagreement."""
 
 
 class _Streams:
-    """Per-rollout random numbers, CHUNK steps at a time: u and eps for z (Z each), u for done (1)."""
+    """Per-rollout random numbers, CHUNK steps at a time: u and eps for z (Z each), u for done (1). With an
+    ensemble M, u for the member comes from a second stream of the rollout's seed, so the first stream
+    (and a one-member ensemble's dream) is the same as a single M's."""
 
-    def __init__(self, seeds: list[int], z_dim: int, device: torch.device) -> None:
+    def __init__(
+        self, seeds: list[int], z_dim: int, device: torch.device, member: bool = False
+    ) -> None:
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.member_gens = (
+            [torch.Generator().manual_seed(seed_for(int(s), MEMBER_KEY)) for s in seeds]
+            if member
+            else None
+        )
         self.z_dim, self.device = z_dim, device
         self.t = CHUNK
 
@@ -48,19 +63,26 @@ class _Streams:
         eps = torch.stack([torch.randn(self.z_dim, generator=g) for g in self.gens])
         return idx.to(self.device), eps.to(self.device)
 
-    def next(self, alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def next(
+        self, alive: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         if self.t == CHUNK:
             width = 2 * self.z_dim + 1
             self.buf = torch.stack([torch.rand(CHUNK, width, generator=g) for g in self.gens]).to(
                 self.device
             )
+            if self.member_gens is not None:
+                self.members = torch.stack(
+                    [torch.rand(CHUNK, generator=g) for g in self.member_gens]
+                ).to(self.device)
             self.t = 0
         row = self.buf[alive, self.t]
+        u_member = None if self.member_gens is None else self.members[alive, self.t]
         self.t += 1
         Z = self.z_dim
         u = row[:, :Z]
         eps = torch.erfinv(2 * row[:, Z : 2 * Z].clamp(1e-7, 1 - 1e-7) - 1) * (2**0.5)  # N(0, 1)
-        return u, eps, row[:, 2 * Z]
+        return u, eps, row[:, 2 * Z], u_member
 
 
 class Dream:
@@ -68,7 +90,7 @@ class Dream:
 
     def __init__(
         self,
-        mdnrnn: MDNRNN,
+        mdnrnn: MDNRNN | MDNRNNEnsemble,
         adapter: Adapter,
         start_mu: np.ndarray,
         start_logvar: np.ndarray,
@@ -87,6 +109,7 @@ class Dream:
         )
         self.z_dim = mdnrnn.z_dim
         self.out_dim = adapter.controller_outputs
+        self.ensemble = isinstance(mdnrnn, MDNRNNEnsemble)
 
     def features(self, z: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """C's input: [z, c, h] (use_cell) or [z, h], (N, in)."""
@@ -102,9 +125,15 @@ class Dream:
         u: torch.Tensor,
         eps: torch.Tensor,
         u_done: torch.Tensor,
+        u_member: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """(z, a) -> (z_next, reward, done, state), the randomness given."""
-        out, state = self.m.step(z, action_vec, state)
+        penalty = None
+        if self.ensemble:
+            outs, state = self.m.step_members(z, action_vec, state)
+            out, penalty = self._follow(outs, u_member)
+        else:
+            out, state = self.m.step(z, action_vec, state)
         z_next = sample_mixture_from(out.logpi[:, 0], out.mu[:, 0], out.logsigma[:, 0],
                                      self.spec.temperature, u, eps)  # fmt: skip
         if out.done_logit is not None:
@@ -119,7 +148,32 @@ class Dream:
             if self.spec.alive_reward
             else out.reward[:, 0].float()
         )
+        if penalty is not None:
+            reward = reward - penalty
         return z_next, reward, done, state
+
+    def _follow(
+        self, outs: list[MDNOutput], u_member: torch.Tensor | None
+    ) -> tuple[MDNOutput, torch.Tensor | None]:
+        """The members' outputs -> the one each rollout follows this step, and the disagreement penalty
+        (the std across members of their expected next z, mean over z's dimensions, times the weight)."""
+        K, N = len(outs), outs[0].mu.shape[0]
+        if self.spec.member_choice == "random" and u_member is not None:
+            pick = (u_member * K).long().clamp(max=K - 1)
+        else:
+            pick = torch.zeros(N, dtype=torch.long, device=outs[0].mu.device)
+        rows = torch.arange(N, device=pick.device)
+
+        def chosen(field: str) -> torch.Tensor | None:
+            parts = [getattr(o, field) for o in outs]
+            return None if parts[0] is None else torch.stack(parts)[pick, rows]
+
+        out = MDNOutput(*(chosen(f) for f in MDNOutput._fields))  # type: ignore[arg-type]
+        penalty = None
+        if self.spec.disagreement_penalty > 0:
+            means = torch.stack([(o.logpi.exp() * o.mu).sum(-1)[:, 0] for o in outs])  # (K, N, Z)
+            penalty = self.spec.disagreement_penalty * means.float().std(0, unbiased=False).mean(-1)
+        return out, penalty
 
     @torch.no_grad()
     def rollout(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +184,7 @@ class Dream:
         """
         N = len(seeds)
         P = torch.as_tensor(np.asarray(params, np.float32), device=self.device)
-        streams = _Streams(seeds, self.z_dim, self.device)
+        streams = _Streams(seeds, self.z_dim, self.device, member=self.ensemble)
         idx, eps0 = streams.start(len(self.start_mu))
         z = self.start_mu[idx] + self.start_std[idx] * eps0
         state = self.m.initial_state(N, self.device)
@@ -139,9 +193,9 @@ class Dream:
         lengths = torch.zeros(N, dtype=torch.long, device=self.device)
         for _ in range(self.spec.max_steps):
             a = C.act(P[alive], self.features(z, state), self.out_dim, self.spec.bias)
-            u, eps, u_done = streams.next(alive)
+            u, eps, u_done, u_member = streams.next(alive)
             z, reward, done, state = self.step(
-                z, self.adapter.controller_to_vector(a), state, u, eps, u_done
+                z, self.adapter.controller_to_vector(a), state, u, eps, u_done, u_member
             )
             returns[alive] += reward
             lengths[alive] += 1
@@ -175,7 +229,7 @@ class DreamEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         s = int(self.np_random.integers(2**31)) if seed is None else seed
-        self.streams = _Streams([s], self.dream.z_dim, self.dream.device)
+        self.streams = _Streams([s], self.dream.z_dim, self.dream.device, self.dream.ensemble)
         idx, eps0 = self.streams.start(len(self.dream.start_mu))
         self.z = self.dream.start_mu[idx] + self.dream.start_std[idx] * eps0
         self.state = self.dream.m.initial_state(1, self.dream.device)
@@ -184,9 +238,9 @@ class DreamEnv(gym.Env):
 
     def step(self, action):
         a = torch.as_tensor(np.asarray(action, np.float32).reshape(1, -1), device=self.dream.device)
-        u, eps, u_done = self.streams.next(torch.zeros(1, dtype=torch.long))
+        u, eps, u_done, u_member = self.streams.next(torch.zeros(1, dtype=torch.long))
         self.z, reward, done, self.state = self.dream.step(
-            self.z, self.dream.adapter.controller_to_vector(a), self.state, u, eps, u_done
+            self.z, self.dream.adapter.controller_to_vector(a), self.state, u, eps, u_done, u_member
         )
         self.t += 1
         truncated = self.t >= self.dream.spec.max_steps and not bool(done[0])

@@ -368,7 +368,8 @@ def build_dream(
     c = cfg.controller
     spec = DreamSpec(
         temperature=c.temperature, max_steps=c.max_steps, use_cell=c.use_cell, bias=c.bias,
-        sample_done=c.sample_done,
+        sample_done=c.sample_done, member_choice=c.member_choice,
+        disagreement_penalty=c.disagreement_penalty,
         alive_reward=(adapter.reward_is_alive_bonus and not cfg.mdnrnn.reward_head)
         or (for_pictures and not cfg.mdnrnn.reward_head),
     )  # fmt: skip

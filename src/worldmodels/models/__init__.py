@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from worldmodels.config import Config
 from worldmodels.models.controller import Controller, n_params
-from worldmodels.models.mdnrnn import MDNRNN
+from worldmodels.models.mdnrnn import MDNRNN, MDNRNNEnsemble
 from worldmodels.models.vae import ConvVAE
 
-__all__ = ["MDNRNN", "ConvVAE", "Controller", "build_mdnrnn", "controller_dims", "model_sizes"]
+__all__ = [
+    "MDNRNN",
+    "ConvVAE",
+    "Controller",
+    "MDNRNNEnsemble",
+    "build_mdnrnn",
+    "controller_dims",
+    "model_sizes",
+]
 
 
-def build_mdnrnn(cfg: Config, action_dim: int) -> MDNRNN:
+def build_mdnrnn(cfg: Config, action_dim: int) -> MDNRNN | MDNRNNEnsemble:
+    """M: one MDNRNN (the paper), or an ensemble of `mdnrnn.members` of them (each initialised in turn
+    from torch's current random state)."""
     m = cfg.mdnrnn
-    return MDNRNN(cfg.vae.z_dim, action_dim, m.hidden, m.n_mixtures, m.done_head, m.reward_head)
+
+    def one() -> MDNRNN:
+        return MDNRNN(cfg.vae.z_dim, action_dim, m.hidden, m.n_mixtures, m.done_head, m.reward_head)
+
+    if m.members == 1:
+        return one()
+    return MDNRNNEnsemble([one() for _ in range(m.members)])
 
 
 def controller_dims(cfg: Config, out_dim: int) -> tuple[int, int]:

@@ -84,6 +84,70 @@ class MDNRNN(nn.Module):
         return self.lstm(torch.cat([z, action], dim=-1)[:, None], state)[1]
 
 
+class MDNRNNEnsemble(nn.Module):
+    """K members of the same shape, each from its own initialisation (and, in training, its own bootstrap
+    weights on the sequences). To the real-env agent it is one M whose memory has K layers: state (h, c) is
+    (K, B, H) each, `advance` moves every member, and C reads member 0's h (and c), as with a single M. The
+    dream (`dream.Dream`) steps every member and samples the next z from one of them (`step_members`)."""
+
+    def __init__(self, members: list[MDNRNN]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        first = members[0]
+        self.z_dim, self.action_dim, self.hidden, self.k = (
+            first.z_dim,
+            first.action_dim,
+            first.hidden,
+            first.k,
+        )
+        self.done_head, self.reward_head = first.done_head, first.reward_head
+
+    @property
+    def primary(self) -> MDNRNN:
+        return self.members[0]  # type: ignore[return-value]
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        zeros = torch.zeros(len(self.members), batch, self.hidden, device=device)
+        return zeros, zeros.clone()
+
+    def _member_state(self, state: State | None, i: int) -> State | None:
+        return None if state is None else (state[0][i : i + 1], state[1][i : i + 1])
+
+    def step_members(
+        self, z: torch.Tensor, action: torch.Tensor, state: State | None = None
+    ) -> tuple[list[MDNOutput], State]:
+        """One step of every member: their outputs (T = 1 each) and the stacked new state."""
+        outs, hs, cs = [], [], []
+        for i, m in enumerate(self.members):
+            out, (h, c) = m.step(z, action, self._member_state(state, i))
+            outs.append(out)
+            hs.append(h)
+            cs.append(c)
+        return outs, (torch.cat(hs), torch.cat(cs))
+
+    def forward(
+        self, z: torch.Tensor, action: torch.Tensor, state: State | None = None
+    ) -> tuple[MDNOutput, State]:
+        """Member 0's prediction over whole sequences (validation, pictures); the state of every member."""
+        outs, hs, cs = [], [], []
+        for i, m in enumerate(self.members):
+            out, (h, c) = m(z, action, self._member_state(state, i))
+            outs.append(out)
+            hs.append(h)
+            cs.append(c)
+        return outs[0], (torch.cat(hs), torch.cat(cs))
+
+    def step(
+        self, z: torch.Tensor, action: torch.Tensor, state: State | None = None
+    ) -> tuple[MDNOutput, State]:
+        return self.forward(z[:, None], action[:, None], state)
+
+    def advance(self, z: torch.Tensor, action: torch.Tensor, state: State | None = None) -> State:
+        hs, cs = zip(*(m.advance(z, action, self._member_state(state, i))
+                       for i, m in enumerate(self.members)))  # fmt: skip
+        return torch.cat(hs), torch.cat(cs)
+
+
 def mdn_nll(
     logpi: torch.Tensor, mu: torch.Tensor, logsigma: torch.Tensor, x: torch.Tensor
 ) -> torch.Tensor:

@@ -14,7 +14,7 @@ from worldmodels.config import Config
 from worldmodels.data.datasets import SequenceStream, split
 from worldmodels.data.storage import list_episodes, load_npz
 from worldmodels.errors import WorldModelsError
-from worldmodels.models import MDNRNN, build_mdnrnn
+from worldmodels.models import MDNRNN, MDNRNNEnsemble, build_mdnrnn
 from worldmodels.models.mdnrnn import MDNOutput, mdn_nll
 from worldmodels.models.vae import sample_z
 from worldmodels.train.common import Every, Position, check_finite, load_training, save_training
@@ -88,6 +88,34 @@ def mdnrnn_losses(
     return losses, out
 
 
+def training_losses(
+    model: MDNRNN | MDNRNNEnsemble,
+    batch: dict[str, torch.Tensor],
+    cfg: Config,
+    generator: torch.Generator | None,
+    amp: bool,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """(losses to log, the loss to minimise). One M: its losses. An ensemble: each member's losses with
+    its own bootstrap weight on every sequence (Poisson(1), drawn per batch: an online bootstrap of the
+    episodes) and its own z draws; logged as the members' mean, minimised as their sum (members share
+    no weights, so each gets exactly its own gradient)."""
+    if not isinstance(model, MDNRNNEnsemble):
+        losses, _ = mdnrnn_losses(model, batch, cfg, generator, amp)
+        return losses, losses["loss"]
+    mean: dict[str, torch.Tensor] = {}
+    total = torch.zeros((), device=batch["mu"].device)
+    B = batch["mu"].shape[0]
+    for member in model.members:
+        w = torch.poisson(torch.ones(B, device=batch["mu"].device), generator=generator)
+        weighted = {**batch, "mask": batch["mask"].float() * w[:, None],
+                    "next_mask": batch["next_mask"].float() * w[:, None]}  # fmt: skip
+        losses, _ = mdnrnn_losses(member, weighted, cfg, generator, amp)
+        total = total + losses["loss"]
+        for k, v in losses.items():
+            mean[k] = mean.get(k, 0.0) + v.detach() / len(model.members)
+    return mean, total
+
+
 def to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
 
@@ -153,7 +181,9 @@ def mdnrnn_done(run_dir: Path, cfg: Config) -> bool:
     return checkpoint_finished(Path(run_dir) / "mdnrnn.pt", "mdnrnn")
 
 
-def load_mdnrnn(path: Path, cfg: Config, device: torch.device | str = "cpu") -> MDNRNN:
+def load_mdnrnn(
+    path: Path, cfg: Config, device: torch.device | str = "cpu"
+) -> MDNRNN | MDNRNNEnsemble:
     """A trained M matching this run's V (z size) and config; otherwise a one-line error naming the file."""
     header = read_header(path, "mdnrnn")
     _check_header(path, header, cfg)
@@ -176,6 +206,11 @@ def _check_header(path: Path, header: dict, cfg: Config) -> None:
     if hidden != cfg.mdnrnn.hidden:
         raise WorldModelsError(
             f"{path}: M has {hidden} units, this run's mdnrnn.hidden is {cfg.mdnrnn.hidden}"
+        )
+    members = header["config"]["mdnrnn"].get("members", 1)
+    if members != cfg.mdnrnn.members:
+        raise WorldModelsError(
+            f"{path}: M has {members} member(s), this run's mdnrnn.members is {cfg.mdnrnn.members}"
         )
 
 
@@ -233,7 +268,7 @@ def train_mdnrnn(
     def run_validation() -> None:
         nonlocal val
         if val_paths:
-            val, usage = validate(model, val_stream, cfg, device)
+            val, usage = validate(getattr(model, "primary", model), val_stream, cfg, device)
             metrics.log(pos.step, **val)
             atomic_write_text(
                 run_dir / "mixture_usage.json",
@@ -244,10 +279,10 @@ def train_mdnrnn(
         while pos.step < total:
             for raw in stream.epoch(pos.epoch, skip=pos.batch):
                 batch = to_tensors(raw, device)
-                losses, _ = mdnrnn_losses(model, batch, cfg, generator, m.amp)
-                check_finite(losses["loss"].item(), "M's loss", pos.step, path)
+                losses, loss = training_losses(model, batch, cfg, generator, m.amp)
+                check_finite(loss.item(), "M's loss", pos.step, path)
                 optimizer.zero_grad(set_to_none=True)
-                losses["loss"].backward()
+                loss.backward()
                 torch.nn.utils.clip_grad_value_(model.parameters(), m.grad_clip)
                 optimizer.step()
                 pos.step, pos.batch = pos.step + 1, pos.batch + 1
