@@ -125,20 +125,31 @@ def _last(rows: list[dict[str, Any]], stage: str, key: str) -> Any:
 
 def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str:
     """One row per round: what the previous C scored while collecting, M's validation NLL and death
-    recall after the round, the new C's dream evaluation, and its real-env record (if measured)."""
+    recall (or, with a reward head, how its predicted returns of held-out episodes follow the real ones)
+    after the round, the new C's dream evaluation, and its real-env record (if measured)."""
+    reward = cfg.mdnrnn.reward_head
+    m_cols = ("<th>M val. NLL</th><th>M return corr.</th><th>M return bias</th>" if reward
+              else "<th>M val. NLL</th><th>M death recall</th>")  # fmt: skip
     head = ("<table><tr><th>round</th><th>episodes collected with C</th><th>their mean return</th>"
-            "<th>M val. NLL</th><th>M death recall</th><th>C in the dream</th><th>C in the real env</th></tr>")  # fmt: skip
+            f"{m_cols}<th>C in the dream</th><th>C in the real env</th></tr>")  # fmt: skip
+
+    def m_stats(stage: str) -> tuple[Any, ...]:
+        keys = (
+            ("val_nll", "val_return_corr", "val_return_bias")
+            if reward
+            else ("val_nll", "val_done_recall")
+        )
+        return tuple(_last(rows, stage, f"mdnrnn/{k}") for k in keys)
+
     body = []
-    base = [("0 (random play)", cfg.collect.episodes, None,
-             _last(rows, "train-mdnrnn", "mdnrnn/val_nll"), _last(rows, "train-mdnrnn", "mdnrnn/val_done_recall"),
+    base = [("0 (random play)", cfg.collect.episodes, None, *m_stats("train-mdnrnn"),
              _last(rows, "train-controller", "es/best_eval_return"), None)]  # fmt: skip
     for r in range(1, cfg.iterate.rounds + 1):
         d = run_dir / "rounds" / str(r)
         col = json.loads((d / "collect.json").read_text()) if (d / "collect.json").exists() else {}
         ev = json.loads((d / "eval.json").read_text()) if (d / "eval.json").exists() else None
         base.append((str(r), col.get("episodes"), col.get("mean_return"),
-                     _last(rows, f"iterate-{r}/train-mdnrnn", "mdnrnn/val_nll"),
-                     _last(rows, f"iterate-{r}/train-mdnrnn", "mdnrnn/val_done_recall"),
+                     *m_stats(f"iterate-{r}/train-mdnrnn"),
                      _last(rows, f"iterate-{r}/train-controller", "es/best_eval_return"),
                      f"{ev['mean']:.1f} +- {ev['std']:.1f} (n={ev['episodes']})" if ev else None))  # fmt: skip
     for row in base:

@@ -1,0 +1,143 @@
+"""Does an ensemble M make the dream harder to cheat? One pass on a run's random-policy data (no iterative
+training): for each ensemble size K an M trained on the same latents with the same budget, then for each
+dream setting (tau, member choice, disagreement penalty) a new C trained only in that dream, scored in the
+dream and over real episodes.
+
+    python experiments/ensemble_table.py --run-dir runs/doom-cpu --out runs/ensemble \
+        [--members 1 3] [--taus 1.15 0.5] [--penalties 0 1] [--choices random] \
+        [--generations 20] [--trials 8] [--episodes 100] [--seeds 1234 7]
+
+RUN_DIR needs V and the latents of its random-policy episodes (any run after `encode`; iterative rounds'
+episodes are left out). OUT/m<K> holds M with K members (trained with RUN_DIR's mdnrnn settings, every
+step resumable); OUT/m<K>/<setting> holds one C and its evaluations. Prints a markdown table and writes
+OUT/table.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from worldmodels.config import load_config, save_config, with_overrides
+from worldmodels.data.starts import STARTS_FILE, dream_starts
+from worldmodels.data.storage import encode_npz, list_episodes
+from worldmodels.evaluate import evaluate_command, evaluation_is_current
+from worldmodels.train.controller import train_controller
+from worldmodels.train.mdnrnn import train_mdnrnn
+from worldmodels.utils import atomic_write_bytes, read_header
+
+
+def _link(src: Path, dst: Path) -> None:
+    if not dst.exists():
+        os.symlink(src.resolve(), dst)
+
+
+def train_m(run_dir: Path, out: Path, members: int, quiet: bool) -> Path:
+    """OUT/m<K>: RUN_DIR's V and random-policy latents (linked), and an M of K members trained on them."""
+    d = out / f"m{members}"
+    d.mkdir(parents=True, exist_ok=True)
+    base = load_config(run_dir / "config.json")
+    cfg = with_overrides(base, {"mdnrnn.members": members, "iterate.rounds": 0})
+    save_config(cfg, d / "config.json")
+    _link(run_dir / "vae.pt", d / "vae.pt")
+    latents = d / "latents"
+    latents.mkdir(exist_ok=True)
+    for p in list_episodes(run_dir / "latents")[
+        : base.collect.episodes
+    ]:  # random-policy episodes only
+        _link(p, latents / p.name)
+    t0 = time.perf_counter()
+    if not (d / "mdnrnn.pt").exists() or not read_header(d / "mdnrnn.pt", "mdnrnn").get("finished"):
+        train_mdnrnn(d, cfg, progress=not quiet)
+        (d / "train_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    return d
+
+
+def train_c(m_dir: Path, setting: dict, args: argparse.Namespace) -> dict:
+    name = f"tau{setting['tau']:g}_{setting['choice']}_p{setting['penalty']:g}"
+    d = m_dir / name
+    d.mkdir(exist_ok=True)
+    cfg = with_overrides(load_config(m_dir / "config.json"), {
+        "controller.where": "dream", "controller.temperature": setting["tau"],
+        "controller.member_choice": setting["choice"],
+        "controller.disagreement_penalty": setting["penalty"],
+        "controller.population": 64, "controller.trials": args.trials,
+        "controller.generations": args.generations, "controller.eval_every": 5,
+        "controller.eval_rollouts": 256, "evaluate.episodes": args.episodes,
+    })  # fmt: skip
+    save_config(cfg, d / "config.json")
+    for f in ("vae.pt", "mdnrnn.pt"):
+        _link(m_dir / f, d / f)
+    if not (d / STARTS_FILE).exists():
+        mu, logvar = dream_starts(m_dir)
+        atomic_write_bytes(d / STARTS_FILE, encode_npz({"mu": mu, "logvar": logvar}))
+    t0 = time.perf_counter()
+    if not (d / "controller.pt").exists() or not read_header(d / "controller.pt", "controller").get(
+        "finished"
+    ):
+        train_controller(d, cfg, progress=not args.quiet)
+        (d / "train_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    row = {"members": cfg.mdnrnn.members, **setting}
+    if not evaluation_is_current(d / "eval_dream.json", cfg):
+        evaluate_command(d, cfg, "controller", "dream", progress=not args.quiet)
+    dream = json.loads((d / "eval_dream.json").read_text())
+    row["dream"] = dream["mean"]
+    real = []
+    for seed in args.seeds:  # one file per seed: eval.json is the last one written
+        path = d / f"eval_{seed}.json"
+        if not path.exists():
+            evaluate_command(d, with_overrides(cfg, {"evaluate.seed": seed}), "controller", "real",
+                             progress=not args.quiet)  # fmt: skip
+            shutil.copy(d / "eval.json", path)
+        real += json.loads(path.read_text())["returns"]
+    n = len(real)
+    mean = sum(real) / n
+    sd = (sum((x - mean) ** 2 for x in real) / n) ** 0.5
+    row.update(real=mean, real_std=sd, real_stderr=sd / n**0.5, episodes=n)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--run-dir", type=Path, required=True, help="A run after encode (V and latents)."
+    )
+    ap.add_argument("--out", type=Path, required=True, help="Folder for the Ms and Cs.")
+    ap.add_argument("--members", type=int, nargs="+", default=[1, 3], help="Ensemble sizes K.")
+    ap.add_argument(
+        "--taus", type=float, nargs="+", default=[1.15, 0.5], help="Dream temperatures."
+    )
+    ap.add_argument(
+        "--choices", nargs="+", default=["random"], help="controller.member_choice values."
+    )
+    ap.add_argument("--penalties", type=float, nargs="+", default=[0.0],
+                    help="controller.disagreement_penalty values.")  # fmt: skip
+    ap.add_argument("--generations", type=int, default=20, help="CMA-ES generations per C.")
+    ap.add_argument("--trials", type=int, default=8, help="Dream rollouts per candidate.")
+    ap.add_argument("--episodes", type=int, default=100, help="Real (and dream) episodes per seed.")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1234, 7], help="Evaluation seeds.")
+    ap.add_argument("--quiet", action="store_true", help="No progress bars.")
+    args = ap.parse_args()
+    rows = []
+    for k in args.members:
+        m_dir = train_m(args.run_dir, args.out, k, args.quiet)
+        for tau in args.taus:
+            for choice in args.choices if k > 1 else ["random"]:
+                for penalty in args.penalties if k > 1 else [0.0]:
+                    rows.append(
+                        train_c(m_dir, {"tau": tau, "choice": choice, "penalty": penalty}, args)
+                    )
+    (args.out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print("| M members | tau | member choice | penalty | dream | real (n) | std. error |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['members']} | {r['tau']:g} | {r['choice']} | {r['penalty']:g} | {r['dream']:.1f} | "
+              f"{r['real']:.1f} +- {r['real_std']:.1f} ({r['episodes']}) | {r['real_stderr']:.1f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
