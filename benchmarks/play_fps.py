@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -53,7 +54,7 @@ def main() -> None:
                 n += 1
             rows[name] = round(n / (time.perf_counter() - t0), 1)
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT)  # a clean stop: the server closes its real envs
         proc.wait()
     report("play_fps", {"agent": args.pretrained, "frames_per_row": args.frames,
                         "frames_per_s": rows})  # fmt: skip

@@ -90,6 +90,20 @@ def test_settings_may_grow_rounds_but_not_change_finished_ones(iterated_run, tmp
     )
 
 
+def test_a_run_stopped_mid_rounds_may_settle_for_the_rounds_it_finished(iterated_run, tmp_path):
+    """Started with 3 rounds, stopped in round 3: `--iterate.rounds 2` makes round 2's agent the run's."""
+    from worldmodels.config import save_config, with_overrides
+
+    run = copy_run(iterated_run, tmp_path / "run")
+    cfg = load_config(run / "config.json")
+    save_config(with_overrides(cfg, {"iterate.rounds": 3}), run / "config.json")
+    (run / "rounds/3").mkdir()  # round 3 had begun
+    out = cli("run", "--run-dir", str(run), "--quiet", "--iterate.rounds", "2")
+    assert out.returncode == 0, out.stderr[-2000:]
+    e = json.loads((run / "eval.json").read_text())
+    assert e["agent"]["controller"] == "rounds/2/controller.pt"
+
+
 def test_force_iterate_removes_the_rounds_and_their_episodes(iterated_run, tmp_path):
     run = copy_run(iterated_run, tmp_path / "run")
     out = cli(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import itertools
 import json
+import signal
 import sys
 import threading
 import webbrowser
@@ -143,6 +144,14 @@ def serve(source: Source, port: int, open_browser: bool, host: str = "127.0.0.1"
             ) from None
         raise
     url = f"http://{host}:{server.server_address[1]}/"
+
+    def stop(
+        signum: int, frame: Any
+    ) -> None:  # SIGTERM stops as Ctrl-C does: the real envs are closed
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
     try:  # from here on, Ctrl-C is the way to stop
         print(f"worldmodels play: {source.name} ({source.models.cfg.env.id}) at {url}  (Ctrl-C stops)",
               flush=True)  # fmt: skip
