@@ -136,6 +136,22 @@ def test_train_controller_in_the_dream_resumes_to_the_same_result(dream_run, tmp
     assert any("es/eval_return" in r for r in rows)
 
 
+def test_cma_es_can_start_from_a_given_controller(dream_run):
+    """iterate.warm_start: CMA-ES searches around the last C, not around 0."""
+    x0 = np.linspace(-1, 1, 7)
+    es = CMAES(7, 16, 0.01, seed=3, x0=x0)
+    np.testing.assert_array_equal(es.mean, x0)
+    assert np.abs(es.ask().mean(0) - x0).max() < 0.05
+    cfg = with_overrides(preset("debug"), {"controller.generations": 1})
+    for p in ("controller.pt", "es_state.pkl"):
+        (dream_run / p).unlink()
+    in_dim = cfg.vae.z_dim + 2 * cfg.mdnrnn.hidden
+    start = np.full(C.n_params(in_dim, 1, False), 0.3, np.float32)
+    train_controller(dream_run, cfg, progress=False, x0=start)
+    state = CMAES.load(dream_run / "es_state.pkl")
+    assert state.generation == 1 and np.abs(state.mean - 0.3).max() < 0.5
+
+
 def test_real_env_evaluation_is_reproducible_and_random_baseline_works(dream_run):
     cfg = with_overrides(preset("debug"), {"parallel.workers": 1})
     params = load_controller(dream_run / "controller.pt", cfg)

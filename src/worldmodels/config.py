@@ -169,7 +169,10 @@ class IterateConfig:
     mdnrnn_updates: int = 600
     """M's updates in each round, continuing from the previous M, over every episode collected so far."""
     generations: int = 0
-    """C's CMA-ES generations in each round, from x0 = 0 (0: controller.generations)."""
+    """C's CMA-ES generations in each round (0: controller.generations)."""
+    warm_start: bool = False
+    """Start each round's CMA-ES from the previous round's C instead of x0 = 0 (the paper's x0): the new C
+    need not learn again what the last one knew, so a round may need fewer generations."""
     eval_episodes: int = 0
     """Real episodes that score each round's C, for the record (rounds/R/eval.json); it chooses nothing."""
 

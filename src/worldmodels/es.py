@@ -24,7 +24,10 @@ class _Randn:
 
 
 class CMAES:
-    def __init__(self, n_params: int, population: int, sigma0: float, seed: int) -> None:
+    def __init__(
+        self, n_params: int, population: int, sigma0: float, seed: int, x0: np.ndarray | None = None
+    ) -> None:
+        """x0: the starting mean (default 0, the paper's)."""
         opts = {
             "popsize": population,
             "seed": seed,
@@ -37,9 +40,10 @@ class CMAES:
             "tolfunhist": 0,
             "tolstagnation": int(1e9),
         }
-        self.es = cma.CMAEvolutionStrategy(np.zeros(n_params), sigma0, opts)
+        start = np.zeros(n_params) if x0 is None else np.asarray(x0, np.float64).reshape(n_params)
+        self.es = cma.CMAEvolutionStrategy(start, sigma0, opts)
         self.generation = 0
-        self.best_params = np.zeros(n_params, np.float32)
+        self.best_params = start.astype(np.float32)
         """The mean with the best periodic evaluation so far (what train-controller ships)."""
         self.best_eval = -np.inf
 

@@ -32,9 +32,11 @@ def train_controller(
     out_dir: Path | None = None,
     mdnrnn: Path | None = None,
     stage: str = "train-controller",
+    x0: np.ndarray | None = None,
 ) -> dict[str, float]:
     """CMA-ES over C's parameters into OUT_DIR/controller.pt (default: the run directory), with its
-    state in OUT_DIR/es_state.pkl; the dream is M at `mdnrnn` (default RUN_DIR/mdnrnn.pt)."""
+    state in OUT_DIR/es_state.pkl; the dream is M at `mdnrnn` (default RUN_DIR/mdnrnn.pt). `x0`: where
+    the search starts (default 0, the paper's)."""
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir
     path, state_path = out_dir / "controller.pt", out_dir / "es_state.pkl"
@@ -50,7 +52,7 @@ def train_controller(
                 f"{state_path}: CMA-ES state has {state.es.N} parameters, C needs {size}"
             )
     else:
-        state = CMAES(size, c.population, c.sigma0, seed_for(cfg.seed, STREAM_ES))
+        state = CMAES(size, c.population, c.sigma0, seed_for(cfg.seed, STREAM_ES), x0)
     mdnrnn = Path(mdnrnn) if mdnrnn else run_dir / "mdnrnn.pt"
     fitness = (
         build_dream(run_dir, cfg, mdnrnn=mdnrnn)

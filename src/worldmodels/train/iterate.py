@@ -3,7 +3,7 @@
 1. collects `iterate.episodes` real episodes with the current C and M, handing over to the random policy
    now and then (`iterate.explore`), into RUN_DIR/episodes (indices after the random-policy ones);
 2. encodes them and trains M further, from the previous round's weights, on every episode so far;
-3. trains a new C from x0 = 0 inside the new M's dream.
+3. trains a new C inside the new M's dream, from x0 = 0 (or from the last C, `iterate.warm_start`).
 
 Why: a C trained in the dream of an M that only saw random play finds the places where M is wrong. On
 DoomTakeCover with 2,000 random episodes, C learned to hold "right": M had rarely seen anyone reach the
@@ -97,7 +97,8 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
         d.mkdir(parents=True, exist_ok=True)
         prev_m, prev_c = previous_models(run_dir, r)
         clock = Stopwatch()
-        stats = collect_round(run_dir, cfg, r, prev_m, load_controller(prev_c, cfg), progress)
+        prev_params = load_controller(prev_c, cfg)
+        stats = collect_round(run_dir, cfg, r, prev_m, prev_params, progress)
         if stats:  # what the previous C scored while collecting (with exploration): for the record
             atomic_write_text(d / "collect.json", json.dumps({**stats, "wall_s": clock()}) + "\n")
         encode_latents(run_dir, cfg, progress)
@@ -110,7 +111,8 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
             cfg, {"controller.generations": it.generations or cfg.controller.generations}
         )
         train_controller(run_dir, c_cfg, progress, out_dir=d, mdnrnn=d / "mdnrnn.pt",
-                         stage=f"iterate-{r}/train-controller")  # fmt: skip
+                         stage=f"iterate-{r}/train-controller",
+                         x0=prev_params if it.warm_start else None)  # fmt: skip
         row: dict[str, float] = {"iterate/round": r}
         if stats:
             row["iterate/collect_return"] = stats["mean_return"]
