@@ -304,6 +304,7 @@ def _debug() -> Config:
         controller=ControllerConfig(
             population=6, trials=2, generations=3, eval_every=2, eval_rollouts=8, max_steps=40
         ),
+        iterate=IterateConfig(mdnrnn_updates=20),
         evaluate=EvalConfig(episodes=4),
         val_fraction=0.2,
     )

@@ -106,8 +106,8 @@ def _refuse_pinned(
         done = stage.is_done(run_dir, old)
         if done:
             hit = _touches(changed, depends_on(stage))
-        else:
-            hit = _touches(changed, [f for f in stage.fields if f not in stage.resumable])
+        else:  # an unfinished stage may take new values of its resumable fields
+            hit = [c for c in _touches(changed, stage.fields) if c not in stage.resumable]
         if hit:
             flag = hit[0]
             state = "finished" if done else "started"
