@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "worldmodels play (--pretrained NAME | --run-dir DIR) [--port P] [--no-browser]"
             )
             p.add_argument("--pretrained", metavar="NAME|DIR",
-                           help="A shipped agent (doom) or a folder written by `worldmodels export`.")  # fmt: skip
+                           help="A shipped agent (doom, carracing) or a folder written by `worldmodels export`.")  # fmt: skip
             p.add_argument("--run-dir", type=Path, help="A run directory the pipeline made (V and M "
                            "trained; C too for the agent mode).")  # fmt: skip
             p.add_argument("--port", type=int, default=PLAY_PORT,
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "CarRacing-v3); the run's config keeps its env.")  # fmt: skip
         if name in PRETRAINED_COMMANDS:
             p.add_argument("--pretrained", metavar="NAME|DIR",
-                           help="Start from an agent shipped with the package (doom) or exported with "
+                           help="Start from an agent shipped with the package (doom, carracing) or exported with "
                                 "`worldmodels export` (its folder), copied into --run-dir "
                                 "(default runs/pretrained-NAME)" + (
                                     "; C is trained anew on its V and M" if name == "train-controller"
