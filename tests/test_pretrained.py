@@ -25,7 +25,15 @@ def test_shipped_agent_is_small_and_complete(name):
 
 def _scores(name: str, episodes: int, tmp_path) -> tuple[dict, dict]:
     # real episodes on the same seeds (deterministic: same seeds, same scores on a given machine)
-    args = ["--run-dir", str(tmp_path / "run"), "--episodes", str(episodes), "--seed", "3", "--quiet"]
+    args = [
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--episodes",
+        str(episodes),
+        "--seed",
+        "3",
+        "--quiet",
+    ]
     out = cli("evaluate", "--pretrained", name, *args, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     out = cli("evaluate", "--pretrained", name, "--policy", "random", *args, timeout=600)
