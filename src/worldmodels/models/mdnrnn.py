@@ -113,29 +113,30 @@ class MDNRNNEnsemble(nn.Module):
     def _member_state(self, state: State | None, i: int) -> State | None:
         return None if state is None else (state[0][i : i + 1], state[1][i : i + 1])
 
-    def step_members(
+    def members_forward(
         self, z: torch.Tensor, action: torch.Tensor, state: State | None = None
     ) -> tuple[list[MDNOutput], State]:
-        """One step of every member: their outputs (T = 1 each) and the stacked new state."""
-        outs, hs, cs = [], [], []
-        for i, m in enumerate(self.members):
-            out, (h, c) = m.step(z, action, self._member_state(state, i))
-            outs.append(out)
-            hs.append(h)
-            cs.append(c)
-        return outs, (torch.cat(hs), torch.cat(cs))
-
-    def forward(
-        self, z: torch.Tensor, action: torch.Tensor, state: State | None = None
-    ) -> tuple[MDNOutput, State]:
-        """Member 0's prediction over whole sequences (validation, pictures); the state of every member."""
+        """Every member over whole sequences: their outputs and the stacked new state."""
         outs, hs, cs = [], [], []
         for i, m in enumerate(self.members):
             out, (h, c) = m(z, action, self._member_state(state, i))
             outs.append(out)
             hs.append(h)
             cs.append(c)
-        return outs[0], (torch.cat(hs), torch.cat(cs))
+        return outs, (torch.cat(hs), torch.cat(cs))
+
+    def step_members(
+        self, z: torch.Tensor, action: torch.Tensor, state: State | None = None
+    ) -> tuple[list[MDNOutput], State]:
+        """One step of every member: their outputs (T = 1 each) and the stacked new state."""
+        return self.members_forward(z[:, None], action[:, None], state)
+
+    def forward(
+        self, z: torch.Tensor, action: torch.Tensor, state: State | None = None
+    ) -> tuple[MDNOutput, State]:
+        """Member 0's prediction over whole sequences (validation, pictures); the state of every member."""
+        outs, state = self.members_forward(z, action, state)
+        return outs[0], state
 
     def step(
         self, z: torch.Tensor, action: torch.Tensor, state: State | None = None
