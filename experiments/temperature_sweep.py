@@ -3,7 +3,7 @@ dream of the run's final M, then scored inside the dream (at that tau) and in th
 
     python experiments/temperature_sweep.py --run-dir runs/doom-cpu --out runs/doom-cpu-sweep \
         [--taus 0.1 0.5 1.0 1.15 1.3] [--population 64] [--trials 8] [--generations 20] [--episodes 100] \
-        [--first-pass]
+        [--seed S] [--first-pass]
 
 Each tau gets its own run directory OUT/tau_<tau> holding the run's exported agent (V, final M, dream start
 latents; see `worldmodels export`) and its own C; every step resumes. Prints a markdown table and writes
@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument(
         "--episodes", type=int, default=100, help="Real and dream episodes of each score."
     )
+    ap.add_argument("--seed", type=int, default=None,
+                    help="Seed of the scores' episodes (default: the run's evaluate.seed).")  # fmt: skip
     ap.add_argument("--first-pass", action="store_true",
                     help="Use the run's first M (before iterative training), not its final one.")  # fmt: skip
     ap.add_argument("--quiet", action="store_true", help="No progress bars.")
@@ -53,6 +55,7 @@ def main() -> None:
                 "controller.trials": args.trials, "controller.generations": args.generations,
                 "controller.eval_every": 5, "controller.eval_rollouts": 256,
                 "evaluate.episodes": args.episodes,
+                **({} if args.seed is None else {"evaluate.seed": args.seed}),
             })  # fmt: skip
             save_config(cfg, d / "config.json")
         cfg = load_config(d / "config.json")

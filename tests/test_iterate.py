@@ -12,9 +12,10 @@ from tests.conftest import cli, copy_run, one_line_error
 from worldmodels.agent import Agent, load_controller, load_models, model_paths
 from worldmodels.config import load_config
 from worldmodels.data.storage import episode_index, list_episodes, load_episode
-from worldmodels.utils import STREAM_ITERATE, rng_for, seed_for
+from worldmodels.utils import STREAM_ITERATE, read_header, rng_for, seed_for
 
-ROUNDS = ["--iterate.rounds", "2", "--iterate.episodes", "2", "--iterate.eval_episodes", "2"]
+ROUNDS = ["--iterate.rounds", "2", "--iterate.episodes", "2", "--iterate.eval_episodes", "2",
+          "--iterate.final_temperature", "2.0"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,14 @@ def test_the_run_agent_is_the_last_round_and_evaluate_says_so(iterated_run):
     m1 = torch.load(iterated_run / "rounds/1/mdnrnn.pt", weights_only=True)["model"]
     m2 = torch.load(m, weights_only=True)["model"]
     assert not torch.equal(m1["head.weight"], m2["head.weight"])
+    # The last round's C (the agent) trained at iterate.final_temperature, earlier ones at the run's tau;
+    # the agent's dream score is at its own tau.
+    tau = [read_header(iterated_run / f"rounds/{r}/controller.pt", "controller")["temperature"]
+           for r in (1, 2)]  # fmt: skip
+    assert tau == [cfg.controller.temperature, 2.0] and cfg.controller.temperature != 2.0
+    out = cli("evaluate", "--run-dir", str(iterated_run), "--where", "dream", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((iterated_run / "eval_dream.json").read_text())["temperature"] == 2.0
 
 
 def test_an_unfinished_round_resumes_without_collecting_again(iterated_run, tmp_path):
@@ -144,6 +153,7 @@ def test_exported_agent_scores_as_the_run_it_came_from(iterated_run, tmp_path, m
     assert not (out_dir / "latents").exists() and (out_dir / "latents_starts.npz").exists()
     prov = json.loads((out_dir / "provenance.json").read_text())
     assert prov["controller"] == "rounds/2/controller.pt"
+    assert load_config(out_dir / "config.json").controller.temperature == 2.0  # the agent's tau
     monkeypatch.setattr(pretrained, "ROOT", tmp_path / "shipped")
     for run in (tmp_path / "a", tmp_path / "b"):
         args = ["--episodes", "3", "--seed", "7", "--quiet"]

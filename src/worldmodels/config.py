@@ -175,6 +175,9 @@ class IterateConfig:
     need not learn again what the last one knew, so a round may need fewer generations."""
     eval_episodes: int = 0
     """Real episodes that score each round's C, for the record (rounds/R/eval.json); it chooses nothing."""
+    final_temperature: float = 0.0
+    """Dream temperature of the last round's C, the run's agent (0: controller.temperature). Earlier rounds'
+    C train at controller.temperature. `evaluate --where dream` scores the agent at this tau."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,7 @@ def _carracing_cpu() -> Config:
             population=64, trials=8, generations=40, eval_every=10, eval_rollouts=256,
         ),
         iterate=IterateConfig(rounds=6, episodes=100, explore=0.05, mdnrnn_updates=600,
-                              eval_episodes=16),
+                              eval_episodes=16, final_temperature=1.15),
         evaluate=EvalConfig(episodes=100),
     )  # fmt: skip
 
@@ -420,6 +423,12 @@ def from_dict(data: dict[str, Any], cls: type = Config, where: str = "config.jso
     return cls(**kwargs)
 
 
+def agent_temperature(cfg: Config) -> float:
+    """The dream temperature the run's agent (its last C) was trained at."""
+    final = cfg.iterate.final_temperature
+    return final if cfg.iterate.rounds > 0 and final > 0 else cfg.controller.temperature
+
+
 def validate(cfg: Config) -> None:
     """Reject values no stage could run with, naming the setting."""
     checks = [
@@ -449,6 +458,10 @@ def validate(cfg: Config) -> None:
         (cfg.controller.disagreement_penalty >= 0, "controller.disagreement_penalty must be >= 0"),
         (cfg.controller.where in ("dream", "real"), "controller.where must be 'dream' or 'real'"),
         (cfg.controller.temperature > 0, "controller.temperature must be > 0"),
+        (
+            cfg.iterate.final_temperature >= 0,
+            "iterate.final_temperature must be >= 0 (0: controller.temperature)",
+        ),
         (cfg.controller.population >= 2, "controller.population must be >= 2"),
         (cfg.controller.trials >= 1, "controller.trials must be >= 1"),
         (cfg.iterate.rounds >= 0, "iterate.rounds must be >= 0"),

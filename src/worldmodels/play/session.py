@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from worldmodels.agent import BatchedAgent, Models, load_controller, load_models, model_paths
-from worldmodels.config import load_config
+from worldmodels.config import agent_temperature, load_config
 from worldmodels.data.starts import dream_starts
 from worldmodels.dream import Dream, DreamEnv, DreamSpec
 from worldmodels.errors import WorldModelsError
@@ -71,7 +71,7 @@ class PlaySession:
         c = self.cfg.controller
         self.reward_head = m.mdnrnn.reward_head
         alive = not self.reward_head  # without a reward head the dream counts the steps survived
-        spec = DreamSpec(temperature=c.temperature, max_steps=self.cfg.env.max_steps,
+        spec = DreamSpec(temperature=agent_temperature(self.cfg), max_steps=self.cfg.env.max_steps,
                          use_cell=c.use_cell, bias=c.bias, alive_reward=alive)  # fmt: skip
         self.dream = Dream(m.mdnrnn, m.adapter, *source.starts, spec)
         self.dream_env = DreamEnv(self.dream, m.vae)
@@ -98,7 +98,7 @@ class PlaySession:
             "has_controller": self.src.params is not None,
             "reward": reward,
             "done_head": self.dream.m.done_head,
-            "temperature": cfg.controller.temperature,
+            "temperature": agent_temperature(cfg),
             "max_steps": cfg.env.max_steps,
         }
 
