@@ -8,7 +8,8 @@ paper's budget (64 x 16 rollouts a generation, 1,800 generations, 64 cores) woul
         [--backend ray --ray-address auto] [--cores N]
 
 OUT is a run directory holding the run's exported first-pass agent (V, first M; see `worldmodels export`)
-and the new C; every step resumes. Prints the row and writes OUT/real_route.json.
+and the new C; every step resumes, and a larger --generations goes on from the saved search. Prints the row
+and writes OUT/real_route.json (and real_route_<generations>.json).
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ def main() -> None:
         })  # fmt: skip
         save_config(cfg, d / "config.json")
     cfg = load_config(d / "config.json")
+    if args.generations > cfg.controller.generations:  # go on from the saved CMA-ES state
+        cfg = with_overrides(cfg, {"controller.generations": args.generations})
+        save_config(cfg, d / "config.json")
+        for name in ("controller.pt", "eval.json"):
+            (d / name).unlink(missing_ok=True)
     if not controller_done(d, cfg):
         t0 = time.perf_counter()
         train_controller(d, cfg, progress=not args.quiet)
@@ -91,7 +97,8 @@ def main() -> None:
         "paper_generation_s_on_64_cores": paper_gen_s,
         "paper_1800_generations_days_on_64_cores": paper_gen_s * PAPER["generations"] / 86400,
     }  # fmt: skip
-    (d / "real_route.json").write_text(json.dumps(row, indent=2) + "\n")
+    for name in ("real_route.json", f"real_route_{cfg.controller.generations}.json"):
+        (d / name).write_text(json.dumps(row, indent=2) + "\n")
     print("| route | C's search | wall | cost of a generation | real score (n) |")
     print("|---|---|---|---|---|")
     print(f"| real env, {row['backend']}, {args.cores} cores | {row['generations']} gens of "

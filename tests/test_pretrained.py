@@ -52,4 +52,4 @@ def test_shipped_doom_agent_beats_the_random_policy_on_the_same_episodes(tmp_pat
 def test_shipped_carracing_agent_drives_the_track(tmp_path):
     """Trained only in the dream; the Brownian random policy stays below 0 (it mostly leaves the track)."""
     agent, random = _scores("carracing", 4, tmp_path)
-    assert random["mean"] < 0 and agent["mean"] > 300, (agent["returns"], random["returns"])
+    assert random["mean"] < 0 and agent["mean"] > 600, (agent["returns"], random["returns"])
