@@ -84,16 +84,17 @@ def main() -> None:
     rollouts_s = sum(r["perf/rollouts_per_s"] for r in rows) / len(rows)
     mean_len = steps_s / rollouts_s
     per_core = steps_s / args.cores
-    gen_s = float((d / "train_s.txt").read_text()) / cfg.controller.generations
+    train_s = float((d / "train_s.txt").read_text())
+    gen_s = train_s / cfg.controller.generations
     paper_gen_s = PAPER["population"] * PAPER["trials"] * mean_len / (per_core * PAPER["cores"])
     real = json.loads((d / "eval.json").read_text())
     row = {
         "population": cfg.controller.population, "trials": cfg.controller.trials,
-        "generations": cfg.controller.generations, "train_s": gen_s * cfg.controller.generations,
+        "generations": cfg.controller.generations, "train_s": train_s,
         "generation_s": gen_s, "rollout_steps_per_s": steps_s, "steps_per_s_per_core": per_core,
         "mean_rollout_length": mean_len, "cores": args.cores, "backend": cfg.parallel.backend,
         "real_mean": real["mean"], "real_std": real["std"], "real_stderr": real["stderr"],
-        "episodes": real["episodes"], "eval_seed": real.get("seed"),
+        "episodes": real["episodes"], "eval_seed": real["seed"],
         "paper_generation_s_on_64_cores": paper_gen_s,
         "paper_1800_generations_days_on_64_cores": paper_gen_s * PAPER["generations"] / 86400,
     }  # fmt: skip

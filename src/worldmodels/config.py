@@ -429,6 +429,11 @@ def agent_temperature(cfg: Config) -> float:
     return final if cfg.iterate.rounds > 0 and final > 0 else cfg.controller.temperature
 
 
+def agent_config(cfg: Config) -> Config:
+    """The config whose dream is the agent's own: controller.temperature is the agent's tau."""
+    return with_overrides(cfg, {"controller.temperature": agent_temperature(cfg)})
+
+
 def validate(cfg: Config) -> None:
     """Reject values no stage could run with, naming the setting."""
     checks = [

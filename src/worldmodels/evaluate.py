@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from worldmodels.agent import load_controller, model_paths
-from worldmodels.config import Config, agent_temperature, with_overrides
+from worldmodels.config import Config, agent_config
 from worldmodels.envs import adapter_class, dream_can_score
 from worldmodels.errors import WorldModelsError
 from worldmodels.rollout import (
@@ -93,9 +93,7 @@ def evaluate_dream(
     run_dir: Path, cfg: Config, params: np.ndarray, n: int, seed: int
 ) -> dict[str, Any]:
     clock = Stopwatch()
-    cfg = with_overrides(
-        cfg, {"controller.temperature": agent_temperature(cfg)}
-    )  # the agent's own tau
+    cfg = agent_config(cfg)
     dream = build_dream(run_dir, cfg)
     returns, lengths = dream.rollout(np.repeat(params[None], n, 0), eval_seeds(seed, n))
     return summary(cfg, list(returns), list(lengths), seed, "dream", False, clock())

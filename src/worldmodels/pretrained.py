@@ -90,7 +90,7 @@ def export_agent(run_dir: Path, out_dir: Path, first_pass: bool = False) -> dict
     import numpy as np
 
     from worldmodels.agent import model_paths
-    from worldmodels.config import agent_temperature, load_config, save_config, with_overrides
+    from worldmodels.config import agent_config, load_config, save_config, with_overrides
     from worldmodels.data.starts import STARTS_FILE, dream_starts
     from worldmodels.data.storage import encode_npz
     from worldmodels.utils import (
@@ -116,11 +116,8 @@ def export_agent(run_dir: Path, out_dir: Path, first_pass: bool = False) -> dict
     mu, logvar = dream_starts(run_dir)
     starts = {"mu": mu.astype(np.float32), "logvar": logvar.astype(np.float32)}
     atomic_write_bytes(out_dir / STARTS_FILE, encode_npz(starts))
-    tau = cfg.controller.temperature if first_pass else agent_temperature(cfg)
-    save_config(
-        with_overrides(cfg, {"iterate.rounds": 0, "controller.temperature": tau}),
-        out_dir / "config.json",
-    )
+    agent = cfg if first_pass else agent_config(cfg)
+    save_config(with_overrides(agent, {"iterate.rounds": 0}), out_dir / "config.json")
     evals = {}
     for name in ("eval.json", "eval_random.json", "eval_dream.json", "timings.json"):
         if (run_dir / name).exists():

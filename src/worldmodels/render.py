@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from worldmodels.agent import Agent, load_controller, load_models, model_paths
-from worldmodels.config import Config, agent_temperature, with_overrides
+from worldmodels.config import Config, agent_config
 from worldmodels.dream import DreamEnv
 from worldmodels.models.controller import act
 from worldmodels.rollout import build_dream, play_episode
@@ -43,9 +43,8 @@ def render_run(
     real = [np.concatenate([o, r], 1) for o, r in zip(ep["obs"], recon, strict=True)]
     atomic_write_bytes(out_dir / "real.gif", gif_bytes(real))
 
-    tau = {"controller.temperature": agent_temperature(cfg)}  # the agent's own dream
     dream = DreamEnv(
-        build_dream(run_dir, with_overrides(cfg, tau), "cpu", for_pictures=True),
+        build_dream(run_dir, agent_config(cfg), "cpu", for_pictures=True),
         models.vae,
         render_mode="rgb_array",
     )

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from worldmodels.agent import load_controller, round_dir
-from worldmodels.config import Config, agent_temperature, with_overrides
+from worldmodels.config import Config, agent_config, with_overrides
 from worldmodels.data.storage import episode_path, list_episodes
 from worldmodels.evaluate import evaluate_real
 from worldmodels.parallel import run_tasks
@@ -107,11 +107,10 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
         )
         train_mdnrnn(run_dir, m_cfg, progress, path=d / "mdnrnn.pt", init=prev_m,
                      stage=f"iterate-{r}/train-mdnrnn")  # fmt: skip
-        c_cfg = with_overrides(cfg, {
-            "controller.generations": it.generations or cfg.controller.generations,
-            "controller.temperature": agent_temperature(cfg) if r == it.rounds
-            else cfg.controller.temperature,
-        })  # fmt: skip
+        c_cfg = with_overrides(  # the last round's C is the run's agent, trained in its own dream
+            agent_config(cfg) if r == it.rounds else cfg,
+            {"controller.generations": it.generations or cfg.controller.generations},
+        )
         train_controller(run_dir, c_cfg, progress, out_dir=d, mdnrnn=d / "mdnrnn.pt",
                          stage=f"iterate-{r}/train-controller",
                          x0=prev_params if it.warm_start else None)  # fmt: skip
