@@ -19,16 +19,19 @@ import argparse
 import json
 import os
 import shutil
-import time
+import sys
 from pathlib import Path
 
 from worldmodels.config import load_config, save_config, with_overrides
 from worldmodels.data.starts import STARTS_FILE, dream_starts
 from worldmodels.data.storage import encode_npz, list_episodes
 from worldmodels.evaluate import evaluate_command, evaluation_is_current
-from worldmodels.train.controller import train_controller
+from worldmodels.train.controller import controller_done, train_controller
 from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.utils import atomic_write_bytes, read_header
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import timed  # noqa: E402
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -50,10 +53,8 @@ def train_m(run_dir: Path, out: Path, members: int, quiet: bool) -> Path:
         : base.collect.episodes
     ]:  # random-policy episodes only
         _link(p, latents / p.name)
-    t0 = time.perf_counter()
     if not (d / "mdnrnn.pt").exists() or not read_header(d / "mdnrnn.pt", "mdnrnn").get("finished"):
-        train_mdnrnn(d, cfg, progress=not quiet)
-        (d / "train_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+        timed(d, lambda: train_mdnrnn(d, cfg, progress=not quiet))
     return d
 
 
@@ -75,12 +76,8 @@ def train_c(m_dir: Path, setting: dict, args: argparse.Namespace) -> dict:
     if not (d / STARTS_FILE).exists():
         mu, logvar = dream_starts(m_dir)
         atomic_write_bytes(d / STARTS_FILE, encode_npz({"mu": mu, "logvar": logvar}))
-    t0 = time.perf_counter()
-    if not (d / "controller.pt").exists() or not read_header(d / "controller.pt", "controller").get(
-        "finished"
-    ):
-        train_controller(d, cfg, progress=not args.quiet)
-        (d / "train_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    if not controller_done(d, cfg):
+        timed(d, lambda: train_controller(d, cfg, progress=not args.quiet))
     row = {"members": cfg.mdnrnn.members, **setting}
     if not evaluation_is_current(d / "eval_dream.json", cfg):
         evaluate_command(d, cfg, "controller", "dream", progress=not args.quiet)

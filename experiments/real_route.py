@@ -17,14 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
+import sys
 from pathlib import Path
 
-from worldmodels.config import load_config, save_config, with_overrides
+from worldmodels.config import save_config, with_overrides
 from worldmodels.evaluate import evaluate_command, evaluation_is_current
-from worldmodels.pretrained import export_agent
 from worldmodels.train.controller import controller_done, train_controller
 from worldmodels.utils import read_metrics
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import new_c_dir, timed, train_seconds  # noqa: E402
 
 PAPER = {"population": 64, "trials": 16, "generations": 1800, "cores": 64}
 
@@ -53,29 +55,21 @@ def main() -> None:
     args = ap.parse_args()
 
     d = args.out
-    if not (d / "config.json").exists():
-        export_agent(args.run_dir, d, first_pass=True)
-        (d / "controller.pt").unlink()
-        cfg = with_overrides(load_config(d / "config.json"), {
-            "controller.where": "real", "controller.population": args.population,
-            "controller.trials": args.trials, "controller.generations": args.generations,
-            "controller.eval_every": args.eval_every, "controller.eval_rollouts": args.eval_rollouts,
-            "evaluate.episodes": args.episodes, "evaluate.seed": args.seed,
-            "parallel.backend": args.backend, "parallel.ray_address": args.ray_address,
-            "parallel.workers": args.cores,
-        })  # fmt: skip
-        save_config(cfg, d / "config.json")
-    cfg = load_config(d / "config.json")
+    cfg = new_c_dir(args.run_dir, d, {
+        "controller.where": "real", "controller.population": args.population,
+        "controller.trials": args.trials, "controller.generations": args.generations,
+        "controller.eval_every": args.eval_every, "controller.eval_rollouts": args.eval_rollouts,
+        "evaluate.episodes": args.episodes, "evaluate.seed": args.seed,
+        "parallel.backend": args.backend, "parallel.ray_address": args.ray_address,
+        "parallel.workers": args.cores,
+    }, first_pass=True)  # fmt: skip
     if args.generations > cfg.controller.generations:  # go on from the saved CMA-ES state
         cfg = with_overrides(cfg, {"controller.generations": args.generations})
         save_config(cfg, d / "config.json")
         for name in ("controller.pt", "eval.json"):
             (d / name).unlink(missing_ok=True)
     if not controller_done(d, cfg):
-        t0 = time.perf_counter()
-        train_controller(d, cfg, progress=not args.quiet)
-        spent = float((d / "train_s.txt").read_text()) if (d / "train_s.txt").exists() else 0.0
-        (d / "train_s.txt").write_text(f"{spent + time.perf_counter() - t0:.1f}\n")
+        timed(d, lambda: train_controller(d, cfg, progress=not args.quiet))
     if not evaluation_is_current(d / "eval.json", cfg):
         evaluate_command(d, cfg, "controller", "real", progress=not args.quiet)
 
@@ -84,7 +78,7 @@ def main() -> None:
     rollouts_s = sum(r["perf/rollouts_per_s"] for r in rows) / len(rows)
     mean_len = steps_s / rollouts_s
     per_core = steps_s / args.cores
-    train_s = float((d / "train_s.txt").read_text())
+    train_s = train_seconds(d)
     gen_s = train_s / cfg.controller.generations
     paper_gen_s = PAPER["population"] * PAPER["trials"] * mean_len / (per_core * PAPER["cores"])
     real = json.loads((d / "eval.json").read_text())

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from pathlib import Path
 
-from worldmodels.config import load_config, save_config, with_overrides
 from worldmodels.evaluate import evaluate_command, evaluation_is_current
-from worldmodels.pretrained import export_agent
-from worldmodels.train.controller import train_controller
-from worldmodels.utils import read_header
+from worldmodels.train.controller import controller_done, train_controller
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import new_c_dir, timed, train_seconds  # noqa: E402
 
 
 def main() -> None:
@@ -47,24 +47,15 @@ def main() -> None:
     rows = []
     for tau in args.taus:
         d = args.out / f"tau_{tau:g}"
-        if not (d / "config.json").exists():
-            export_agent(args.run_dir, d, first_pass=args.first_pass)
-            (d / "controller.pt").unlink()
-            cfg = with_overrides(load_config(d / "config.json"), {
-                "controller.temperature": tau, "controller.population": args.population,
-                "controller.trials": args.trials, "controller.generations": args.generations,
-                "controller.eval_every": 5, "controller.eval_rollouts": 256,
-                "evaluate.episodes": args.episodes,
-                **({} if args.seed is None else {"evaluate.seed": args.seed}),
-            })  # fmt: skip
-            save_config(cfg, d / "config.json")
-        cfg = load_config(d / "config.json")
-        t0 = time.perf_counter()
-        if not (d / "controller.pt").exists() or not read_header(
-            d / "controller.pt", "controller"
-        ).get("finished"):
-            train_controller(d, cfg, progress=not args.quiet)
-            (d / "train_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+        cfg = new_c_dir(args.run_dir, d, {
+            "controller.temperature": tau, "controller.population": args.population,
+            "controller.trials": args.trials, "controller.generations": args.generations,
+            "controller.eval_every": 5, "controller.eval_rollouts": 256,
+            "evaluate.episodes": args.episodes,
+            **({} if args.seed is None else {"evaluate.seed": args.seed}),
+        }, first_pass=args.first_pass)  # fmt: skip
+        if not controller_done(d, cfg):
+            timed(d, lambda: train_controller(d, cfg, progress=not args.quiet))  # noqa: B023
         for where, name in (("dream", "eval_dream.json"), ("real", "eval.json")):
             if not evaluation_is_current(d / name, cfg):
                 evaluate_command(d, cfg, "controller", where, progress=not args.quiet)
@@ -72,8 +63,7 @@ def main() -> None:
         real = json.loads((d / "eval.json").read_text())
         rows.append({"tau": tau, "dream_mean": dream["mean"], "dream_std": dream["std"],
                      "real_mean": real["mean"], "real_std": real["std"], "real_stderr": real["stderr"],
-                     "episodes": real["episodes"], "train_s": float((d / "train_s.txt").read_text())
-                     if (d / "train_s.txt").exists() else None})  # fmt: skip
+                     "episodes": real["episodes"], "train_s": train_seconds(d)})  # fmt: skip
     (args.out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
     print("| tau | score in the dream | score in the real env | n |")
     print("|---|---|---|---|")

@@ -1,0 +1,37 @@
+"""What the experiment scripts share: a run directory for a new C on an exported agent, and C's timed training."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from worldmodels.config import Config, load_config, save_config, with_overrides
+from worldmodels.pretrained import export_agent
+
+TRAIN_S = "train_s.txt"
+
+
+def new_c_dir(
+    run_dir: Path, d: Path, overrides: dict[str, Any], first_pass: bool = False
+) -> Config:
+    """D holds RUN_DIR's exported agent without its C and a config with OVERRIDES (made once; the saved
+    config afterwards)."""
+    if not (d / "config.json").exists():
+        export_agent(run_dir, d, first_pass=first_pass)
+        (d / "controller.pt").unlink()
+        save_config(with_overrides(load_config(d / "config.json"), overrides), d / "config.json")
+    return load_config(d / "config.json")
+
+
+def timed(d: Path, train: Callable[[], Any]) -> None:
+    """Run `train`, adding its wall seconds to D/train_s.txt (a resumed training adds up)."""
+    t0 = time.perf_counter()
+    train()
+    spent = train_seconds(d) or 0.0
+    (d / TRAIN_S).write_text(f"{spent + time.perf_counter() - t0:.1f}\n")
+
+
+def train_seconds(d: Path) -> float | None:
+    return float((d / TRAIN_S).read_text()) if (d / TRAIN_S).exists() else None
