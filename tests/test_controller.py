@@ -95,6 +95,29 @@ def test_batched_and_single_dreams_agree(dream_run):
         assert (total, steps) == (returns[i], lengths[i])
 
 
+def test_a_fixed_policy_in_the_batched_dream_plays_as_in_the_single_dream(dream_run):
+    # experiments/fidelity.py scores fixed policies this way; the rows still alive are the policy's to act
+    dream = build_dream(dream_run, preset("debug"), "cpu")
+    seen = []
+
+    def right(alive: torch.Tensor, t: int) -> torch.Tensor:
+        seen.append((t, len(alive)))
+        return torch.ones(len(alive), 1)
+
+    seeds = [21, 22, 23, 24]
+    returns, lengths = dream.rollout(None, seeds, policy=right)
+    assert [t for t, _ in seen] == list(range(int(lengths.max())))
+    assert [n for _, n in seen] == [int((lengths > t).sum()) for t, _ in seen]
+    for i, s in enumerate(seeds):
+        env = DreamEnv(dream)
+        env.reset(seed=s)
+        total, steps, end = 0.0, 0, False
+        while not end:
+            _, r, terminated, truncated, _ = env.step(np.ones(1, np.float32))
+            total, steps, end = total + r, steps + 1, terminated or truncated
+        assert (total, steps) == (returns[i], lengths[i])
+
+
 def test_temperature_near_zero_makes_the_dream_nearly_deterministic(dream_run):
     cfg = preset("debug")
     starts = []

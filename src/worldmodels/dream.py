@@ -9,6 +9,7 @@ whose reward is an alive bonus, like Doom) or M's reward head.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -176,14 +177,22 @@ class Dream:
         return out, penalty
 
     @torch.no_grad()
-    def rollout(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    def rollout(
+        self,
+        params: np.ndarray | None,
+        seeds: list[int],
+        policy: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Run len(seeds) rollouts, row i with controller params[i] (N, P) and seed seeds[i].
 
+        `policy` instead of C: (the rows still alive, step) -> C's outputs for them, (n, outputs) in
+        [-1, 1]; a fixed or random policy measured in the dream (params is then ignored).
         Returns (returns, lengths), each (N,). Finished rollouts leave the batch, so the cost follows the
         number still alive.
         """
         N = len(seeds)
-        P = torch.as_tensor(np.asarray(params, np.float32), device=self.device)
+        if policy is None:
+            P = torch.as_tensor(np.asarray(params, np.float32), device=self.device)
         streams = _Streams(seeds, self.z_dim, self.device, member=self.ensemble)
         idx, eps0 = streams.start(len(self.start_mu))
         z = self.start_mu[idx] + self.start_std[idx] * eps0
@@ -191,8 +200,11 @@ class Dream:
         alive = torch.arange(N, device=self.device)
         returns = torch.zeros(N, device=self.device)
         lengths = torch.zeros(N, dtype=torch.long, device=self.device)
-        for _ in range(self.spec.max_steps):
-            a = C.act(P[alive], self.features(z, state), self.out_dim, self.spec.bias)
+        for t in range(self.spec.max_steps):
+            if policy is None:
+                a = C.act(P[alive], self.features(z, state), self.out_dim, self.spec.bias)
+            else:
+                a = policy(alive, t)
             u, eps, u_done, u_member = streams.next(alive)
             z, reward, done, state = self.step(
                 z, self.adapter.controller_to_vector(a), state, u, eps, u_done, u_member

@@ -1,0 +1,169 @@
+"""How faithful is M's dream? For each run directory given: M's held-out NLL, death recall and false alarms
+(the last validation of its training), and fixed policies scored in its dream against the real env.
+
+    python experiments/fidelity.py RUN [RUN ...] [--rollouts 256] [--episodes 100] [--seed 1234] \
+        [--tau T] [--out fidelity.json]
+
+RUN is any run after train-mdnrnn (for instance the ensemble table's OUT/m1 and OUT/m3), or a directory
+holding one C (OUT/m3/<setting>): its C is then scored too. The policies: random (each of C's outputs drawn
+from {-1, 0, +1} and held for collect.hold_min..hold_max frames; in DoomTakeCover the data's policy:
+left, no-op or right held 1-10 frames), always left (-1), always right (+1), no-op (0), and the run's C. In
+the dream at tau (default: the run's agent tau) with done read at p > 0.5 (the paper) and sampled; in the
+real env on evaluation seed list SEED, where the fixed policies do not depend on the run (measured once).
+Made for one-output envs with an alive reward (DoomTakeCover). Prints a markdown table; --out writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldmodels.agent import load_controller, model_paths
+from worldmodels.config import Config, agent_temperature, load_config, with_overrides
+from worldmodels.evaluate import evaluate_real
+from worldmodels.rollout import build_dream, eval_seeds
+from worldmodels.utils import atomic_write_text, read_metrics
+
+FIXED = {"always left": -1.0, "always right": 1.0, "no-op": 0.0}
+
+
+def held_random(n: int, outputs: int, lo: int, hi: int, seed: int):
+    """The dream's random policy: per rollout, each output from {-1, 0, +1} held lo..hi steps."""
+    rng = np.random.default_rng(seed)
+    action = np.zeros((n, outputs), np.float32)
+    left = np.zeros(n, int)
+
+    def policy(alive: torch.Tensor, t: int) -> torch.Tensor:
+        rows = alive.cpu().numpy()
+        new = rows[left[rows] == 0]
+        action[new] = rng.integers(-1, 2, (len(new), outputs))
+        left[new] = rng.integers(lo, hi + 1, len(new))
+        left[rows] -= 1
+        return torch.from_numpy(action[rows]).to(alive.device)
+
+    return policy
+
+
+def constant(value: float, outputs: int):
+    def policy(alive: torch.Tensor, t: int) -> torch.Tensor:
+        return torch.full((len(alive), outputs), value, device=alive.device)
+
+    return policy
+
+
+def stats(x: np.ndarray) -> dict[str, float]:
+    x = np.asarray(x, float)
+    return {"mean": float(x.mean()), "std": float(x.std()),
+            "stderr": float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan")}  # fmt: skip
+
+
+def m_validation(run: Path, cfg: Config) -> dict[str, float]:
+    """The last validation row of the training that made the run's M (metrics.jsonl beside mdnrnn.pt)."""
+    m_dir = model_paths(run, cfg)[0].resolve().parent  # a linked M's own run, or a round's folder
+    rows = [r for d in (m_dir, run) for r in read_metrics(d) if "mdnrnn/val_nll" in r]
+    if not rows:
+        return {}
+    last = rows[-1]
+    return {k.split("/val_")[1]: last[k] for k in last if k.startswith("mdnrnn/val_")}
+
+
+def constant_params(cfg: Config, value: float) -> np.ndarray:
+    """C with zero weights and a bias whose tanh is `value` (bias on): a fixed action in the real env."""
+    run_in = cfg.vae.z_dim + cfg.mdnrnn.hidden * (2 if cfg.controller.use_cell else 1)
+    b = math.atanh(max(-0.99, min(0.99, value)))
+    return np.concatenate([np.zeros(run_in, np.float32), np.float32([b])])
+
+
+def real_fixed(run: Path, cfg: Config, n: int, seed: int, quiet: bool) -> dict[str, dict]:
+    res = {"random": evaluate_real(run, cfg, None, n, seed, not quiet)}
+    biased = with_overrides(cfg, {"controller.bias": True})
+    for name, v in FIXED.items():
+        res[name] = evaluate_real(run, biased, constant_params(cfg, v), n, seed, not quiet)
+    return {k: stats(v["returns"]) for k, v in res.items()}
+
+
+def controller_real(run: Path, cfg: Config, params: np.ndarray, n: int, seed: int, quiet: bool):
+    """The C's real score: an evaluation file of this seed and size if there is one, else measured."""
+    for name in (f"eval_{seed}.json", "eval.json"):
+        p = run / name
+        if p.exists():
+            e = json.loads(p.read_text())
+            if e["seed"] == seed and e["episodes"] == n:
+                return stats(e["returns"])
+    return stats(evaluate_real(run, cfg, params, n, seed, not quiet)["returns"])
+
+
+def dream_scores(run: Path, cfg: Config, tau: float, rollouts: int, seed: int) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    seeds = eval_seeds(seed, rollouts)
+    c_path = model_paths(run, cfg)[1]
+    for sample_done in (False, True):
+        dcfg = with_overrides(cfg, {"controller.temperature": tau,
+                                    "controller.sample_done": sample_done})  # fmt: skip
+        dream = build_dream(run, dcfg, "cpu")
+        k = dream.out_dim
+        policies = {"random": held_random(rollouts, k, cfg.collect.hold_min, cfg.collect.hold_max,
+                                          seed)}  # fmt: skip
+        policies.update({name: constant(v, k) for name, v in FIXED.items()})
+        for name, pol in policies.items():
+            r, _ = dream.rollout(None, seeds, policy=pol)
+            out.setdefault(name, {})["sampled" if sample_done else "threshold"] = stats(r)
+        if c_path.exists():
+            r, _ = dream.rollout(np.repeat(load_controller(c_path, cfg)[None], rollouts, 0), seeds)
+            out.setdefault("C", {})["sampled" if sample_done else "threshold"] = stats(r)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", type=Path, nargs="+", help="Run directories (M, or M and one C).")
+    ap.add_argument("--rollouts", type=int, default=256, help="Dream rollouts per policy.")
+    ap.add_argument("--episodes", type=int, default=100, help="Real episodes per policy.")
+    ap.add_argument("--seed", type=int, default=1234, help="Evaluation seed list (dream and real).")
+    ap.add_argument(
+        "--tau", type=float, default=0.0, help="Dream temperature (0: each run's agent tau)."
+    )
+    ap.add_argument("--out", type=Path, help="Write the measurements here as JSON.")
+    ap.add_argument("--quiet", action="store_true", help="No progress bars.")
+    args = ap.parse_args()
+    for run in args.runs:
+        if not (run / "config.json").exists():
+            sys.exit(f"error: {run}: not a run directory (no config.json)")
+    first = load_config(args.runs[0] / "config.json")
+    real = real_fixed(args.runs[0], first, args.episodes, args.seed, args.quiet)
+    result = {"real": real, "runs": {}}
+    for run in args.runs:
+        cfg = load_config(run / "config.json")
+        tau = args.tau or agent_temperature(cfg)
+        entry = {"tau": tau, "m_validation": m_validation(run, cfg),
+                 "dream": dream_scores(run, cfg, tau, args.rollouts, args.seed)}  # fmt: skip
+        c_path = model_paths(run, cfg)[1]
+        if c_path.exists():
+            params = load_controller(c_path, cfg)
+            entry["real_C"] = controller_real(
+                run, cfg, params, args.episodes, args.seed, args.quiet
+            )
+        result["runs"][str(run)] = entry
+    if args.out:
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    print("| run | M val. NLL | death recall | false alarms | tau | policy | dream, p > 0.5 | dream, "
+          "sampled done | real |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for run, e in result["runs"].items():
+        v = e["m_validation"]
+        m = (f"{v.get('nll', float('nan')):.3f} | {100 * v.get('done_recall', float('nan')):.0f} % | "
+             f"{100 * v.get('done_false_alarm', float('nan')):.2f} %")  # fmt: skip
+        for name, d in e["dream"].items():
+            r = e["real_C"] if name == "C" else real[name]
+            print(f"| {run} | {m} | {e['tau']:g} | {name} | {d['threshold']['mean']:.1f} | "
+                  f"{d['sampled']['mean']:.1f} | {r['mean']:.1f} +- {r['stderr']:.1f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
