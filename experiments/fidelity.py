@@ -10,6 +10,8 @@ from {-1, 0, +1} and held for collect.hold_min..hold_max frames; in DoomTakeCove
 left, no-op or right held 1-10 frames), always left (-1), always right (+1), no-op (0), and the run's C. In
 the dream at tau (default: the run's agent tau) with done read at p > 0.5 (the paper) and sampled; in the
 real env on evaluation seed list SEED, where the fixed policies do not depend on the run (measured once).
+With an ensemble M also the members' disagreement per step along each policy's dream (the quantity
+controller.disagreement_penalty charges): where C's cheats lead M, the members should disagree more.
 Made for one-output envs with an alive reward (DoomTakeCover). Prints a markdown table; --out writes JSON.
 """
 
@@ -103,20 +105,28 @@ def dream_scores(run: Path, cfg: Config, tau: float, rollouts: int, seed: int) -
     out: dict[str, dict] = {}
     seeds = eval_seeds(seed, rollouts)
     c_path = model_paths(run, cfg)[1]
-    for sample_done in (False, True):
+    modes = {"threshold": (False, 0.0), "sampled": (True, 0.0)}
+    if cfg.mdnrnn.members > 1:  # penalty 1: each step's reward is 1 - the members' disagreement
+        modes["disagreement"] = (False, 1.0)
+    for mode, (sample_done, penalty) in modes.items():
         dcfg = with_overrides(cfg, {"controller.temperature": tau,
-                                    "controller.sample_done": sample_done})  # fmt: skip
+                                    "controller.sample_done": sample_done,
+                                    "controller.disagreement_penalty": penalty})  # fmt: skip
         dream = build_dream(run, dcfg, "cpu")
         k = dream.out_dim
         policies = {"random": held_random(rollouts, k, cfg.collect.hold_min, cfg.collect.hold_max,
                                           seed)}  # fmt: skip
         policies.update({name: constant(v, k) for name, v in FIXED.items()})
-        for name, pol in policies.items():
-            r, _ = dream.rollout(None, seeds, policy=pol)
-            out.setdefault(name, {})["sampled" if sample_done else "threshold"] = stats(r)
+        runs = {name: dream.rollout(None, seeds, policy=pol) for name, pol in policies.items()}
         if c_path.exists():
-            r, _ = dream.rollout(np.repeat(load_controller(c_path, cfg)[None], rollouts, 0), seeds)
-            out.setdefault("C", {})["sampled" if sample_done else "threshold"] = stats(r)
+            runs["C"] = dream.rollout(
+                np.repeat(load_controller(c_path, cfg)[None], rollouts, 0), seeds
+            )
+        for name, (r, n) in runs.items():
+            if mode == "disagreement":  # the same rollouts as "threshold", less the penalty
+                out[name][mode] = float((n - r).sum() / n.sum())
+            else:
+                out.setdefault(name, {})[mode] = stats(r)
     return out
 
 
@@ -153,16 +163,17 @@ def main() -> None:
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print("| run | M val. NLL | death recall | false alarms | tau | policy | dream, p > 0.5 | dream, "
-          "sampled done | real |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "sampled done | members' disagreement a step | real |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for run, e in result["runs"].items():
         v = e["m_validation"]
         m = (f"{v.get('nll', float('nan')):.3f} | {100 * v.get('done_recall', float('nan')):.0f} % | "
              f"{100 * v.get('done_false_alarm', float('nan')):.2f} %")  # fmt: skip
         for name, d in e["dream"].items():
             r = e["real_C"] if name == "C" else real[name]
+            dis = f"{d['disagreement']:.3f}" if "disagreement" in d else ""
             print(f"| {run} | {m} | {e['tau']:g} | {name} | {d['threshold']['mean']:.1f} | "
-                  f"{d['sampled']['mean']:.1f} | {r['mean']:.1f} +- {r['stderr']:.1f} |")  # fmt: skip
+                  f"{d['sampled']['mean']:.1f} | {dis} | {r['mean']:.1f} +- {r['stderr']:.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
