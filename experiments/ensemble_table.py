@@ -1,11 +1,11 @@
 """Does an ensemble M make the dream harder to cheat? One pass on a run's random-policy data (no iterative
 training): for each ensemble size K an M trained on the same latents with the same budget, then for each
-dream setting (tau, member choice, disagreement penalty) a new C trained only in that dream, scored in the
-dream and over real episodes.
+dream setting (tau, member choice, disagreement penalty, done read at p > 0.5 or sampled) a new C trained
+only in that dream, scored in the dream and over real episodes.
 
     python experiments/ensemble_table.py --run-dir runs/doom-cpu --out runs/ensemble \
         [--members 1 3] [--taus 1.15 0.5] [--penalties 0 1] [--choices random] \
-        [--generations 20] [--trials 8] [--episodes 100] [--seeds 1234 7]
+        [--done threshold sampled] [--generations 20] [--trials 8] [--episodes 100] [--seeds 1234 7]
 
 RUN_DIR needs V and the latents of its random-policy episodes (any run after `encode`; iterative rounds'
 episodes are left out). OUT/m<K> holds M with K members (trained with RUN_DIR's mdnrnn settings, every
@@ -60,12 +60,14 @@ def train_m(run_dir: Path, out: Path, members: int, quiet: bool) -> Path:
 
 def train_c(m_dir: Path, setting: dict, args: argparse.Namespace) -> dict:
     name = f"tau{setting['tau']:g}_{setting['choice']}_p{setting['penalty']:g}"
+    name += "_sampled" if setting["sampled"] else ""
     d = m_dir / name
     d.mkdir(exist_ok=True)
     cfg = with_overrides(load_config(m_dir / "config.json"), {
         "controller.where": "dream", "controller.temperature": setting["tau"],
         "controller.member_choice": setting["choice"],
         "controller.disagreement_penalty": setting["penalty"],
+        "controller.sample_done": setting["sampled"],
         "controller.population": 64, "controller.trials": args.trials,
         "controller.generations": args.generations, "controller.eval_every": 5,
         "controller.eval_rollouts": 256, "evaluate.episodes": args.episodes,
@@ -113,6 +115,8 @@ def main() -> None:
     )
     ap.add_argument("--penalties", type=float, nargs="+", default=[0.0],
                     help="controller.disagreement_penalty values.")  # fmt: skip
+    ap.add_argument("--done", nargs="+", default=["threshold"], choices=["threshold", "sampled"],
+                    help="How the dream reads M's done head: p > 0.5 (the paper) or done ~ Bernoulli(p).")  # fmt: skip
     ap.add_argument("--generations", type=int, default=20, help="CMA-ES generations per C.")
     ap.add_argument("--trials", type=int, default=8, help="Dream rollouts per candidate.")
     ap.add_argument("--episodes", type=int, default=100, help="Real (and dream) episodes per seed.")
@@ -125,14 +129,16 @@ def main() -> None:
         for tau in args.taus:
             for choice in args.choices if k > 1 else ["random"]:
                 for penalty in args.penalties if k > 1 else [0.0]:
-                    rows.append(
-                        train_c(m_dir, {"tau": tau, "choice": choice, "penalty": penalty}, args)
-                    )
+                    for done in args.done:
+                        setting = {"tau": tau, "choice": choice, "penalty": penalty,
+                                   "sampled": done == "sampled"}  # fmt: skip
+                        rows.append(train_c(m_dir, setting, args))
     (args.out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("| M members | tau | member choice | penalty | dream | real (n) | std. error |")
-    print("|---|---|---|---|---|---|---|")
+    print("| M members | tau | member choice | penalty | done | dream | real (n) | std. error |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['members']} | {r['tau']:g} | {r['choice']} | {r['penalty']:g} | {r['dream']:.1f} | "
+        done = "sampled" if r["sampled"] else "p > 0.5"
+        print(f"| {r['members']} | {r['tau']:g} | {r['choice']} | {r['penalty']:g} | {done} | {r['dream']:.1f} | "
               f"{r['real']:.1f} +- {r['real_std']:.1f} ({r['episodes']}) | {r['real_stderr']:.1f} |")  # fmt: skip
 
 
