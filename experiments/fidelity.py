@@ -12,7 +12,8 @@ the dream at tau (default: the run's agent tau) with done read at p > 0.5 (the p
 real env on evaluation seed list SEED, where the fixed policies do not depend on the run (measured once).
 With an ensemble M also the members' disagreement per step along each policy's dream (the quantity
 controller.disagreement_penalty charges): where C's cheats lead M, the members should disagree more.
-Made for one-output envs with an alive reward (DoomTakeCover). Prints a markdown table; --out writes JSON.
+Made for one-output envs with an alive reward (DoomTakeCover). Prints a markdown table; --out writes JSON
+(and a later call with the same --out, episodes and seed adds its runs to it, reusing the real scores).
 """
 
 from __future__ import annotations
@@ -146,8 +147,14 @@ def main() -> None:
         if not (run / "config.json").exists():
             sys.exit(f"error: {run}: not a run directory (no config.json)")
     first = load_config(args.runs[0] / "config.json")
-    real = real_fixed(args.runs[0], first, args.episodes, args.seed, args.quiet)
-    result = {"real": real, "runs": {}}
+    old = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
+    same = old.get("real_of") == {"episodes": args.episodes, "seed": args.seed, "env": first.env.id}
+    if same:  # the fixed policies' real scores do not depend on the run: kept from the last call
+        real = old["real"]
+    else:
+        real = real_fixed(args.runs[0], first, args.episodes, args.seed, args.quiet)
+    result = {"real_of": {"episodes": args.episodes, "seed": args.seed, "env": first.env.id},
+              "real": real, "runs": old.get("runs", {}) if same else {}}  # fmt: skip
     for run in args.runs:
         cfg = load_config(run / "config.json")
         tau = args.tau or agent_temperature(cfg)
@@ -165,7 +172,8 @@ def main() -> None:
     print("| run | M val. NLL | death recall | false alarms | tau | policy | dream, p > 0.5 | dream, "
           "sampled done | members' disagreement a step | real |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for run, e in result["runs"].items():
+    for run in map(str, args.runs):
+        e = result["runs"][run]
         v = e["m_validation"]
         m = (f"{v.get('nll', float('nan')):.3f} | {100 * v.get('done_recall', float('nan')):.0f} % | "
              f"{100 * v.get('done_false_alarm', float('nan')):.2f} %")  # fmt: skip
