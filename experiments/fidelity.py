@@ -175,8 +175,11 @@ def main() -> None:
     for run in map(str, args.runs):
         e = result["runs"][run]
         v = e["m_validation"]
-        m = (f"{v.get('nll', float('nan')):.3f} | {100 * v.get('done_recall', float('nan')):.0f} % | "
-             f"{100 * v.get('done_false_alarm', float('nan')):.2f} %")  # fmt: skip
+        m = (
+            f"{v['nll']:.3f} | {100 * v['done_recall']:.0f} % | {100 * v['done_false_alarm']:.2f} %"
+            if "done_recall" in v
+            else " | | "
+        )  # not recorded (a shipped agent keeps no metrics)
         for name, d in e["dream"].items():
             r = e["real_C"] if name == "C" else real[name]
             dis = f"{d['disagreement']:.3f}" if "disagreement" in d else ""
