@@ -13,7 +13,8 @@ real env on evaluation seed list SEED, where the fixed policies do not depend on
 With an ensemble M also the members' disagreement per step along each policy's dream (the quantity
 controller.disagreement_penalty charges): where C's cheats lead M, the members should disagree more.
 Made for one-output envs with an alive reward (DoomTakeCover). Prints a markdown table; --out writes JSON
-(and a later call with the same --out, episodes and seed adds its runs to it, reusing the real scores).
+(and a later call with the same --out, episodes and seed adds its runs to it, reusing the real scores);
+each score there has its mean, std, standard error and 10th, 50th and 90th percentiles.
 """
 
 from __future__ import annotations
@@ -62,8 +63,10 @@ def constant(value: float, outputs: int):
 
 def stats(x: np.ndarray) -> dict[str, float]:
     x = np.asarray(x, float)
+    q10, q50, q90 = np.percentile(x, [10, 50, 90])
     return {"mean": float(x.mean()), "std": float(x.std()),
-            "stderr": float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan")}  # fmt: skip
+            "stderr": float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan"),
+            "p10": float(q10), "median": float(q50), "p90": float(q90)}  # fmt: skip
 
 
 def m_validation(run: Path, cfg: Config) -> dict[str, float]:
@@ -149,6 +152,9 @@ def main() -> None:
     first = load_config(args.runs[0] / "config.json")
     old = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
     same = old.get("real_of") == {"episodes": args.episodes, "seed": args.seed, "env": first.env.id}
+    same = (
+        same and "median" in old["real"]["random"]
+    )  # (files written before the quantiles were kept)
     if same:  # the fixed policies' real scores do not depend on the run: kept from the last call
         real = old["real"]
     else:
