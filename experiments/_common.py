@@ -1,11 +1,15 @@
-"""What the experiment scripts share: a run directory for a new C on an exported agent, and C's timed training."""
+"""What the experiment scripts share: a run directory for a new C on an exported agent, C's timed training,
+and the summary of a list of scores."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from worldmodels.config import Config, load_config, save_config, with_overrides
 from worldmodels.pretrained import export_agent
@@ -35,3 +39,12 @@ def timed(d: Path, train: Callable[[], Any]) -> None:
 
 def train_seconds(d: Path) -> float | None:
     return float((d / TRAIN_S).read_text()) if (d / TRAIN_S).exists() else None
+
+
+def stats(x: Any) -> dict[str, float]:
+    """Mean, population std, standard error, and 10th/50th/90th percentiles of scores."""
+    x = np.asarray(x, float)
+    q10, q50, q90 = np.percentile(x, [10, 50, 90])
+    return {"mean": float(x.mean()), "std": float(x.std()),
+            "stderr": float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan"),
+            "p10": float(q10), "median": float(q50), "p90": float(q90)}  # fmt: skip

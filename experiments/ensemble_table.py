@@ -31,7 +31,7 @@ from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.utils import atomic_write_bytes, read_header
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import timed  # noqa: E402
+from _common import stats, timed  # noqa: E402
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -93,10 +93,8 @@ def train_c(m_dir: Path, setting: dict, args: argparse.Namespace) -> dict:
                              progress=not args.quiet)  # fmt: skip
             shutil.copy(d / "eval.json", path)
         real += json.loads(path.read_text())["returns"]
-    n = len(real)
-    mean = sum(real) / n
-    sd = (sum((x - mean) ** 2 for x in real) / n) ** 0.5
-    row.update(real=mean, real_std=sd, real_stderr=sd / n**0.5, episodes=n)
+    st = stats(real)
+    row.update(real=st["mean"], real_std=st["std"], real_stderr=st["stderr"], episodes=len(real))
     return row
 
 

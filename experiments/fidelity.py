@@ -31,8 +31,12 @@ import torch
 from worldmodels.agent import load_controller, model_paths
 from worldmodels.config import Config, agent_temperature, load_config, with_overrides
 from worldmodels.evaluate import evaluate_real
+from worldmodels.models import controller_dims
 from worldmodels.rollout import build_dream, eval_seeds
 from worldmodels.utils import atomic_write_text, read_metrics
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import stats  # noqa: E402
 
 FIXED = {"always left": -1.0, "always right": 1.0, "no-op": 0.0}
 
@@ -61,14 +65,6 @@ def constant(value: float, outputs: int):
     return policy
 
 
-def stats(x: np.ndarray) -> dict[str, float]:
-    x = np.asarray(x, float)
-    q10, q50, q90 = np.percentile(x, [10, 50, 90])
-    return {"mean": float(x.mean()), "std": float(x.std()),
-            "stderr": float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan"),
-            "p10": float(q10), "median": float(q50), "p90": float(q90)}  # fmt: skip
-
-
 def m_validation(run: Path, cfg: Config) -> dict[str, float]:
     """The last validation row of the training that made the run's M (metrics.jsonl beside mdnrnn.pt)."""
     m_dir = model_paths(run, cfg)[0].resolve().parent  # a linked M's own run, or a round's folder
@@ -81,9 +77,9 @@ def m_validation(run: Path, cfg: Config) -> dict[str, float]:
 
 def constant_params(cfg: Config, value: float) -> np.ndarray:
     """C with zero weights and a bias whose tanh is `value` (bias on): a fixed action in the real env."""
-    run_in = cfg.vae.z_dim + cfg.mdnrnn.hidden * (2 if cfg.controller.use_cell else 1)
+    in_dim, _ = controller_dims(cfg, 1)
     b = math.atanh(max(-0.99, min(0.99, value)))
-    return np.concatenate([np.zeros(run_in, np.float32), np.float32([b])])
+    return np.concatenate([np.zeros(in_dim, np.float32), np.float32([b])])
 
 
 def real_fixed(run: Path, cfg: Config, n: int, seed: int, quiet: bool) -> dict[str, dict]:
@@ -105,32 +101,31 @@ def controller_real(run: Path, cfg: Config, params: np.ndarray, n: int, seed: in
     return stats(evaluate_real(run, cfg, params, n, seed, not quiet)["returns"])
 
 
-def dream_scores(run: Path, cfg: Config, tau: float, rollouts: int, seed: int) -> dict[str, dict]:
+def dream_scores(
+    run: Path, cfg: Config, tau: float, rollouts: int, seed: int, params: np.ndarray | None
+) -> dict[str, dict]:
+    """Each policy's dream score with done at p > 0.5 and sampled. With an ensemble M the p > 0.5 dream runs
+    with penalty 1, so one pass gives both: the score is the length (alive reward), the disagreement a step
+    is (length - return) / length."""
     out: dict[str, dict] = {}
     seeds = eval_seeds(seed, rollouts)
-    c_path = model_paths(run, cfg)[1]
-    modes = {"threshold": (False, 0.0), "sampled": (True, 0.0)}
-    if cfg.mdnrnn.members > 1:  # penalty 1: each step's reward is 1 - the members' disagreement
-        modes["disagreement"] = (False, 1.0)
-    for mode, (sample_done, penalty) in modes.items():
+    penalty = 1.0 if cfg.mdnrnn.members > 1 else 0.0
+    for mode, sample_done in (("threshold", False), ("sampled", True)):
         dcfg = with_overrides(cfg, {"controller.temperature": tau,
                                     "controller.sample_done": sample_done,
-                                    "controller.disagreement_penalty": penalty})  # fmt: skip
+                                    "controller.disagreement_penalty": 0.0 if sample_done else penalty})  # fmt: skip
         dream = build_dream(run, dcfg, "cpu")
         k = dream.out_dim
         policies = {"random": held_random(rollouts, k, cfg.collect.hold_min, cfg.collect.hold_max,
                                           seed)}  # fmt: skip
         policies.update({name: constant(v, k) for name, v in FIXED.items()})
         runs = {name: dream.rollout(None, seeds, policy=pol) for name, pol in policies.items()}
-        if c_path.exists():
-            runs["C"] = dream.rollout(
-                np.repeat(load_controller(c_path, cfg)[None], rollouts, 0), seeds
-            )
+        if params is not None:
+            runs["C"] = dream.rollout(np.repeat(params[None], rollouts, 0), seeds)
         for name, (r, n) in runs.items():
-            if mode == "disagreement":  # the same rollouts as "threshold", less the penalty
-                out[name][mode] = float((n - r).sum() / n.sum())
-            else:
-                out.setdefault(name, {})[mode] = stats(r)
+            out.setdefault(name, {})[mode] = stats(n)  # +1 a step alive: the score is the length
+            if penalty and not sample_done:
+                out[name]["disagreement"] = float((n - r).sum() / n.sum())
     return out
 
 
@@ -151,24 +146,23 @@ def main() -> None:
             sys.exit(f"error: {run}: not a run directory (no config.json)")
     first = load_config(args.runs[0] / "config.json")
     old = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
-    same = old.get("real_of") == {"episodes": args.episodes, "seed": args.seed, "env": first.env.id}
+    real_of = {"episodes": args.episodes, "seed": args.seed, "env": first.env.id}
     same = (
-        same and "median" in old["real"]["random"]
-    )  # (files written before the quantiles were kept)
+        old.get("real_of") == real_of and "median" in old["real"]["random"]
+    )  # (older files lack it)
     if same:  # the fixed policies' real scores do not depend on the run: kept from the last call
         real = old["real"]
     else:
         real = real_fixed(args.runs[0], first, args.episodes, args.seed, args.quiet)
-    result = {"real_of": {"episodes": args.episodes, "seed": args.seed, "env": first.env.id},
-              "real": real, "runs": old.get("runs", {}) if same else {}}  # fmt: skip
+    result = {"real_of": real_of, "real": real, "runs": old.get("runs", {}) if same else {}}  # fmt: skip
     for run in args.runs:
         cfg = load_config(run / "config.json")
         tau = args.tau or agent_temperature(cfg)
-        entry = {"tau": tau, "m_validation": m_validation(run, cfg),
-                 "dream": dream_scores(run, cfg, tau, args.rollouts, args.seed)}  # fmt: skip
         c_path = model_paths(run, cfg)[1]
-        if c_path.exists():
-            params = load_controller(c_path, cfg)
+        params = load_controller(c_path, cfg) if c_path.exists() else None
+        entry = {"tau": tau, "m_validation": m_validation(run, cfg),
+                 "dream": dream_scores(run, cfg, tau, args.rollouts, args.seed, params)}  # fmt: skip
+        if params is not None:
             entry["real_C"] = controller_real(
                 run, cfg, params, args.episodes, args.seed, args.quiet
             )
