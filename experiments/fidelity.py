@@ -8,8 +8,8 @@ RUN is any run after train-mdnrnn (for instance the ensemble table's OUT/m1 and 
 holding one C (OUT/m3/<setting>): its C is then scored too. The policies: random (each of C's outputs drawn
 from {-1, 0, +1} and held for collect.hold_min..hold_max frames; in DoomTakeCover the data's policy:
 left, no-op or right held 1-10 frames), always left (-1), always right (+1), no-op (0), and the run's C. In
-the dream at tau (default: the run's agent tau) with done read at p > 0.5 (the paper) and sampled; in the
-real env on evaluation seed list SEED, where the fixed policies do not depend on the run (measured once).
+the dream at tau (default: the run's agent tau) with done read at p > 0.5 (the paper) and sampled, each
+from M's raw p and from p calibrated (controller.calibrate_done); in the real env on evaluation seed list SEED, where the fixed policies do not depend on the run (measured once).
 With an ensemble M also the members' disagreement per step along each policy's dream (the quantity
 controller.disagreement_penalty charges): where C's cheats lead M, the members should disagree more.
 Made for one-output envs with an alive reward (DoomTakeCover). Prints a markdown table; --out writes JSON
@@ -39,6 +39,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import stats  # noqa: E402
 
 FIXED = {"always left": -1.0, "always right": 1.0, "no-op": 0.0}
+# How the dream reads M's done probability: (name, sampled, calibrated). Calibrated: the logit lowered by
+# ln(done_pos_weight), undoing the weighted loss's bias (controller.calibrate_done).
+MODES = (
+    ("threshold", False, False),
+    ("sampled", True, False),
+    ("threshold calibrated", False, True),
+    ("sampled calibrated", True, True),
+)
 
 
 def held_random(n: int, outputs: int, lo: int, hi: int, seed: int):
@@ -110,9 +118,10 @@ def dream_scores(
     out: dict[str, dict] = {}
     seeds = eval_seeds(seed, rollouts)
     penalty = 1.0 if cfg.mdnrnn.members > 1 else 0.0
-    for mode, sample_done in (("threshold", False), ("sampled", True)):
+    for mode, sample_done, calibrated in MODES:
         dcfg = with_overrides(cfg, {"controller.temperature": tau,
                                     "controller.sample_done": sample_done,
+                                    "controller.calibrate_done": calibrated,
                                     "controller.disagreement_penalty": 0.0 if sample_done else penalty})  # fmt: skip
         dream = build_dream(run, dcfg, "cpu")
         k = dream.out_dim
@@ -124,7 +133,7 @@ def dream_scores(
             runs["C"] = dream.rollout(np.repeat(params[None], rollouts, 0), seeds)
         for name, (r, n) in runs.items():
             out.setdefault(name, {})[mode] = stats(n)  # +1 a step alive: the score is the length
-            if penalty and not sample_done:
+            if penalty and mode == "threshold":
                 out[name]["disagreement"] = float((n - r).sum() / n.sum())
     return out
 
@@ -170,8 +179,9 @@ def main() -> None:
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print("| run | M val. NLL | death recall | false alarms | tau | policy | dream, p > 0.5 | dream, "
-          "sampled done | members' disagreement a step | real |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "sampled done | calibrated p > 0.5 | calibrated, sampled | members' disagreement a step | "
+          "real |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run in map(str, args.runs):
         e = result["runs"][run]
         v = e["m_validation"]
@@ -183,8 +193,9 @@ def main() -> None:
         for name, d in e["dream"].items():
             r = e["real_C"] if name == "C" else real[name]
             dis = f"{d['disagreement']:.3f}" if "disagreement" in d else ""
-            print(f"| {run} | {m} | {e['tau']:g} | {name} | {d['threshold']['mean']:.1f} | "
-                  f"{d['sampled']['mean']:.1f} | {dis} | {r['mean']:.1f} +- {r['stderr']:.1f} |")  # fmt: skip
+            modes = " | ".join(f"{d[k]['mean']:.1f}" if k in d else "" for k, _, _ in MODES)
+            print(f"| {run} | {m} | {e['tau']:g} | {name} | {modes} | {dis} | "
+                  f"{r['mean']:.1f} +- {r['stderr']:.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

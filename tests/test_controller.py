@@ -118,6 +118,26 @@ def test_a_fixed_policy_in_the_batched_dream_plays_as_in_the_single_dream(dream_
         assert (total, steps) == (returns[i], lengths[i])
 
 
+def test_a_calibrated_done_removes_the_weighted_loss_bias_from_the_odds(dream_run):
+    # a done head trained with positive weight w states the odds of death w times too high
+    cfg = with_overrides(preset("debug"), {"mdnrnn.done_pos_weight": 4.0})
+    ps = []
+    for calibrated in (False, True):
+        dream = build_dream(
+            dream_run, with_overrides(cfg, {"controller.calibrate_done": calibrated})
+        )
+        env = DreamEnv(dream)
+        env.reset(seed=5)
+        p = []
+        for _ in range(6):
+            env.step(np.ones(1, np.float32))
+            p.append(dream.last_p_done.item())
+        ps.append(np.array(p, np.float64))
+    raw, cal = ps
+    odds = lambda q: q / (1 - q)  # noqa: E731
+    np.testing.assert_allclose(odds(raw) / odds(cal), 4.0, rtol=1e-3)
+
+
 def test_temperature_near_zero_makes_the_dream_nearly_deterministic(dream_run):
     cfg = preset("debug")
     starts = []

@@ -148,6 +148,10 @@ class ControllerConfig:
     """Give C a bias (the paper: CarRacing yes, Doom no)."""
     sample_done: bool = False
     """Sample done ~ Bernoulli(p) in the dream instead of the paper's threshold p > 0.5."""
+    calibrate_done: bool = False
+    """Read M's done probability without the bias of its weighted loss: a head trained with positive weight
+    w over-states the odds of death w times, so its logit is lowered by ln(mdnrnn.done_pos_weight) before
+    the threshold or the sampling (false: the paper's and reference code's raw p)."""
     member_choice: str = "random"
     """With an ensemble M: which member's prediction the dream follows at each step, `random` (drawn per
     step and rollout, so C cannot rely on one member's mistakes) or `first` (member 0 only)."""

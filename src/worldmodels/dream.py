@@ -33,6 +33,9 @@ class DreamSpec:
     use_cell: bool
     bias: bool
     sample_done: bool = False
+    done_logit_offset: float = 0.0
+    """Subtracted from M's done logit before the threshold or the sampling (ln w undoes a positive weight
+    w in the done loss)."""
     alive_reward: bool = True
     """+1 per step survived; otherwise the reward head's prediction."""
     member_choice: str = "random"
@@ -138,7 +141,7 @@ class Dream:
         z_next = sample_mixture_from(out.logpi[:, 0], out.mu[:, 0], out.logsigma[:, 0],
                                      self.spec.temperature, u, eps)  # fmt: skip
         if out.done_logit is not None:
-            p = torch.sigmoid(out.done_logit[:, 0])
+            p = torch.sigmoid(out.done_logit[:, 0] - self.spec.done_logit_offset)
             done = (u_done < p) if self.spec.sample_done else (p > 0.5)
         else:
             p = None

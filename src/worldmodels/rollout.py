@@ -11,6 +11,7 @@ object store on a cluster, so workers need no shared file system; each worker bu
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -369,6 +370,7 @@ def build_dream(
     spec = DreamSpec(
         temperature=c.temperature, max_steps=c.max_steps, use_cell=c.use_cell, bias=c.bias,
         sample_done=c.sample_done, member_choice=c.member_choice,
+        done_logit_offset=math.log(cfg.mdnrnn.done_pos_weight) if c.calibrate_done else 0.0,
         disagreement_penalty=c.disagreement_penalty,
         alive_reward=(adapter.reward_is_alive_bonus and not cfg.mdnrnn.reward_head)
         or (for_pictures and not cfg.mdnrnn.reward_head),
