@@ -9,6 +9,7 @@ whose reward is an alive bonus, like Doom) or M's reward head.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from worldmodels.config import Config
 from worldmodels.envs import Adapter
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import controller as C
@@ -42,6 +44,29 @@ class DreamSpec:
     """Ensemble M: follow a member drawn per step and rollout (`random`) or member 0 (`first`)."""
     disagreement_penalty: float = 0.0
     """Ensemble M: subtracted from each step's reward, times the members' disagreement."""
+
+    @classmethod
+    def of(
+        cls,
+        cfg: Config,
+        alive_reward: bool,
+        temperature: float | None = None,
+        max_steps: int | None = None,
+    ) -> DreamSpec:
+        """The dream a run's C trains in (its controller settings), at another temperature or step limit
+        where given."""
+        c = cfg.controller
+        return cls(
+            temperature=c.temperature if temperature is None else temperature,
+            max_steps=c.max_steps if max_steps is None else max_steps,
+            use_cell=c.use_cell,
+            bias=c.bias,
+            sample_done=c.sample_done,
+            done_logit_offset=math.log(cfg.mdnrnn.done_pos_weight) if c.calibrate_done else 0.0,
+            alive_reward=alive_reward,
+            member_choice=c.member_choice,
+            disagreement_penalty=c.disagreement_penalty,
+        )
 
 
 class _Streams:

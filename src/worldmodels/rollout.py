@@ -11,7 +11,6 @@ object store on a cluster, so workers need no shared file system; each worker bu
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -366,14 +365,7 @@ def build_dream(
     device = device or resolve_device(cfg.device)
     adapter = adapter_for(cfg.env.id)
     mu, logvar = dream_starts(run_dir)
-    c = cfg.controller
-    spec = DreamSpec(
-        temperature=c.temperature, max_steps=c.max_steps, use_cell=c.use_cell, bias=c.bias,
-        sample_done=c.sample_done, member_choice=c.member_choice,
-        done_logit_offset=math.log(cfg.mdnrnn.done_pos_weight) if c.calibrate_done else 0.0,
-        disagreement_penalty=c.disagreement_penalty,
-        alive_reward=(adapter.reward_is_alive_bonus and not cfg.mdnrnn.reward_head)
-        or (for_pictures and not cfg.mdnrnn.reward_head),
-    )  # fmt: skip
+    alive = (adapter.reward_is_alive_bonus or for_pictures) and not cfg.mdnrnn.reward_head
+    spec = DreamSpec.of(cfg, alive_reward=alive)
     m_path = Path(mdnrnn) if mdnrnn else model_paths(Path(run_dir), cfg)[0]
     return Dream(load_mdnrnn(m_path, cfg, device), adapter, mu, logvar, spec, device)

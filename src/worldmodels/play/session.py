@@ -8,7 +8,7 @@ with the keys of `Adapter.controls` or hands over to C. The "V only" panel decod
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +68,11 @@ class PlaySession:
         self.src, self.cfg = source, source.models.cfg
         m = source.models
         self.adapter, self.vae, self.controls = m.adapter, m.vae, m.adapter.controls()
-        c = self.cfg.controller
         self.reward_head = m.mdnrnn.reward_head
         alive = not self.reward_head  # without a reward head the dream counts the steps survived
-        spec = DreamSpec(temperature=agent_temperature(self.cfg), max_steps=self.cfg.env.max_steps,
-                         use_cell=c.use_cell, bias=c.bias, alive_reward=alive)  # fmt: skip
+        # the dream C trained in (how done is read included), at the agent's tau, scored without penalty
+        spec = replace(DreamSpec.of(self.cfg, alive, agent_temperature(self.cfg), self.cfg.env.max_steps),
+                       disagreement_penalty=0.0)  # fmt: skip
         self.dream = Dream(m.mdnrnn, m.adapter, *source.starts, spec)
         self.dream_env = DreamEnv(self.dream, m.vae)
         self.agent = BatchedAgent(m, 1)
