@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, Normal
@@ -217,3 +218,39 @@ def test_reward_head_validation_measures_step_error_and_returns(trained_run):
             assert res["mdnrnn/val_return_corr"] == pytest.approx(1.0, abs=1e-6)
         else:
             assert res["mdnrnn/val_return_bias"] < -1.0  # predicted returns are half the real ones
+
+
+def test_done_validation_compares_the_calibrated_probability_with_the_death_rate(
+    trained_run, tmp_path
+):
+    """A done head trained with weight w states the odds w times too high: one that says odds w * q / (1 - q)
+    everywhere is read, calibrated, as q a step; the death rate is the terminal steps' share."""
+    from worldmodels.data.datasets import SequenceStream
+    from worldmodels.data.storage import list_episodes
+    from worldmodels.models import build_mdnrnn
+    from worldmodels.train.mdnrnn import validate
+    from worldmodels.utils import STREAM_MDN
+
+    cfg = with_overrides(preset("debug"), {"mdnrnn.done_pos_weight": 4.0})
+    m = cfg.mdnrnn
+    paths = []
+    for i, src in enumerate(
+        list_episodes(trained_run / "latents")
+    ):  # every other episode ends in death
+        ep = dict(np.load(src))
+        ep["terminated"][-1], ep["truncated"][-1] = i % 2 == 0, i % 2 == 1
+        np.savez(tmp_path / src.name, **ep)
+        paths.append(tmp_path / src.name)
+    stream = SequenceStream(
+        paths, m.seq_len, m.batch_size, m.shuffle_episodes, cfg.seed, STREAM_MDN
+    )
+    model = build_mdnrnn(cfg, 1)
+    q = 0.02
+    with torch.no_grad():
+        model.head.weight[-1].zero_()
+        model.head.bias[-1] = math.log(4.0 * q / (1 - q))
+    res, _ = validate(model, stream, cfg, torch.device("cpu"))
+    assert res["mdnrnn/val_done_p_calibrated"] == pytest.approx(q, rel=1e-4)
+    ends = [np.load(p)["terminated"] for p in paths]
+    rate = sum(float(t.sum()) for t in ends) / sum(len(t) for t in ends)
+    assert rate > 0 and res["mdnrnn/val_done_rate"] == pytest.approx(rate)

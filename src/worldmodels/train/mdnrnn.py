@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,7 @@ def validate(
     n_steps = n_next = 0
     weights = torch.zeros(cfg.vae.z_dim, cfg.mdnrnn.n_mixtures)
     tp = fn = fp = tn = 0
+    p_cal = 0.0  # sum of the done probability with the loss weight undone (calibrate_done's reading)
     abs_err, pred_sums, real_sums = 0.0, [], []
     for raw in stream.epoch(0):
         b = to_tensors(raw, device)
@@ -153,6 +155,8 @@ def validate(
             pred, true = (out.done_logit > 0)[m], b["terminated"][m] > 0.5
             tp, fn = tp + int((pred & true).sum()), fn + int((~pred & true).sum())
             fp, tn = fp + int((pred & ~true).sum()), tn + int((~pred & ~true).sum())
+            shift = math.log(cfg.mdnrnn.done_pos_weight)
+            p_cal += float(torch.sigmoid(out.done_logit.float() - shift)[m].sum())
     model.train()
     res = {
         f"mdnrnn/val_{NAMES[k]}": v / max(1, n_next if k == "nll" else n_steps)
@@ -168,6 +172,9 @@ def validate(
     if model.done_head:
         res["mdnrnn/val_done_recall"] = tp / max(1, tp + fn)
         res["mdnrnn/val_done_false_alarm"] = fp / max(1, fp + tn)
+        # calibrated, the mean probability equals the rate of deaths per step (teacher-forced on real data)
+        res["mdnrnn/val_done_rate"] = (tp + fn) / max(1, n_steps)
+        res["mdnrnn/val_done_p_calibrated"] = p_cal / max(1, n_steps)
     usage = (weights / max(1, n_next)).numpy()
     ranked = -np.sort(-usage, axis=1).mean(
         0
