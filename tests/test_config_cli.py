@@ -112,3 +112,14 @@ def test_help_explains_every_flag():
     for name, _, doc in C.leaf_fields():
         if name != "preset":
             assert doc.split()[0] in out.stdout
+
+
+def test_a_cosine_learning_rate_runs_from_lr_to_lr_final_and_resumes_by_the_step():
+    from worldmodels.train.common import scheduled_lr
+
+    assert scheduled_lr(1e-3, 0.0, 500, 1000) == 1e-3  # 0: constant, the paper
+    lrs = [scheduled_lr(1e-3, 1e-4, s, 1000) for s in range(1001)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-4)
+    assert lrs[500] == pytest.approx(5.5e-4) and all(a >= b for a, b in zip(lrs, lrs[1:]))
+    with pytest.raises(WorldModelsError, match="mdnrnn.lr_final"):
+        C.with_overrides(C.preset("debug"), {"mdnrnn.lr_final": 1.0})

@@ -71,6 +71,9 @@ class VAEConfig:
     """Images per update (the paper: 100)."""
     lr: float = 1e-4
     """Adam learning rate (the paper: 1e-4)."""
+    lr_final: float = 0.0
+    """Cosine-decay the learning rate from lr to this over the training's updates (0: constant lr, the
+    paper's)."""
     kl_tolerance: float = 0.5
     """KL floor per image, in nats per latent dimension: loss uses max(KL, kl_tolerance * z_dim)."""
     shuffle_episodes: int = 32
@@ -94,6 +97,9 @@ class MDNRNNConfig:
     """Sequences per update (the paper: 100)."""
     lr: float = 1e-3
     """Adam learning rate (the paper: 1e-3)."""
+    lr_final: float = 0.0
+    """Cosine-decay the learning rate from lr to this over the training's updates (0: constant lr, the
+    paper's). Each round of iterative training decays again over its own updates."""
     grad_clip: float = 1.0
     """Gradients are clipped by value to [-grad_clip, grad_clip] (the paper: 1.0)."""
     epochs: int = 20
@@ -460,6 +466,9 @@ def validate(cfg: Config) -> None:
         (cfg.mdnrnn.seq_len >= 2, "mdnrnn.seq_len must be >= 2"),
         (cfg.mdnrnn.members >= 1, "mdnrnn.members must be >= 1"),
         (cfg.mdnrnn.reward_over_weight > 0, "mdnrnn.reward_over_weight must be > 0"),
+        (cfg.mdnrnn.done_pos_weight > 0, "mdnrnn.done_pos_weight must be > 0"),
+        (0 <= cfg.vae.lr_final <= cfg.vae.lr, "need 0 <= vae.lr_final <= vae.lr"),
+        (0 <= cfg.mdnrnn.lr_final <= cfg.mdnrnn.lr, "need 0 <= mdnrnn.lr_final <= mdnrnn.lr"),
         (
             cfg.controller.member_choice in ("random", "first"),
             "controller.member_choice must be 'random' or 'first'",

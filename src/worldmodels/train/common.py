@@ -68,6 +68,19 @@ def load_training(
     return header, pos
 
 
+def scheduled_lr(base: float, final: float, step: int, total: int) -> float:
+    """The learning rate of update `step` of `total`: cosine from `base` down to `final` (0: constant base).
+    A function of the step alone, so a resumed training continues the same schedule."""
+    if not final or total <= 0:
+        return base
+    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * min(step, total) / total))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def check_finite(value: float, what: str, step: int, path: Path) -> None:
     if not math.isfinite(value):
         raise WorldModelsError(

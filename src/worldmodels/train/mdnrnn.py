@@ -18,7 +18,15 @@ from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNN, MDNRNNEnsemble, build_mdnrnn
 from worldmodels.models.mdnrnn import MDNOutput, mdn_nll
 from worldmodels.models.vae import sample_z
-from worldmodels.train.common import Every, Position, check_finite, load_training, save_training
+from worldmodels.train.common import (
+    Every,
+    Position,
+    check_finite,
+    load_training,
+    save_training,
+    scheduled_lr,
+    set_lr,
+)
 from worldmodels.utils import (
     STREAM_MDN,
     Metrics,
@@ -134,7 +142,9 @@ def validate(
     n_steps = n_next = 0
     weights = torch.zeros(cfg.vae.z_dim, cfg.mdnrnn.n_mixtures)
     tp = fn = fp = tn = 0
-    p_cal = 0.0  # sum of the done probability with the loss weight undone (calibrate_done's reading)
+    p_cal = (
+        0.0  # sum of the done probability with the loss weight undone (calibrate_done's reading)
+    )
     abs_err, pred_sums, real_sums = 0.0, [], []
     for raw in stream.epoch(0):
         b = to_tensors(raw, device)
@@ -291,6 +301,7 @@ def train_mdnrnn(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_value_(model.parameters(), m.grad_clip)
+                set_lr(optimizer, scheduled_lr(cfg.mdnrnn.lr, cfg.mdnrnn.lr_final, pos.step, total))
                 optimizer.step()
                 pos.step, pos.batch = pos.step + 1, pos.batch + 1
                 steps += int(raw["mask"].sum())
@@ -298,7 +309,14 @@ def train_mdnrnn(
                 bar.update(1)
                 bar.set_postfix(nll=f"{last['mdnrnn/nll']:.3f}", steps_s=f"{steps / clock():.0f}")
                 if pos.step % 10 == 0 or pos.step == total:
-                    metrics.log(pos.step, **last, **{"perf/steps_per_s": steps / clock()})
+                    metrics.log(
+                        pos.step,
+                        **last,
+                        **{
+                            "mdnrnn/lr": optimizer.param_groups[0]["lr"],
+                            "perf/steps_per_s": steps / clock(),
+                        },
+                    )
                 if pos.step % val_every == 0 and pos.step < total:
                     run_validation()
                 if pos.step >= total:

@@ -15,7 +15,15 @@ from worldmodels.data.starts import write_dream_starts
 from worldmodels.data.storage import encode_npz, episode_path, list_episodes, load_episode, load_npz
 from worldmodels.errors import WorldModelsError
 from worldmodels.models.vae import ConvVAE, frames_to_tensor, vae_loss
-from worldmodels.train.common import Every, Position, check_finite, load_training, save_training
+from worldmodels.train.common import (
+    Every,
+    Position,
+    check_finite,
+    load_training,
+    save_training,
+    scheduled_lr,
+    set_lr,
+)
 from worldmodels.utils import (
     STREAM_VAE,
     Metrics,
@@ -134,13 +142,18 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
                 check_finite(loss.item(), "V's loss", pos.step, path)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                set_lr(optimizer, scheduled_lr(cfg.vae.lr, cfg.vae.lr_final, pos.step, total))
                 optimizer.step()
                 pos.step, pos.batch, images = pos.step + 1, pos.batch + 1, images + len(x)
                 last = {"vae/loss": loss.item(), "vae/recon": recon_err.item(), "vae/kl": kl.item()}
                 bar.update(1)
                 if pos.step % 10 == 0 or pos.step == total:
                     ips = images / clock()
-                    metrics.log(pos.step, **last, **{"perf/images_per_s": ips})
+                    metrics.log(
+                        pos.step,
+                        **last,
+                        **{"vae/lr": optimizer.param_groups[0]["lr"], "perf/images_per_s": ips},
+                    )
                     bar.set_postfix(loss=f"{last['vae/loss']:.1f}", img_s=f"{ips:.0f}")
                 if pos.step >= total:
                     break
