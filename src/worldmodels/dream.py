@@ -3,8 +3,9 @@ tensor batch; each rollout owns a random stream seeded by its own seed, so a bat
 same trajectories as running them one at a time. Also a single Gymnasium env (`DreamEnv`) for inspection.
 
 Per step: C sees [z, (c), h]; its action is mapped to M's action vector; M steps; z_{t+1} is sampled at
-temperature tau; done = sigmoid(done_logit) > 0.5 (or sampled); reward is +1 per step survived (envs
-whose reward is an alive bonus, like Doom) or M's reward head.
+temperature tau; done = sigmoid(done_logit) > 0.5 (or sampled; optionally with the done loss's weight
+undone first); reward is +1 per step survived (envs whose reward is an alive bonus, like Doom) or M's
+reward head.
 """
 
 from __future__ import annotations
