@@ -13,7 +13,8 @@ from gymnasium.utils.env_checker import check_env
 
 from worldmodels.agent import load_controller
 from worldmodels.config import preset, save_config, with_overrides
-from worldmodels.dream import DreamEnv
+from worldmodels.dream import Dream, DreamEnv
+from worldmodels.errors import WorldModelsError
 from worldmodels.es import CMAES
 from worldmodels.evaluate import evaluate_real
 from worldmodels.models import controller as C
@@ -136,6 +137,24 @@ def test_a_calibrated_done_removes_the_weighted_loss_bias_from_the_odds(dream_ru
     raw, cal = ps
     odds = lambda q: q / (1 - q)  # noqa: E731
     np.testing.assert_allclose(odds(raw) / odds(cal), 4.0, rtol=1e-3)
+
+
+def test_a_reprojected_dream_puts_each_sampled_z_through_v(dream_run):
+    cfg = preset("debug")
+    plain = build_dream(dream_run, cfg, "cpu")
+    proj = build_dream(dream_run, with_overrides(cfg, {"controller.reproject_z": True}), "cpu")
+    envs = [DreamEnv(plain), DreamEnv(proj)]
+    for env in envs:
+        env.reset(seed=3)
+    assert torch.equal(envs[0].z, envs[1].z)  # the same start frame and state
+    for env in envs:
+        env.step(np.ones(1, np.float32))  # the same randomness: the same raw sample of z
+    with torch.no_grad():
+        want = proj.vae.encode(proj.vae.decode(envs[0].z))[0]
+    torch.testing.assert_close(envs[1].z, want)
+    assert not torch.allclose(envs[0].z, envs[1].z, atol=1e-3)
+    with pytest.raises(WorldModelsError, match="reproject_z"):
+        Dream(plain.m, plain.adapter, np.zeros((1, 8)), np.zeros((1, 8)), proj.spec)
 
 
 def test_temperature_near_zero_makes_the_dream_nearly_deterministic(dream_run):

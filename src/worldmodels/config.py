@@ -154,6 +154,10 @@ class ControllerConfig:
     """Give C a bias (the paper: CarRacing yes, Doom no)."""
     sample_done: bool = False
     """Sample done ~ Bernoulli(p) in the dream instead of the paper's threshold p > 0.5."""
+    reproject_z: bool = False
+    """Pass every z the dream samples through V (decode, then the encoder's mean), so the dream stays on
+    the frames V can produce: M draws each of z's dimensions from its own mixture, and the combination
+    need not be any frame (false: the paper's dream). Costs a V decode and encode per dream step."""
     calibrate_done: bool = False
     """Read M's done probability without the bias of its weighted loss: a head trained with positive weight
     w over-states the odds of death w times, so its logit is lowered by ln(mdnrnn.done_pos_weight) before

@@ -23,6 +23,7 @@ from worldmodels.envs import Adapter
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import controller as C
 from worldmodels.models.mdnrnn import MDNRNN, MDNOutput, MDNRNNEnsemble, sample_mixture_from
+from worldmodels.models.vae import ConvVAE
 from worldmodels.utils import seed_for
 
 CHUNK = 32  # steps of random numbers drawn at a time per rollout
@@ -36,6 +37,8 @@ class DreamSpec:
     use_cell: bool
     bias: bool
     sample_done: bool = False
+    reproject_z: bool = False
+    """Each sampled z goes through V (decode, then the encoder's mean); the Dream needs V for it."""
     done_logit_offset: float = 0.0
     """Subtracted from M's done logit before the threshold or the sampling (ln w undoes a positive weight
     w in the done loss)."""
@@ -63,6 +66,7 @@ class DreamSpec:
             use_cell=c.use_cell,
             bias=c.bias,
             sample_done=c.sample_done,
+            reproject_z=c.reproject_z,
             done_logit_offset=math.log(cfg.mdnrnn.done_pos_weight) if c.calibrate_done else 0.0,
             alive_reward=alive_reward,
             member_choice=c.member_choice,
@@ -126,11 +130,17 @@ class Dream:
         start_logvar: np.ndarray,
         spec: DreamSpec,
         device: torch.device | str = "cpu",
+        vae: ConvVAE | None = None,
     ) -> None:
         if not spec.alive_reward and not mdnrnn.reward_head:
             raise WorldModelsError(
                 f"the dream of {adapter.env_id} needs a reward: set --mdnrnn.reward_head true and retrain M"
             )
+        if spec.reproject_z and vae is None:
+            raise WorldModelsError(
+                "controller.reproject_z needs V: build the dream with the run's V"
+            )
+        self.vae = vae.eval() if vae is not None and spec.reproject_z else None
         self.m, self.adapter, self.spec = mdnrnn.eval(), adapter, spec
         self.device = torch.device(device)
         self.start_mu = torch.as_tensor(start_mu, dtype=torch.float32, device=self.device)
@@ -166,6 +176,8 @@ class Dream:
             out, state = self.m.step(z, action_vec, state)
         z_next = sample_mixture_from(out.logpi[:, 0], out.mu[:, 0], out.logsigma[:, 0],
                                      self.spec.temperature, u, eps)  # fmt: skip
+        if self.vae is not None:  # back onto the frames V can produce
+            z_next = self.vae.encode(self.vae.decode(z_next))[0].float()
         if out.done_logit is not None:
             p = torch.sigmoid(out.done_logit[:, 0] - self.spec.done_logit_offset)
             done = (u_done < p) if self.spec.sample_done else (p > 0.5)

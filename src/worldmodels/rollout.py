@@ -368,4 +368,9 @@ def build_dream(
     alive = (adapter.reward_is_alive_bonus or for_pictures) and not cfg.mdnrnn.reward_head
     spec = DreamSpec.of(cfg, alive_reward=alive)
     m_path = Path(mdnrnn) if mdnrnn else model_paths(Path(run_dir), cfg)[0]
-    return Dream(load_mdnrnn(m_path, cfg, device), adapter, mu, logvar, spec, device)
+    vae = None
+    if spec.reproject_z:
+        from worldmodels.train.vae import load_vae
+
+        vae = load_vae(Path(run_dir) / "vae.pt", cfg, device)
+    return Dream(load_mdnrnn(m_path, cfg, device), adapter, mu, logvar, spec, device, vae)

@@ -73,7 +73,7 @@ class PlaySession:
         # the dream C trained in (how done is read included), at the agent's tau, scored without penalty
         spec = replace(DreamSpec.of(self.cfg, alive, agent_temperature(self.cfg), self.cfg.env.max_steps),
                        disagreement_penalty=0.0)  # fmt: skip
-        self.dream = Dream(m.mdnrnn, m.adapter, *source.starts, spec)
+        self.dream = Dream(m.mdnrnn, m.adapter, *source.starts, spec, vae=m.vae)
         self.dream_env = DreamEnv(self.dream, m.vae)
         self.agent = BatchedAgent(m, 1)
         self.real_env: Any = None
