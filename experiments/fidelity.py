@@ -2,15 +2,16 @@
 (the last validation of its training), and fixed policies scored in its dream against the real env.
 
     python experiments/fidelity.py RUN [RUN ...] [--rollouts 256] [--episodes 100] [--seed 1234] \
-        [--tau T] [--out fidelity.json]
+        [--tau T] [--modes threshold ...] [--reproject] [--out fidelity.json]
 
 RUN is any run after train-mdnrnn (for instance the ensemble table's OUT/m1 and OUT/m3), or a directory
 holding one C (OUT/m3/<setting>): its C is then scored too. The policies: random (each of C's outputs drawn
 from {-1, 0, +1} and held for collect.hold_min..hold_max frames; in DoomTakeCover the data's policy:
 left, no-op or right held 1-10 frames), always left (-1), always right (+1), no-op (0), and the run's C. In
 the dream at tau (default: the run's agent tau) with done read at p > 0.5 (the paper) and sampled, each
-from M's raw p and from p calibrated (controller.calibrate_done); in the real env on evaluation seed list SEED, where the fixed policies do not depend on the run (measured once).
-With an ensemble M also the members' disagreement per step along each policy's dream (the quantity
+from M's raw p and from p calibrated (controller.calibrate_done) (--modes: a subset), optionally with
+every sampled z put through V (--reproject: controller.reproject_z); in the real env on evaluation seed
+list SEED, where the fixed policies do not depend on the run (measured once). With an ensemble M also the members' disagreement per step along each policy's dream (the quantity
 controller.disagreement_penalty charges): where C's cheats lead M, the members should disagree more.
 Made for one-output envs with an alive reward (DoomTakeCover). Prints a markdown table; --out writes JSON
 (and a later call with the same --out, episodes and seed adds its runs to it, reusing the real scores);
@@ -109,8 +110,18 @@ def controller_real(run: Path, cfg: Config, params: np.ndarray, n: int, seed: in
     return stats(evaluate_real(run, cfg, params, n, seed, not quiet)["returns"])
 
 
+def key(run: Path, reproject: bool) -> str:
+    return f"{run} (reprojected)" if reproject else str(run)
+
+
 def dream_scores(
-    run: Path, cfg: Config, tau: float, rollouts: int, seed: int, params: np.ndarray | None
+    run: Path,
+    cfg: Config,
+    tau: float,
+    rollouts: int,
+    seed: int,
+    params: np.ndarray | None,
+    modes: list[str],
 ) -> dict[str, dict]:
     """Each policy's dream score with done at p > 0.5 and sampled. With an ensemble M the p > 0.5 dream runs
     with penalty 1, so one pass gives both: the score is the length (alive reward), the disagreement a step
@@ -118,7 +129,7 @@ def dream_scores(
     out: dict[str, dict] = {}
     seeds = eval_seeds(seed, rollouts)
     penalty = 1.0 if cfg.mdnrnn.members > 1 else 0.0
-    for mode, sample_done, calibrated in MODES:
+    for mode, sample_done, calibrated in (m for m in MODES if m[0] in modes):
         dcfg = with_overrides(cfg, {"controller.temperature": tau,
                                     "controller.sample_done": sample_done,
                                     "controller.calibrate_done": calibrated,
@@ -147,6 +158,15 @@ def main() -> None:
     ap.add_argument(
         "--tau", type=float, default=0.0, help="Dream temperature (0: each run's agent tau)."
     )
+    ap.add_argument(
+        "--modes", nargs="+", choices=[m[0] for m in MODES], default=[m[0] for m in MODES],
+        help="How the dream reads done (default: all four).",
+    )  # fmt: skip
+    ap.add_argument(
+        "--reproject", action="store_true",
+        help="Dream with controller.reproject_z (each sampled z through V); the runs are kept in --out "
+        "as 'RUN (reprojected)'.",
+    )  # fmt: skip
     ap.add_argument("--out", type=Path, help="Write the measurements here as JSON.")
     ap.add_argument("--quiet", action="store_true", help="No progress bars.")
     args = ap.parse_args()
@@ -166,23 +186,25 @@ def main() -> None:
     result = {"real_of": real_of, "real": real, "runs": old.get("runs", {}) if same else {}}  # fmt: skip
     for run in args.runs:
         cfg = load_config(run / "config.json")
+        if args.reproject:
+            cfg = with_overrides(cfg, {"controller.reproject_z": True})
         tau = args.tau or agent_temperature(cfg)
         c_path = model_paths(run, cfg)[1]
         params = load_controller(c_path, cfg) if c_path.exists() else None
         entry = {"tau": tau, "m_validation": m_validation(run, cfg),
-                 "dream": dream_scores(run, cfg, tau, args.rollouts, args.seed, params)}  # fmt: skip
+                 "dream": dream_scores(run, cfg, tau, args.rollouts, args.seed, params, args.modes)}  # fmt: skip
         if params is not None:
             entry["real_C"] = controller_real(
                 run, cfg, params, args.episodes, args.seed, args.quiet
             )
-        result["runs"][str(run)] = entry
+        result["runs"][key(run, args.reproject)] = entry
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print("| run | M val. NLL | death recall | false alarms | tau | policy | dream, p > 0.5 | dream, "
           "sampled done | calibrated p > 0.5 | calibrated, sampled | members' disagreement a step | "
           "real |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for run in map(str, args.runs):
+    for run in (key(r, args.reproject) for r in args.runs):
         e = result["runs"][run]
         v = e["m_validation"]
         m = (
