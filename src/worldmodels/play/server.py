@@ -152,9 +152,8 @@ def serve(source: Source, port: int, open_browser: bool, host: str = "127.0.0.1"
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
-        signal.signal(
-            signal.SIGINT, stop
-        )  # also where it was inherited ignored (started with & by a script)
+        # SIGINT too, where it was inherited ignored (a process started with & by a script)
+        signal.signal(signal.SIGINT, stop)
     try:  # from here on, Ctrl-C is the way to stop
         print(f"worldmodels play: {source.name} ({source.models.cfg.env.id}) at {url}  (Ctrl-C stops)",
               flush=True)  # fmt: skip

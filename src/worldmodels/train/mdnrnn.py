@@ -142,9 +142,9 @@ def validate(
     n_steps = n_next = 0
     weights = torch.zeros(cfg.vae.z_dim, cfg.mdnrnn.n_mixtures)
     tp = fn = fp = tn = 0
-    p_cal = (
-        0.0  # sum of the done probability with the loss weight undone (calibrate_done's reading)
-    )
+    # the done probability summed with the loss weight undone (calibrate_done's reading)
+    p_cal = 0.0
+    shift = math.log(cfg.mdnrnn.done_pos_weight)
     abs_err, pred_sums, real_sums = 0.0, [], []
     for raw in stream.epoch(0):
         b = to_tensors(raw, device)
@@ -165,7 +165,6 @@ def validate(
             pred, true = (out.done_logit > 0)[m], b["terminated"][m] > 0.5
             tp, fn = tp + int((pred & true).sum()), fn + int((~pred & true).sum())
             fp, tn = fp + int((pred & ~true).sum()), tn + int((~pred & ~true).sum())
-            shift = math.log(cfg.mdnrnn.done_pos_weight)
             p_cal += float(torch.sigmoid(out.done_logit.float() - shift)[m].sum())
     model.train()
     res = {
