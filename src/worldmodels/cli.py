@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -240,12 +241,15 @@ def main(argv: list[str] | None = None) -> int:
         where = f" {e.filename}" if e.filename else ""
         print(f"worldmodels {args.command}: error:{where}: {e.strerror or e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or a training loop's graceful stop (train/common.py)
+        signum = getattr(e, "signum", signal.SIGINT)
+        saved = "checkpoint saved; " if getattr(e, "saved", False) else ""
         print(
-            f"worldmodels {args.command}: interrupted; rerun the same command to resume",
+            f"worldmodels {args.command}: interrupted ({signal.Signals(signum).name}); {saved}"
+            "rerun the same command to resume",
             file=sys.stderr,
         )
-        return 130
+        return 128 + signum
 
 
 if __name__ == "__main__":

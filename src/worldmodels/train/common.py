@@ -1,9 +1,13 @@
 """What V's and M's training loops share: resumable checkpoints, the NaN guard, and the position
-(epoch, batch) a run has reached, so a killed run continues with exactly the batches it had left."""
+(epoch, batch) a run has reached, so a killed run continues with exactly the batches it had left, and the
+graceful stop on SIGINT / SIGTERM that saves that position before the process ends."""
 
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,3 +104,59 @@ class Every:
             self.last = time.monotonic()
             return True
         return False
+
+
+class Interrupted(KeyboardInterrupt):
+    """A training loop stopped on a signal after saving its checkpoint; `signum` says which signal."""
+
+    def __init__(self, signum: int, saved: bool = True) -> None:
+        super().__init__(signum)
+        self.signum, self.saved = signum, saved
+
+
+class GracefulStop:
+    """While a training loop runs: the first SIGINT or SIGTERM asks it to stop at the end of the current
+    update (or generation), where it saves a checkpoint and raises `Interrupted`; a second one stops at
+    once. Without it a kill loses everything since the last periodic checkpoint (up to
+    `checkpoint_every_s`). Only the main thread can take signals; elsewhere this does nothing. A SIGINT
+    the process inherited as ignored (started with `&` by a non-interactive shell) stays ignored."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.signum, self._old = what, 0, {}
+
+    def start(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def close(self) -> None:
+        """Put the handlers back as they were."""
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old = {}
+
+    def __enter__(self) -> GracefulStop:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum:
+            raise Interrupted(signum, saved=False)
+        self.signum = signum
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this {self.what} and saving a checkpoint "
+            "(send it again to stop at once)",
+            file=sys.stderr,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.signum)
+
+    def check(self) -> None:
+        """Raise `Interrupted` if a stop was asked for: call it right after a checkpoint was written."""
+        if self.signum:
+            raise Interrupted(self.signum)

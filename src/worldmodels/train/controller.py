@@ -16,6 +16,7 @@ from worldmodels.errors import WorldModelsError
 from worldmodels.es import CMAES
 from worldmodels.models import controller_dims, n_params
 from worldmodels.rollout import RealFitness, build_dream
+from worldmodels.train.common import GracefulStop
 from worldmodels.utils import STREAM_ES, Metrics, checkpoint_finished, read_header, seed_for
 
 EVAL_KEY = 1_000_000  # eval rollouts' seeds live apart from the training rollouts' seeds
@@ -63,6 +64,7 @@ def train_controller(
     bar = tqdm(total=c.generations, initial=state.generation, desc=f"{stage} ({c.where})",
                unit="gen", disable=not progress, dynamic_ncols=True)  # fmt: skip
     row: dict[str, float] = {}
+    stop = GracefulStop("generation").start()
     try:
         while state.generation < c.generations:
             gen = state.generation
@@ -98,10 +100,12 @@ def train_controller(
                 row["es/best_eval_return"] = float(state.best_eval)
             metrics.log(gen + 1, **row)
             state.save(state_path)
+            stop.check()
             bar.update(1)
             bar.set_postfix(best=f"{row['es/return_best']:.0f}", mean=f"{row['es/return_mean']:.0f}",
                             worst=f"{row['es/return_worst']:.0f}", rollouts_s=f"{row['perf/rollouts_per_s']:.0f}")  # fmt: skip
     finally:
+        stop.close()
         bar.close()
     header = {"finished": True, "generation": state.generation, "eval_return": state.best_eval,
               "where": c.where, "temperature": c.temperature, "config": cfg.to_dict()}  # fmt: skip

@@ -20,6 +20,7 @@ from worldmodels.models.mdnrnn import MDNOutput, mdn_nll
 from worldmodels.models.vae import sample_z
 from worldmodels.train.common import (
     Every,
+    GracefulStop,
     Position,
     check_finite,
     load_training,
@@ -291,6 +292,7 @@ def train_mdnrnn(
                 json.dumps({"step": pos.step, "usage": usage.tolist()}),
             )
 
+    stop = GracefulStop("update").start()
     try:
         while pos.step < total:
             for raw in stream.epoch(pos.epoch, skip=pos.batch):
@@ -320,13 +322,15 @@ def train_mdnrnn(
                     run_validation()
                 if pos.step >= total:
                     break
-                if checkpoint_due():
+                if checkpoint_due() or stop:
                     save_training(
                         path, "mdnrnn", cfg, pos, model, optimizer, generator, header_extra
                     )
+                    stop.check()
             else:
                 pos.epoch, pos.batch = pos.epoch + 1, 0
     finally:
+        stop.close()
         bar.close()
     run_validation()
     pos.finished = True

@@ -17,6 +17,7 @@ from worldmodels.errors import WorldModelsError
 from worldmodels.models.vae import ConvVAE, frames_to_tensor, vae_loss
 from worldmodels.train.common import (
     Every,
+    GracefulStop,
     Position,
     check_finite,
     load_training,
@@ -132,6 +133,7 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
     bar = tqdm(total=total, initial=pos.step, desc="train-vae", unit="upd", disable=not progress,
                dynamic_ncols=True)  # fmt: skip
     clock, images, last = Stopwatch(), 0, {}
+    stop = GracefulStop("update").start()
     try:
         while pos.step < total:
             for frames in stream.epoch(pos.epoch, skip=pos.batch):
@@ -160,8 +162,9 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
                 if len(val_frames) and pos.step % val_every == 0:
                     val = validation_loss(model, val_frames, cfg, device)
                     metrics.log(pos.step, **{"vae/val_loss": val})
-                if checkpoint_due():
+                if checkpoint_due() or stop:
                     save_training(path, "vae", cfg, pos, model, optimizer, generator)
+                    stop.check()
             else:
                 pos.epoch, pos.batch = pos.epoch + 1, 0
                 if len(val_frames):
@@ -171,6 +174,7 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
                     )
                 continue
     finally:
+        stop.close()
         bar.close()
     val = validation_loss(model, val_frames, cfg, device) if len(val_frames) else float("nan")
     if len(val_frames):
