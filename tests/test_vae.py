@@ -15,9 +15,10 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from worldmodels.config import preset, save_config, with_overrides
+from worldmodels.data.datasets import prefetched
 from worldmodels.models.vae import ConvVAE, frames_to_tensor, vae_loss
 from worldmodels.models.vae import kl_divergence as our_kl
-from worldmodels.train.vae import encode_latents, load_vae, train_vae
+from worldmodels.train.vae import encode_frames, encode_latents, load_vae, train_vae
 from worldmodels.utils import load_checkpoint
 
 from .conftest import cli, one_line_error
@@ -85,6 +86,36 @@ def test_training_streams_episodes_saves_and_loads_identically(collected_run, tm
     ep = np.load(run / "episodes" / "ep_000000.npz")
     assert lat["mu"].shape == lat["logvar"].shape == (len(ep["obs"]), cfg.vae.z_dim)
     np.testing.assert_array_equal(lat["action"], ep["action"])
+    # episodes are read ahead on threads and latents written on another: each file is still its own
+    # episode's, exactly as encoding that episode alone gives
+    for path in sorted((run / "episodes").glob("ep_*.npz")):
+        ep = np.load(path)
+        lat = np.load(run / "latents" / path.name)
+        mu, logvar = encode_frames(a, ep["obs"], "cpu", cfg.vae.amp)
+        np.testing.assert_array_equal(lat["mu"], mu)
+        np.testing.assert_array_equal(lat["logvar"], logvar)
+        for k in ("action", "reward", "terminated", "truncated"):
+            np.testing.assert_array_equal(lat[k], ep[k])
+
+
+def test_prefetched_yields_in_order_with_a_bounded_number_in_flight():
+    import threading
+
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def load(i):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        return i
+
+    loads = [lambda i=i: load(i) for i in range(20)]
+    assert list(prefetched(loads, depth=3)) == list(range(20))
+    assert 2 <= most[0] <= 3
+    assert list(prefetched([], depth=3)) == []
 
 
 def _weights(path):

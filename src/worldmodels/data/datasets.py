@@ -5,6 +5,7 @@ it already trained on without reading them and then sees exactly the batches an 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,17 +36,20 @@ def split(paths: list[Path], seed: int, val_fraction: float) -> tuple[list[Path]
     return train, val
 
 
-def _prefetched(loads: list[Callable[[], Any]]) -> Iterator[Any]:
-    """Run loads[i + 1] in a thread while the caller works on loads[i]'s result."""
+def prefetched(loads: list[Callable[[], Any]], depth: int = 1) -> Iterator[Any]:
+    """Yield loads[i]() in order while up to `depth` of the loads after it run on threads (inflating and
+    reading release the GIL), so reading overlaps the caller's work; at most depth + 1 results are held."""
     if not loads:
         return
-    with ThreadPoolExecutor(1) as pool:
-        nxt = pool.submit(loads[0])
-        for i in range(len(loads)):
-            cur = nxt.result()
-            if i + 1 < len(loads):
-                nxt = pool.submit(loads[i + 1])
-            yield cur
+    with ThreadPoolExecutor(depth) as pool:
+        pending = deque(pool.submit(f) for f in loads[:depth])
+        following = depth
+        while pending:
+            current = pending.popleft().result()
+            if following < len(loads):
+                pending.append(pool.submit(loads[following]))
+                following += 1
+            yield current
 
 
 class FrameStream:
@@ -93,7 +97,7 @@ class FrameStream:
             todo.append((g, members, skip))
             skip = 0
         loads = [lambda m=m: self._load_group(m) for _, m, _ in todo]
-        for (g, _, start), frames in zip(todo, _prefetched(loads), strict=True):
+        for (g, _, start), frames in zip(todo, prefetched(loads), strict=True):
             perm = rng_for(self.seed, self.stream, epoch, g + 1).permutation(len(frames))
             for b in range(start, -(-len(frames) // self.B)):
                 yield frames[np.sort(perm[b * self.B : (b + 1) * self.B])]
@@ -144,7 +148,7 @@ class SequenceStream:
             }
 
         loads = [lambda m=m: load(m) for _, m, _ in todo]
-        for (g, members, start), data in zip(todo, _prefetched(loads), strict=True):
+        for (g, members, start), data in zip(todo, prefetched(loads), strict=True):
             rng = rng_for(self.seed, self.stream, epoch, g + 1)
             jitter = rng.random(len(members))
             ordered = [members[k] for k in np.lexsort((jitter, [m[2] for m in members]))]
