@@ -92,6 +92,66 @@ def test_learns_a_bimodal_process_and_samples_both_modes():
     assert (s + 1).abs().lt(0.4).float().mean().item() == pytest.approx(0.5, abs=0.08)
 
 
+def test_joint_mixture_nll_is_the_whole_vectors_mixture_per_dimension():
+    from torch.distributions import Independent
+
+    logpi = torch.log_softmax(torch.randn(4, 6, 1, 5), -1)
+    mu, logsigma, x = torch.randn(4, 6, 3, 5), torch.randn(4, 6, 3, 5) * 0.3, torch.randn(4, 6, 3)
+    # components over the whole vector: (..., K, Z) diagonal Gaussians
+    comp = Independent(Normal(mu.transpose(-1, -2), logsigma.exp().transpose(-1, -2)), 1)
+    ref = -MixtureSameFamily(Categorical(logits=logpi[..., 0, :]), comp).log_prob(x)
+    got = mdn_nll(logpi, mu, logsigma, x)
+    assert got.shape == (4, 6, 1)
+    torch.testing.assert_close(got[..., 0], ref / 3)
+    # with one component it is the per-dimension mixture (a diagonal Gaussian either way)
+    one = torch.zeros(4, 6, 1, 1)
+    torch.testing.assert_close(
+        mdn_nll(one, mu[..., :1], logsigma[..., :1], x).mean(-1),
+        mdn_nll(one.expand(4, 6, 3, 1), mu[..., :1], logsigma[..., :1], x).mean(-1),
+    )
+
+
+def test_joint_mixture_samples_one_component_for_every_dimension():
+    g = torch.Generator().manual_seed(0)
+    n, Z = 4000, 8
+    logpi = torch.log(torch.tensor([0.2, 0.5, 0.3])).expand(n, 1, 3)
+    mu = torch.tensor([-3.0, 1.0, 5.0]).expand(n, Z, 3)
+    logsigma = torch.full((n, Z, 3), -8.0)
+    z = sample_mixture(logpi, mu, logsigma, 1.0, g)
+    assert z.shape == (n, Z)
+    assert (z - z[:, :1]).abs().max().item() < 1e-2  # every dimension from the same component
+    share = [(z[:, 0] - m).abs().lt(0.1).float().mean().item() for m in (-3.0, 1.0, 5.0)]
+    assert share == pytest.approx([0.2, 0.5, 0.3], abs=0.03)
+    # the paper's per-dimension mixture with the same weights mixes components within one z
+    per_dim = sample_mixture(logpi.expand(n, Z, 3), mu, logsigma, 1.0, g)
+    assert (per_dim - per_dim[:, :1]).abs().max(1).values.gt(1).float().mean().item() > 0.9
+
+
+def test_a_joint_mixture_m_has_one_weight_vector_and_trains(tmp_path, trained_run):
+    m = MDNRNN(6, 2, 16, n_mixtures=4, joint_mixture=True)
+    plain = MDNRNN(6, 2, 16, n_mixtures=4)
+    assert m.head.out_features == 4 + 2 * 6 * 4 + 1  # K weights, not Z x K; mu, sigma; done
+    assert plain.head.out_features == 3 * 6 * 4 + 1
+    out, _ = m(torch.randn(3, 7, 6), torch.randn(3, 7, 2))
+    assert out.logpi.shape == (3, 7, 1, 4) and out.mu.shape == (3, 7, 6, 4)
+    torch.testing.assert_close(out.logpi.exp().sum(-1), torch.ones(3, 7, 1))
+    # through the stages: M trains on the debug run's latents, C trains in its dream
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    for f in ("mdnrnn.pt", "controller.pt", "es_state.pkl"):
+        (run / f).unlink(missing_ok=True)
+    cfg = with_overrides(preset("debug"), {"mdnrnn.joint_mixture": True, "mdnrnn.n_mixtures": 8})
+    save_config(cfg, run / "config.json")
+    assert cli("train-mdnrnn", "--run-dir", str(run), "--quiet").returncode == 0
+    assert cli("train-controller", "--run-dir", str(run), "--quiet").returncode == 0
+    model = load_mdnrnn(run / "mdnrnn.pt", cfg)
+    assert model.joint and model.head.out_features == 8 + 2 * cfg.vae.z_dim * 8 + 1
+    # an M of the other kind is refused by name
+    save_config(with_overrides(cfg, {"mdnrnn.joint_mixture": False}), run / "config.json")
+    line = one_line_error(cli("train-mdnrnn", "--run-dir", str(run), "--quiet"))
+    assert "mdnrnn.pt" in line
+
+
 def test_done_head_learns_dies_after_k_steps():
     torch.manual_seed(0)
     k = 6

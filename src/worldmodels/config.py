@@ -90,7 +90,12 @@ class MDNRNNConfig:
     hidden: int = 512
     """LSTM units (the paper: 256 CarRacing, 512 Doom)."""
     n_mixtures: int = 5
-    """Gaussian components per latent dimension (the paper: 5)."""
+    """Gaussian components per latent dimension (the paper: 5), or of the whole z with joint_mixture."""
+    joint_mixture: bool = False
+    """One mixture over the whole z (each component a diagonal Gaussian over all dimensions, one weight
+    vector) instead of the paper's independent mixture per dimension (false). A sample then picks one
+    component for every dimension, so the dream's z is one coherent scene rather than each dimension
+    drawn from its own component; more components (n_mixtures) make up for the shared weights."""
     seq_len: int = 500
     """Longest training sequence; longer episodes are cut into pieces (the paper: 1000 CarRacing, 500 Doom)."""
     batch_size: int = 100

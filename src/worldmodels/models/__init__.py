@@ -24,7 +24,10 @@ def build_mdnrnn(cfg: Config, action_dim: int) -> MDNRNN | MDNRNNEnsemble:
     m = cfg.mdnrnn
 
     def one() -> MDNRNN:
-        return MDNRNN(cfg.vae.z_dim, action_dim, m.hidden, m.n_mixtures, m.done_head, m.reward_head)
+        return MDNRNN(
+            cfg.vae.z_dim, action_dim, m.hidden, m.n_mixtures, m.done_head, m.reward_head,
+            m.joint_mixture,
+        )  # fmt: skip
 
     if m.members == 1:
         return one()

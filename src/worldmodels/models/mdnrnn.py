@@ -19,7 +19,9 @@ State = tuple[torch.Tensor, torch.Tensor]
 
 
 class MDNOutput(NamedTuple):
-    logpi: torch.Tensor  # (B, T, Z, K) log mixture weights (normalised)
+    logpi: (
+        torch.Tensor
+    )  # (B, T, Z, K) log mixture weights (normalised); (B, T, 1, K) for a joint mixture
     mu: torch.Tensor  # (B, T, Z, K)
     logsigma: torch.Tensor  # (B, T, Z, K)
     done_logit: torch.Tensor | None  # (B, T) logit of "this step ends the episode"
@@ -35,12 +37,14 @@ class MDNRNN(nn.Module):
         n_mixtures: int = 5,
         done_head: bool = True,
         reward_head: bool = False,
+        joint_mixture: bool = False,
     ) -> None:
         super().__init__()
         self.z_dim, self.action_dim, self.hidden, self.k = z_dim, action_dim, hidden, n_mixtures
-        self.done_head, self.reward_head = done_head, reward_head
+        self.done_head, self.reward_head, self.joint = done_head, reward_head, joint_mixture
         self.lstm = nn.LSTM(z_dim + action_dim, hidden, batch_first=True)
-        n_out = 3 * z_dim * n_mixtures + int(done_head) + int(reward_head)
+        n_pi = n_mixtures if joint_mixture else z_dim * n_mixtures
+        n_out = n_pi + 2 * z_dim * n_mixtures + int(done_head) + int(reward_head)
         self.head = nn.Linear(hidden, n_out)
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
@@ -61,10 +65,11 @@ class MDNRNN(nn.Module):
         B, T = y.shape[:2]
         n = self.z_dim * self.k
         shape = (B, T, self.z_dim, self.k)
-        logpi = F.log_softmax(y[..., :n].reshape(shape), dim=-1)
-        mu = y[..., n : 2 * n].reshape(shape)
-        logsigma = y[..., 2 * n : 3 * n].reshape(shape)
-        i = 3 * n
+        n_pi = self.k if self.joint else n
+        logpi = F.log_softmax(y[..., :n_pi].reshape(B, T, -1, self.k), dim=-1)
+        mu = y[..., n_pi : n_pi + n].reshape(shape)
+        logsigma = y[..., n_pi + n : n_pi + 2 * n].reshape(shape)
+        i = n_pi + 2 * n
         done = reward = None
         if self.done_head:
             done, i = y[..., i], i + 1
@@ -153,11 +158,16 @@ def mdn_nll(
     logpi: torch.Tensor, mu: torch.Tensor, logsigma: torch.Tensor, x: torch.Tensor
 ) -> torch.Tensor:
     """Negative log-likelihood of x (..., Z) under the per-dimension mixture (..., Z, K): returns (..., Z).
+    Under a joint mixture (logpi (..., 1, K): one component for all of z, diagonal within it) the whole
+    vector's NLL divided by Z, as (..., 1): either way its mean over the last axis is nats per dimension.
 
     Negative values are normal: these are densities of continuous variables.
     """
     x = x.unsqueeze(-1)
     log_prob = -0.5 * ((x - mu) * torch.exp(-logsigma)) ** 2 - logsigma - LOG_SQRT_2PI
+    if logpi.shape[-2] == 1 and mu.shape[-2] > 1:
+        joint = torch.logsumexp(logpi[..., 0, :] + log_prob.sum(-2), dim=-1)
+        return (-joint / mu.shape[-2]).unsqueeze(-1)
     return -torch.logsumexp(logpi + log_prob, dim=-1)
 
 
@@ -169,7 +179,7 @@ def sample_mixture(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Sample z (..., Z) at temperature tau as the paper: logits / tau, noise scaled by sqrt(tau),
-    the component chosen independently per dimension."""
+    the component chosen independently per dimension (one for all dimensions under a joint mixture)."""
     lead = logpi.shape[:-1]
     u = torch.rand(lead, generator=generator, device=mu.device)
     eps = torch.randn(lead, generator=generator, device=mu.device)
@@ -186,9 +196,13 @@ def sample_mixture_from(
 ) -> torch.Tensor:
     """`sample_mixture` with its randomness given: u ~ U(0, 1) picks the component (inverse CDF of
     softmax(logpi / tau)), eps ~ N(0, 1) the noise; both (..., Z). Lets every rollout of a batch own its
-    random stream, so a batched dream equals the same rollouts run one by one."""
+    random stream, so a batched dream equals the same rollouts run one by one. Under a joint mixture
+    (logpi (..., 1, K)) u's first entry picks the one component of every dimension."""
     probs = torch.softmax(logpi.float() / tau, dim=-1)
+    if probs.shape[-2] == 1:
+        u = u[..., :1]
     k = (probs.cumsum(-1) < u.unsqueeze(-1)).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
+    k = k.expand(*mu.shape[:-1], 1)
     mu_k = mu.gather(-1, k).squeeze(-1)
     sigma_k = logsigma.gather(-1, k).squeeze(-1).exp()
     return mu_k + sigma_k * math.sqrt(tau) * eps
