@@ -55,7 +55,7 @@ TRAIN = {"train-vae": train_vae, "train-mdnrnn": train_mdnrnn, "train-controller
 CASES = {
     # stage: (the file that holds its state, the files to remove first, overrides: long enough to be
     # stopped midway and never checkpointed by the clock, so the only mid-run checkpoint is the graceful one)
-    "train-vae": ("vae.pt", [], {"vae.epochs": 4, "vae.checkpoint_every_s": 1e9}),
+    "train-vae": ("vae.pt", [], {"vae.epochs": 2, "vae.checkpoint_every_s": 1e9}),
     "train-mdnrnn": (
         "mdnrnn.pt",
         ["mdnrnn.pt"],

@@ -11,7 +11,9 @@ import torch
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
 from worldmodels.config import preset, save_config, with_overrides
+from worldmodels.errors import WorldModelsError
 from worldmodels.models.mdnrnn import MDNRNN, mdn_nll, sample_mixture
+from worldmodels.train.controller import train_controller
 from worldmodels.train.mdnrnn import load_mdnrnn, mdnrnn_losses, train_mdnrnn
 from worldmodels.utils import load_checkpoint
 
@@ -142,14 +144,14 @@ def test_a_joint_mixture_m_has_one_weight_vector_and_trains(tmp_path, trained_ru
         (run / f).unlink(missing_ok=True)
     cfg = with_overrides(preset("debug"), {"mdnrnn.joint_mixture": True, "mdnrnn.n_mixtures": 8})
     save_config(cfg, run / "config.json")
-    assert cli("train-mdnrnn", "--run-dir", str(run), "--quiet").returncode == 0
-    assert cli("train-controller", "--run-dir", str(run), "--quiet").returncode == 0
+    train_mdnrnn(run, cfg, progress=False)
+    train_controller(run, cfg, progress=False)
     model = load_mdnrnn(run / "mdnrnn.pt", cfg)
     assert model.joint and model.head.out_features == 8 + 2 * cfg.vae.z_dim * 8 + 1
+    assert (run / "controller.pt").exists()
     # an M of the other kind is refused by name
-    save_config(with_overrides(cfg, {"mdnrnn.joint_mixture": False}), run / "config.json")
-    line = one_line_error(cli("train-mdnrnn", "--run-dir", str(run), "--quiet"))
-    assert "mdnrnn.pt" in line
+    with pytest.raises(WorldModelsError, match="mdnrnn.pt"):
+        load_mdnrnn(run / "mdnrnn.pt", with_overrides(cfg, {"mdnrnn.joint_mixture": False}))
 
 
 def test_done_head_learns_dies_after_k_steps():

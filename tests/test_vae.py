@@ -124,7 +124,7 @@ def _weights(path):
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(collected_run, tmp_path):
-    cfg = with_overrides(preset("debug"), {"vae.epochs": 4, "vae.checkpoint_every_s": 0.0})
+    cfg = with_overrides(preset("debug"), {"vae.epochs": 2, "vae.checkpoint_every_s": 0.0})
     ref = tmp_path / "ref"
     shutil.copytree(collected_run, ref)
     save_config(cfg, ref / "config.json")
