@@ -114,7 +114,8 @@ def test_sigterm_saves_where_it_stopped_and_the_rerun_matches_an_uninterrupted_r
 
 def test_a_second_signal_stops_at_once_and_handlers_are_restored():
     before = signal.getsignal(signal.SIGTERM)
-    with GracefulStop("update") as stop:
+    stop = GracefulStop("update").start()
+    try:
         assert not stop
         signal.raise_signal(signal.SIGTERM)
         assert stop and stop.signum == signal.SIGTERM  # asked, not yet stopped
@@ -124,15 +125,18 @@ def test_a_second_signal_stops_at_once_and_handlers_are_restored():
         with pytest.raises(Interrupted) as e:
             stop.check()
         assert e.value.saved and e.value.signum == signal.SIGTERM
+    finally:
+        stop.close()
     assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_an_ignored_sigint_stays_ignored():
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = GracefulStop("update").start()
     try:
-        with GracefulStop("update") as stop:
-            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-            signal.raise_signal(signal.SIGINT)
-            assert not stop
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signal.raise_signal(signal.SIGINT)
+        assert not stop
     finally:
+        stop.close()
         signal.signal(signal.SIGINT, old)

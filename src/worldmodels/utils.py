@@ -166,6 +166,14 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity on Linux, else every core)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def chunks(seq: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(seq), size):
         yield seq[i : i + size]

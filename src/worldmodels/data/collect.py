@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import queue
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +35,7 @@ from worldmodels.utils import (
     remove_stale_temporaries,
     rng_for,
     seed_for,
+    usable_cores,
 )
 
 
@@ -60,11 +60,7 @@ def encode_in_background(cfg: Config) -> bool:
     workers leave a core free)."""
     if cfg.parallel.encode_thread != "auto":
         return cfg.parallel.encode_thread == "on"
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return cfg.parallel.backend == "local" and cfg.parallel.workers < cores
+    return cfg.parallel.backend == "local" and cfg.parallel.workers < usable_cores()
 
 
 CHUNK = 16

@@ -137,12 +137,6 @@ class GracefulStop:
             signal.signal(sig, handler)
         self._old = {}
 
-    def __enter__(self) -> GracefulStop:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _handle(self, signum: int, frame: object) -> None:
         if self.signum:
             raise Interrupted(signum, saved=False)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -39,6 +36,7 @@ from worldmodels.utils import (
     remove_stale_temporaries,
     resolve_device,
     seed_for,
+    usable_cores,
 )
 
 VAL_FRAMES = 500
@@ -261,29 +259,18 @@ def encode_latents(run_dir: Path, cfg: Config, progress: bool = True) -> dict[st
     remove_stale_temporaries(run_dir / "latents")
     todo = missing_latents(run_dir)
     clock, frames = Stopwatch(), 0
-    # V waits on nothing: episodes are read and inflated on threads ahead of it, and latents compressed
-    # and written on another (on a GPU, one thread reading was the stage's limit).
+    # episodes are read and inflated on threads ahead of V (on a GPU, one thread reading was the limit)
     loads = [lambda p=p: load_episode(p) for p in todo]
-    writes: deque = deque()
-    with (
-        ThreadPoolExecutor(1) as writer,
-        tqdm(
-            total=len(todo), desc="encode", unit="ep", disable=not progress, dynamic_ncols=True
-        ) as bar,
-    ):
-        for p, ep in zip(todo, prefetched(loads, depth=min(4, os.cpu_count() or 1)), strict=True):
-            mu, logvar = encode_frames(model, ep["obs"], device, cfg.vae.amp)
-            arrays = {"mu": mu, "logvar": logvar, **{k: v for k, v in ep.items() if k != "obs"}}
-            out = latent_path(run_dir, int(p.stem[3:]))
-            writes.append(
-                writer.submit(lambda o=out, a=arrays: atomic_write_bytes(o, encode_npz(a)))
-            )
-            while len(writes) > 4 or (writes and writes[0].done()):
-                writes.popleft().result()  # a failed write stops the stage here
-            frames += len(mu)
-            bar.update(1)
-        while writes:
-            writes.popleft().result()
+    episodes = prefetched(loads, depth=min(4, usable_cores()))
+    for p, ep in tqdm(zip(todo, episodes, strict=True), total=len(todo), desc="encode", unit="ep",
+                      disable=not progress, dynamic_ncols=True):  # fmt: skip
+        mu, logvar = encode_frames(model, ep["obs"], device, cfg.vae.amp)
+        arrays = {k: v for k, v in ep.items() if k != "obs"}
+        atomic_write_bytes(
+            latent_path(run_dir, int(p.stem[3:])),
+            encode_npz({"mu": mu, "logvar": logvar, **arrays}),
+        )
+        frames += len(mu)
     write_dream_starts(run_dir)
     if todo:
         Metrics(run_dir, "encode").log(len(todo), **{"perf/encode_frames_per_s": frames / clock()})
