@@ -11,8 +11,9 @@ left, no-op or right held 1-10 frames), always left (-1), always right (+1), no-
 the dream at tau (default: the run's agent tau) with done read at p > 0.5 (the paper) and sampled, each
 from M's raw p and from p calibrated (controller.calibrate_done) (--modes: a subset), optionally with
 every sampled z put through V (--reproject: controller.reproject_z); in the real env on evaluation seed
-list SEED, where the fixed policies do not depend on the run (measured once). With an ensemble M also the members' disagreement per step along each policy's dream (the quantity
-controller.disagreement_penalty charges): where C's cheats lead M, the members should disagree more.
+list SEED, where the fixed policies do not depend on the run (measured once). With an ensemble M also the
+members' disagreement per step along each policy's dream (the quantity controller.disagreement_penalty
+charges): where C's cheats lead M, the members should disagree more.
 Made for one-output envs with an alive reward (DoomTakeCover). Prints a markdown table; --out writes JSON
 (and a later call with the same --out, episodes and seed adds its runs to it, reusing the real scores);
 each score there has its mean, std, standard error and 10th, 50th and 90th percentiles.
