@@ -231,6 +231,15 @@ def test_evaluate_cli_writes_eval_json(dream_run):
     assert {"env", "episodes", "mean", "std", "returns", "seed"} <= set(e)
     assert e["episodes"] == 2 and e["seed"] == 9 and len(e["returns"]) == 2
     assert f"{e['mean']:.1f} +- {e['std']:.1f}" in out.stdout
+    # --out: a second seed's result goes to its own file and the run's eval.json stays the first one's
+    other = dream_run / "eval_seed3.json"
+    out = cli("evaluate", "--run-dir", str(dream_run), "--episodes", "2", "--seed", "3", "--quiet",
+              "--out", str(other))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(other.read_text())["seed"] == 3
+    assert json.loads((dream_run / "eval.json").read_text()) == e
+    bad = cli("evaluate", "--run-dir", str(dream_run), "--out", str(dream_run / "no" / "e.json"))
+    assert bad.returncode != 0 and "--out" in one_line_error(bad)
 
 
 def test_a_truncated_controller_is_refused(dream_run):

@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--env", dest="env_id", metavar="ID",
                            help="Score in another registered id of the same game (e.g. gymnasium's own "
                                 "CarRacing-v3); the run's config keeps its env.")  # fmt: skip
+            p.add_argument("--out", type=Path, metavar="FILE",
+                           help="Write the result to FILE instead of the run directory's eval.json "
+                                "(eval_random.json, eval_dream.json), e.g. one file per --seed.")  # fmt: skip
         if name in PRETRAINED_COMMANDS:
             p.add_argument("--pretrained", metavar="NAME|DIR",
                            help="Start from an agent shipped with the package (doom, carracing) or exported with "
@@ -207,7 +210,9 @@ def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) 
     if command == "evaluate":
         from worldmodels.evaluate import evaluate_command
 
-        return evaluate_command(args.run_dir, cfg, args.policy, args.where, progress, args.env_id)
+        return evaluate_command(
+            args.run_dir, cfg, args.policy, args.where, progress, args.env_id, args.out
+        )
     from worldmodels.stages import get
 
     pipeline.run_stage(get(command), args.run_dir, cfg, progress)

@@ -148,12 +148,16 @@ def evaluate_command(
     where: str,
     progress: bool = True,
     env: str | None = None,
+    out: Path | None = None,
 ) -> int:
     """`worldmodels evaluate`: one evaluation, written to its JSON file and printed as mean +- std.
     `env`: score in another registered id of the same game (gymnasium's own CarRacing-v3 for an agent
-    trained on worldmodels/CarRacing-v3); the run's config is not changed."""
+    trained on worldmodels/CarRacing-v3); the run's config is not changed. `out`: the file to write
+    instead of the run directory's (its folder must exist)."""
     run_dir = Path(run_dir)
     e = cfg.evaluate
+    if out is not None and not Path(out).parent.is_dir():
+        raise WorldModelsError(f"--out {out}: folder {Path(out).parent} does not exist")
     if policy == "random" and where == "dream":
         raise WorldModelsError(
             "--policy random --where dream: the random policy is scored in the real env only"
@@ -178,7 +182,7 @@ def evaluate_command(
             result = evaluate_real(run_dir, cfg, params, e.episodes, e.seed, progress)
     if policy == "controller":
         result["agent"] = agent_files(run_dir, cfg)
-    write_eval(run_dir / _FILES[(policy, where)], result)
+    write_eval(Path(out) if out is not None else run_dir / _FILES[(policy, where)], result)
     return 0
 
 
