@@ -47,6 +47,14 @@ def _scores(name: str, episodes: int, tmp_path) -> tuple[dict, dict]:
 def test_shipped_doom_agent_beats_the_random_policy_on_the_same_episodes(tmp_path):
     agent, random = _scores("doom", 8, tmp_path)
     assert agent["mean"] > 1.5 * random["mean"], (agent["returns"], random["returns"])
+    # --out: another seed's evaluation goes to its own file; the run's files and config stay as they were
+    elsewhere = tmp_path / "random_seed4.json"
+    out = cli("evaluate", "--pretrained", "doom", "--run-dir", str(tmp_path / "run"), "--policy", "random",
+              "--episodes", "2", "--seed", "4", "--quiet", "--out", str(elsewhere))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(elsewhere.read_text())["seed"] == 4
+    assert json.loads((tmp_path / "run" / "eval_random.json").read_text()) == random
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["evaluate"]["seed"] == 3
 
 
 def test_shipped_carracing_agent_drives_the_track(tmp_path):

@@ -183,6 +183,11 @@ def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) 
     from worldmodels import pipeline
 
     progress = not getattr(args, "quiet", False)
+    transient: dict[str, Any] = {}
+    if command == "evaluate" and args.out is not None:
+        # written elsewhere, an evaluation leaves the run's config alone (its eval.json stays current)
+        transient = {k: v for k, v in overrides.items() if k.startswith("evaluate.")}
+        overrides = {k: v for k, v in overrides.items() if k not in transient}
     if command == "run":
         cfg = pipeline.resolve(args.run_dir, args.preset, overrides, force=args.force)
         if args.force:
@@ -191,10 +196,10 @@ def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) 
     if command in PRETRAINED_COMMANDS and args.pretrained:
         from worldmodels.pretrained import pretrained_command
 
-        return pretrained_command(command, args, overrides, progress)
+        return pretrained_command(command, args, overrides, progress, transient)
     if args.run_dir is None:
         raise WorldModelsError("--run-dir is required (or --pretrained NAME)")
-    cfg = pipeline.resolve(args.run_dir, args.preset, overrides)
+    cfg = C.with_overrides(pipeline.resolve(args.run_dir, args.preset, overrides), transient)
     if command == "collect" and args.verify:
         from worldmodels.data.storage import verify_episodes
 

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from worldmodels import config as C
 from worldmodels.errors import WorldModelsError
 
 ROOT = Path(__file__).parent / "pretrained"
@@ -30,10 +31,15 @@ def pretrained_dir(name: str) -> Path:
 
 
 def pretrained_command(
-    command: str, args: argparse.Namespace, overrides: dict[str, Any], progress: bool
+    command: str,
+    args: argparse.Namespace,
+    overrides: dict[str, Any],
+    progress: bool,
+    transient: dict[str, Any] | None = None,
 ) -> int:
     """Copy an agent (shipped or exported) into the run directory (default runs/pretrained-NAME), then
-    evaluate it, render it, or train a new C on its V and M."""
+    evaluate it, render it, or train a new C on its V and M. `transient`: overrides for this command
+    only, not saved in the run's config (evaluate --out)."""
     from worldmodels import pipeline
 
     src = pretrained_dir(args.pretrained)
@@ -60,11 +66,13 @@ def pretrained_command(
                 shutil.copy2(src / name, run_dir / name)
     except OSError as e:
         raise WorldModelsError(f"--run-dir {run_dir}: cannot write there ({e.strerror})") from None
-    cfg = pipeline.resolve(run_dir, None, overrides)
+    cfg = C.with_overrides(pipeline.resolve(run_dir, None, overrides), transient or {})
     if command == "evaluate":
         from worldmodels.evaluate import evaluate_command
 
-        return evaluate_command(run_dir, cfg, args.policy, args.where, progress, args.env_id)
+        return evaluate_command(
+            run_dir, cfg, args.policy, args.where, progress, args.env_id, args.out
+        )
     if command == "train-controller":
         from worldmodels.stages import get
 
