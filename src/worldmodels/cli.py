@@ -183,11 +183,11 @@ def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) 
     from worldmodels import pipeline
 
     progress = not getattr(args, "quiet", False)
-    transient: dict[str, Any] = {}
+    unsaved: dict[str, Any] = {}
     if command == "evaluate" and args.out is not None:
         # written elsewhere, an evaluation leaves the run's config alone (its eval.json stays current)
-        transient = {k: v for k, v in overrides.items() if k.startswith("evaluate.")}
-        overrides = {k: v for k, v in overrides.items() if k not in transient}
+        unsaved = {k: v for k, v in overrides.items() if k.startswith("evaluate.")}
+        overrides = {k: v for k, v in overrides.items() if k not in unsaved}
     if command == "run":
         cfg = pipeline.resolve(args.run_dir, args.preset, overrides, force=args.force)
         if args.force:
@@ -196,10 +196,10 @@ def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) 
     if command in PRETRAINED_COMMANDS and args.pretrained:
         from worldmodels.pretrained import pretrained_command
 
-        return pretrained_command(command, args, overrides, progress, transient)
+        return pretrained_command(command, args, overrides, progress, unsaved)
     if args.run_dir is None:
         raise WorldModelsError("--run-dir is required (or --pretrained NAME)")
-    cfg = C.with_overrides(pipeline.resolve(args.run_dir, args.preset, overrides), transient)
+    cfg = pipeline.resolve(args.run_dir, args.preset, overrides, unsaved=unsaved)
     if command == "collect" and args.verify:
         from worldmodels.data.storage import verify_episodes
 

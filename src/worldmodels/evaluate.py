@@ -156,8 +156,8 @@ def evaluate_command(
     instead of the run directory's (its folder must exist)."""
     run_dir = Path(run_dir)
     e = cfg.evaluate
-    if out is not None and not Path(out).parent.is_dir():
-        raise WorldModelsError(f"--out {out}: folder {Path(out).parent} does not exist")
+    if out is not None and not out.parent.is_dir():
+        raise WorldModelsError(f"--out {out}: folder {out.parent} does not exist")
     if policy == "random" and where == "dream":
         raise WorldModelsError(
             "--policy random --where dream: the random policy is scored in the real env only"
@@ -182,7 +182,7 @@ def evaluate_command(
             result = evaluate_real(run_dir, cfg, params, e.episodes, e.seed, progress)
     if policy == "controller":
         result["agent"] = agent_files(run_dir, cfg)
-    write_eval(Path(out) if out is not None else run_dir / _FILES[(policy, where)], result)
+    write_eval(out or run_dir / _FILES[(policy, where)], result)
     return 0
 
 

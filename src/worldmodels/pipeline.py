@@ -35,9 +35,18 @@ def resolve(
     preset_name: str | None,
     overrides: dict[str, Any],
     force: str | None = None,
+    unsaved: dict[str, Any] | None = None,
 ) -> C.Config:
-    """The run's config: config.json (or the preset, for a new run) with overrides, saved before work."""
-    run_dir = Path(run_dir)
+    """The run's config: config.json (or the preset, for a new run) with overrides, saved before work;
+    `unsaved` overrides apply to this command alone (evaluate --out) and are not saved."""
+    return C.with_overrides(
+        _resolve_saved(Path(run_dir), preset_name, overrides, force), unsaved or {}
+    )
+
+
+def _resolve_saved(
+    run_dir: Path, preset_name: str | None, overrides: dict[str, Any], force: str | None
+) -> C.Config:
     check_run_dir(run_dir)
     path = run_dir / "config.json"
     if path.exists():

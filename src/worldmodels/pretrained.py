@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from worldmodels import config as C
 from worldmodels.errors import WorldModelsError
 
 ROOT = Path(__file__).parent / "pretrained"
@@ -35,10 +34,10 @@ def pretrained_command(
     args: argparse.Namespace,
     overrides: dict[str, Any],
     progress: bool,
-    transient: dict[str, Any] | None = None,
+    unsaved: dict[str, Any] | None = None,
 ) -> int:
     """Copy an agent (shipped or exported) into the run directory (default runs/pretrained-NAME), then
-    evaluate it, render it, or train a new C on its V and M. `transient`: overrides for this command
+    evaluate it, render it, or train a new C on its V and M. `unsaved`: overrides for this command
     only, not saved in the run's config (evaluate --out)."""
     from worldmodels import pipeline
 
@@ -66,7 +65,7 @@ def pretrained_command(
                 shutil.copy2(src / name, run_dir / name)
     except OSError as e:
         raise WorldModelsError(f"--run-dir {run_dir}: cannot write there ({e.strerror})") from None
-    cfg = C.with_overrides(pipeline.resolve(run_dir, None, overrides), transient or {})
+    cfg = pipeline.resolve(run_dir, None, overrides, unsaved=unsaved)
     if command == "evaluate":
         from worldmodels.evaluate import evaluate_command
 
