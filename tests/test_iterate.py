@@ -168,3 +168,63 @@ def test_exported_agent_scores_as_the_run_it_came_from(iterated_run, tmp_path, m
     assert shipped["returns"] == original["returns"] and shipped["lengths"] == original["lengths"]
     assert main(["evaluate", "--pretrained", "doom", "--run-dir", str(tmp_path / "a"), "--where", "dream",
                  "--episodes", "3", "--quiet"]) == 0  # fmt: skip
+
+
+def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_path):
+    """Switched on after the rounds: round 0 (the first C) is scored too, on seeds of the rounds' own; the
+    agent follows the scores, and evaluate and export use the chosen round's M and C."""
+    from worldmodels.config import save_config, with_overrides
+    from worldmodels.utils import STREAM_ROUND_EVAL
+
+    run = copy_run(iterated_run, tmp_path / "run")
+    cfg = load_config(run / "config.json")
+    # final_temperature trains only the last round's C: refused with choose best (one-line error)
+    line = one_line_error(cli("iterate", "--run-dir", str(run), "--iterate.choose", "best"))
+    assert "iterate.final_temperature" in line
+    save_config(with_overrides(cfg, {"iterate.final_temperature": 0.0}), run / "config.json")
+    out = cli("iterate", "--run-dir", str(run), "--quiet", "--iterate.choose", "best")
+    assert out.returncode == 0, out.stderr[-2000:]
+    chosen = json.loads((run / "rounds/chosen.json").read_text())
+    means = {int(r): m for r, m in chosen["mean_return"].items()}
+    assert sorted(means) == [0, 1, 2] and chosen["rounds"] == 2
+    assert means[chosen["round"]] == max(means.values())
+    for r in range(3):
+        e = json.loads((run / f"rounds/{r}/eval.json").read_text())
+        assert e["seed"] == seed_for(cfg.seed, STREAM_ROUND_EVAL, r) != cfg.evaluate.seed
+        assert e["mean"] == means[r] and e["episodes"] == 2
+
+    # Make round 1 the best and round 0 the worst: the agent moves with the scores.
+    for r, mean in ((0, -1.0), (1, 1e6), (2, 0.0)):
+        path = run / f"rounds/{r}/eval.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "mean": mean}))
+    (run / "rounds/chosen.json").unlink()
+    line = one_line_error(cli("evaluate", "--run-dir", str(run)))  # not chosen yet: no agent
+    assert "iterate" in line
+    out = cli("run", "--run-dir", str(run), "--quiet")
+    assert out.returncode == 0, out.stderr[-2000:]
+    cfg = load_config(run / "config.json")
+    assert cfg.iterate.choose == "best"
+    assert model_paths(run, cfg) == (run / "rounds/1/mdnrnn.pt", run / "rounds/1/controller.pt")
+    e = json.loads((run / "eval.json").read_text())
+    assert e["agent"] == {"mdnrnn": "rounds/1/mdnrnn.pt", "controller": "rounds/1/controller.pt"}
+    # Round 0 best: the first M and C.
+    path = run / "rounds/0/eval.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "mean": 2e6}))
+    (run / "rounds/chosen.json").unlink()
+    out = cli("iterate", "--run-dir", str(run), "--quiet")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert model_paths(run, cfg) == (run / "mdnrnn.pt", run / "controller.pt")
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--iterate.choose", "worst"], "iterate.choose must be"),
+        (["--iterate.choose", "best", "--iterate.eval_episodes", "0"], "iterate.eval_episodes > 0"),
+    ],
+)
+def test_choose_refuses_what_it_cannot_do(flags, words, tmp_path):
+    out = cli("run", "--preset", "debug", "--run-dir", str(tmp_path / "r"), "--iterate.rounds", "1",
+              *flags)  # fmt: skip
+    assert words in one_line_error(out)
+    assert not (tmp_path / "r").exists()

@@ -5,6 +5,7 @@ One code path for evaluation, real-env fitness, iterative training's collection 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,18 +35,33 @@ def round_dir(run_dir: Path, r: int) -> Path:
     return Path(run_dir) / "rounds" / str(r)
 
 
+def chosen_round_path(run_dir: Path) -> Path:
+    """Where `iterate.choose best` records which round's C is the agent, and every round's score."""
+    return Path(run_dir) / "rounds" / "chosen.json"
+
+
 def model_paths(run_dir: Path, cfg: Config) -> tuple[Path, Path]:
-    """(M, C) of the run's agent: those of the last round of iterative training, or the first ones."""
+    """(M, C) of the run's agent: those of the last round of iterative training (or of the round chosen by
+    `iterate.choose best`, see rounds/chosen.json), or the first ones."""
     run_dir = Path(run_dir)
     r = cfg.iterate.rounds
     if r == 0:
         return run_dir / "mdnrnn.pt", run_dir / "controller.pt"
-    last = round_dir(run_dir, r)
-    if not (last / "done").exists():
-        raise WorldModelsError(
-            f"{run_dir}: iterative training has not finished its {r} round(s); run `worldmodels iterate`"
-        )
-    return last / "mdnrnn.pt", last / "controller.pt"
+    unfinished = WorldModelsError(
+        f"{run_dir}: iterative training has not finished its {r} round(s); run `worldmodels iterate`"
+    )
+    if not (round_dir(run_dir, r) / "done").exists():
+        raise unfinished
+    if cfg.iterate.choose == "best":
+        chosen = chosen_round_path(run_dir)
+        record = json.loads(chosen.read_text()) if chosen.exists() else {}
+        if record.get("rounds") != r:  # not chosen yet, or among fewer rounds than there are now
+            raise unfinished
+        r = int(record["round"])
+        if r == 0:
+            return run_dir / "mdnrnn.pt", run_dir / "controller.pt"
+    d = round_dir(run_dir, r)
+    return d / "mdnrnn.pt", d / "controller.pt"
 
 
 def load_models(

@@ -193,7 +193,12 @@ class IterateConfig:
     """Start each round's CMA-ES from the previous round's C instead of x0 = 0 (the paper's x0): the new C
     need not learn again what the last one knew, so a round may need fewer generations."""
     eval_episodes: int = 0
-    """Real episodes that score each round's C, for the record (rounds/R/eval.json); it chooses nothing."""
+    """Real episodes that score each round's C (rounds/R/eval.json), on seeds of their own (derived from the
+    run's seed, apart from any `evaluate --seed`): for the record, or for `iterate.choose best`."""
+    choose: str = "last"
+    """Which round's C (with its M) is the run's agent: `last` (the paper), or `best`, the round, the first
+    C (round 0) included, whose C scored most over `iterate.eval_episodes` real episodes. A later round's C
+    can be worse than an earlier one's; real episodes then only choose, C still trains in the dream."""
     final_temperature: float = 0.0
     """Dream temperature of the last round's C, the run's agent (0: controller.temperature). Earlier rounds'
     C train at controller.temperature. `evaluate --where dream` scores the agent at this tau."""
@@ -495,6 +500,16 @@ def validate(cfg: Config) -> None:
         (cfg.iterate.episodes >= 1, "iterate.episodes must be >= 1"),
         (0.0 <= cfg.iterate.explore <= 1.0, "iterate.explore must be in [0, 1]"),
         (cfg.iterate.mdnrnn_updates >= 1, "iterate.mdnrnn_updates must be >= 1"),
+        (cfg.iterate.choose in ("last", "best"), "iterate.choose must be 'last' or 'best'"),
+        (
+            cfg.iterate.choose == "last" or cfg.iterate.eval_episodes > 0,
+            "iterate.choose best needs iterate.eval_episodes > 0 (the real episodes that choose)",
+        ),
+        (
+            cfg.iterate.choose == "last" or cfg.iterate.final_temperature == 0,
+            "iterate.choose best cannot be combined with iterate.final_temperature (only the last "
+            "round's C trains at it)",
+        ),
         (0.0 <= cfg.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
         (cfg.device in ("auto", "cpu", "cuda"), "device must be 'auto', 'cpu' or 'cuda'"),
     ]

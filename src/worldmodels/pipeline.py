@@ -128,11 +128,14 @@ def _refuse_pinned(
 
 def _iterate_can_change(run_dir: Path, old: C.Config, new: C.Config, changed: list[str]) -> bool:
     """Iterative training may be switched on or extended after the run's other stages finished: no
-    round has started yet, or only iterate.rounds grows (finished rounds stay valid). The iterate stage
-    then removes what the old agent's evaluation and pictures were."""
+    round has started yet, or only iterate.rounds grows and/or iterate.choose changes (finished rounds
+    stay valid; choosing reads their scores). The iterate stage then removes what the old agent's
+    evaluation and pictures were."""
     if not (run_dir / "rounds").exists():
         return True
-    return changed == ["iterate.rounds"] and new.iterate.rounds > old.iterate.rounds
+    return set(changed) <= {"iterate.rounds", "iterate.choose"} and (
+        new.iterate.rounds >= old.iterate.rounds
+    )
 
 
 def _get(cfg: Any, dotted: str) -> Any:

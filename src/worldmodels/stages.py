@@ -113,7 +113,7 @@ STAGES: list[Stage] = [
         outputs=("rounds",),
         run="worldmodels.train.iterate:iterate",
         done="worldmodels.train.iterate:iterate_done",  # growing iterate.rounds: see pipeline.resolve
-        resumable=("iterate.rounds",),  # a round does not depend on how many follow it
+        resumable=("iterate.rounds", "iterate.choose"),  # a round does not depend on either
     ),
     Stage(
         "evaluate",

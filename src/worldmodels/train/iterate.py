@@ -11,7 +11,8 @@ wall and keeps the dream going, while the real agent pinned to the wall dies ear
 what C's behaviour really leads to. C is still trained only inside the dream.
 
 Round r lives in RUN_DIR/rounds/r/ (mdnrnn.pt, controller.pt, es_state.pkl, collect.json, eval.json, done);
-every step resumes. The run's agent after the last round is rounds/R's M and C (see agent.model_paths).
+every step resumes. The run's agent after the last round is rounds/R's M and C (see agent.model_paths), or
+with `iterate.choose best` the round's whose C scored most in the real env (rounds/chosen.json).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.agent import load_controller, round_dir
+from worldmodels.agent import chosen_round_path, load_controller, round_dir
 from worldmodels.config import Config, agent_config, with_overrides
 from worldmodels.data.storage import episode_path, list_episodes
 from worldmodels.evaluate import evaluate_real
@@ -32,11 +33,13 @@ from worldmodels.train.controller import train_controller
 from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.train.vae import encode_latents
 from worldmodels.utils import (
+    STREAM_ROUND_EVAL,
     Metrics,
     Stopwatch,
     atomic_write_bytes,
     atomic_write_text,
     remove_stale_temporaries,
+    seed_for,
 )
 
 
@@ -117,19 +120,54 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
         row: dict[str, float] = {"iterate/round": r}
         if stats:
             row["iterate/collect_return"] = stats["mean_return"]
-        if it.eval_episodes and not (d / "eval.json").exists():
-            # A measurement for the record (how each round's C does in the real env); it chooses nothing.
-            params = load_controller(d / "controller.pt", cfg)
-            result = evaluate_real(run_dir, cfg, params, it.eval_episodes, cfg.evaluate.seed + r,
-                                   progress, mdnrnn=d / "mdnrnn.pt")  # fmt: skip
-            atomic_write_text(d / "eval.json", json.dumps(result, indent=2) + "\n")
-            row["iterate/eval_return"] = result["mean"]
+        if it.eval_episodes:
+            row["iterate/eval_return"] = evaluate_round(run_dir, cfg, r, progress)["mean"]
         metrics.log(r, **row)
         atomic_write_text(d / "done", f"round {r} of {it.rounds}\n")
         out = row
     metrics.close()
+    if it.choose == "best" and not chosen_is_current(run_dir, cfg):
+        choose_round(run_dir, cfg, progress)
     return out
 
 
+def evaluate_round(run_dir: Path, cfg: Config, r: int, progress: bool) -> dict:
+    """Round r's C (round 0: the first C) with its M over `iterate.eval_episodes` real episodes, on seeds
+    derived from the run's seed for that round alone, never those of an `evaluate --seed`, so that a
+    choice made with them leaves the run's evaluation unbiased. Kept in rounds/R/eval.json."""
+    d = round_dir(run_dir, r)
+    path = d / "eval.json"
+    if not path.exists():
+        m, c = previous_models(run_dir, r + 1)
+        params = load_controller(c, cfg)
+        seed = seed_for(cfg.seed, STREAM_ROUND_EVAL, r)
+        result = evaluate_real(run_dir, cfg, params, cfg.iterate.eval_episodes, seed, progress,
+                               mdnrnn=m)  # fmt: skip
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    return json.loads(path.read_text())
+
+
+def choose_round(run_dir: Path, cfg: Config, progress: bool) -> int:
+    """`iterate.choose best`: the round whose C scored most over its real episodes (the later one of a tie)
+    becomes the run's agent; rounds/chosen.json says which, with every round's score."""
+    means = {
+        r: evaluate_round(run_dir, cfg, r, progress)["mean"] for r in range(cfg.iterate.rounds + 1)
+    }
+    best = max(means, key=lambda r: (means[r], r))
+    record = {"round": best, "rounds": cfg.iterate.rounds, "episodes": cfg.iterate.eval_episodes,
+              "mean_return": {str(r): m for r, m in means.items()}}  # fmt: skip
+    atomic_write_text(chosen_round_path(run_dir), json.dumps(record, indent=2) + "\n")
+    return best
+
+
+def chosen_is_current(run_dir: Path, cfg: Config) -> bool:
+    path = chosen_round_path(run_dir)
+    return path.exists() and json.loads(path.read_text())["rounds"] == cfg.iterate.rounds
+
+
 def iterate_done(run_dir: Path, cfg: Config) -> bool:
-    return cfg.iterate.rounds == 0 or (round_dir(run_dir, cfg.iterate.rounds) / "done").exists()
+    if cfg.iterate.rounds == 0:
+        return True
+    last_done = (round_dir(run_dir, cfg.iterate.rounds) / "done").exists()
+    return last_done and (cfg.iterate.choose == "last" or chosen_is_current(run_dir, cfg))
