@@ -207,6 +207,7 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
     assert model_paths(run, cfg) == (run / "rounds/1/mdnrnn.pt", run / "rounds/1/controller.pt")
     e = json.loads((run / "eval.json").read_text())
     assert e["agent"] == {"mdnrnn": "rounds/1/mdnrnn.pt", "controller": "rounds/1/controller.pt"}
+    assert ">1 (chosen: the agent)<" in (run / "report.html").read_text()
     # Round 0 best: the first M and C.
     path = run / "rounds/0/eval.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "mean": 2e6}))

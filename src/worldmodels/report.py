@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from worldmodels.agent import chosen_round_path
 from worldmodels.config import Config, load_config
 from worldmodels.data.storage import list_episodes
 from worldmodels.stages import NAMES
@@ -141,17 +142,27 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
         )
         return tuple(_last(rows, stage, f"mdnrnn/{k}") for k in keys)
 
+    def read(path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def real(r: int) -> str | None:
+        ev = read(run_dir / "rounds" / str(r) / "eval.json")
+        return f"{ev['mean']:.1f} +- {ev['std']:.1f} (n={ev['episodes']})" if ev else None
+
+    chosen = read(chosen_round_path(run_dir)).get("round") if cfg.iterate.choose == "best" else None
+
+    def label(r: int, name: str) -> str:
+        return f"{name} (chosen: the agent)" if r == chosen else name
+
     body = []
-    base = [("0 (random play)", cfg.collect.episodes, None, *m_stats("train-mdnrnn"),
-             _last(rows, "train-controller", "es/best_eval_return"), None)]  # fmt: skip
+    base = [(label(0, "0 (random play)"), cfg.collect.episodes, None, *m_stats("train-mdnrnn"),
+             _last(rows, "train-controller", "es/best_eval_return"), real(0))]  # fmt: skip
     for r in range(1, cfg.iterate.rounds + 1):
-        d = run_dir / "rounds" / str(r)
-        col = json.loads((d / "collect.json").read_text()) if (d / "collect.json").exists() else {}
-        ev = json.loads((d / "eval.json").read_text()) if (d / "eval.json").exists() else None
-        base.append((str(r), col.get("episodes"), col.get("mean_return"),
+        col = read(run_dir / "rounds" / str(r) / "collect.json")
+        base.append((label(r, str(r)), col.get("episodes"), col.get("mean_return"),
                      *m_stats(f"iterate-{r}/train-mdnrnn"),
                      _last(rows, f"iterate-{r}/train-controller", "es/best_eval_return"),
-                     f"{ev['mean']:.1f} +- {ev['std']:.1f} (n={ev['episodes']})" if ev else None))  # fmt: skip
+                     real(r)))  # fmt: skip
     for row in base:
         body.append(
             "<tr>" + "".join(f'<td class="num">{html.escape(_cell(x))}</td>' for x in row) + "</tr>"
