@@ -3,7 +3,7 @@
     python experiments/evaluate_rounds.py --run-dir runs/doom-cpu [--rounds 3 4 5] [--episodes 100] \
         [--seeds 1234 7]
 
-For each round R (and each seed), round R's M and C play the same real episodes (the seed fixes every
+For each round R (round 0: the first M and C, before iterative training) and each seed, round R's M and C play the same real episodes (the seed fixes every
 episode's env seed, as `worldmodels evaluate --seed` does). Results go to RUN_DIR/rounds/R/eval_<seed>_<n>.json
 (an existing file is reused) and a markdown table is printed. Picking a round by one seed's episodes and
 reporting another seed's keeps the choice off the reported number.
@@ -21,6 +21,7 @@ import numpy as np
 from worldmodels.agent import load_controller, round_dir
 from worldmodels.config import load_config
 from worldmodels.evaluate import evaluate_real
+from worldmodels.train.iterate import previous_models
 from worldmodels.utils import atomic_write_text
 
 
@@ -28,14 +29,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run-dir", type=Path, required=True, help="A run with finished rounds.")
     ap.add_argument(
-        "--rounds", type=int, nargs="+", help="Rounds to score (default: every finished one)."
+        "--rounds",
+        type=int,
+        nargs="+",
+        help="Rounds to score (default: 0, the first C, and every finished round).",
     )
     ap.add_argument("--episodes", type=int, default=100, help="Real episodes per round and seed.")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1234, 7], help="Evaluation seeds.")
     ap.add_argument("--quiet", action="store_true", help="No progress bars.")
     args = ap.parse_args()
     cfg = load_config(args.run_dir / "config.json")
-    rounds = args.rounds or sorted(
+    rounds = args.rounds or [0] + sorted(
         int(d.name) for d in (args.run_dir / "rounds").iterdir() if (d / "done").exists()
     )
     table = {}
@@ -45,9 +49,11 @@ def main() -> None:
             path = d / f"eval_{seed}_{args.episodes}.json"
             if not path.exists():
                 t = time.time()
-                params = load_controller(d / "controller.pt", cfg)
+                m, c = previous_models(args.run_dir, r + 1)  # round r's own M and C
+                params = load_controller(c, cfg)
                 res = evaluate_real(args.run_dir, cfg, params, args.episodes, seed,
-                                    progress=not args.quiet, mdnrnn=d / "mdnrnn.pt")  # fmt: skip
+                                    progress=not args.quiet, mdnrnn=m)  # fmt: skip
+                d.mkdir(parents=True, exist_ok=True)
                 res["round"], res["wall_s"] = r, time.time() - t
                 atomic_write_text(path, json.dumps(res, indent=2))
             table[r, seed] = json.loads(path.read_text())
