@@ -182,6 +182,9 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
     line = one_line_error(cli("iterate", "--run-dir", str(run), "--iterate.choose", "best"))
     assert "iterate.final_temperature" in line
     save_config(with_overrides(cfg, {"iterate.final_temperature": 0.0}), run / "config.json")
+    # a round scored on other seeds (as before the rounds had their own stream) is kept aside and replayed
+    old = run / "rounds/1/eval.json"
+    old.write_text(json.dumps({**json.loads(old.read_text()), "seed": 999}))
     out = cli("iterate", "--run-dir", str(run), "--quiet", "--iterate.choose", "best")
     assert out.returncode == 0, out.stderr[-2000:]
     chosen = json.loads((run / "rounds/chosen.json").read_text())
@@ -192,6 +195,7 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
         e = json.loads((run / f"rounds/{r}/eval.json").read_text())
         assert e["seed"] == seed_for(cfg.seed, STREAM_ROUND_EVAL, r) != cfg.evaluate.seed
         assert e["mean"] == means[r] and e["episodes"] == 2
+    assert json.loads((run / "rounds/1/eval_999_2.json").read_text())["seed"] == 999
 
     # Make round 1 the best and round 0 the worst: the agent moves with the scores.
     for r, mean in ((0, -1.0), (1, 1e6), (2, 0.0)):

@@ -137,15 +137,18 @@ def evaluate_round(run_dir: Path, cfg: Config, r: int, progress: bool) -> dict:
     choice made with them leaves the run's evaluation unbiased. Kept in rounds/R/eval.json."""
     d = round_dir(run_dir, r)
     path = d / "eval.json"
-    if not path.exists():
-        m, c = previous_models(run_dir, r + 1)
-        params = load_controller(c, cfg)
-        seed = seed_for(cfg.seed, STREAM_ROUND_EVAL, r)
-        result = evaluate_real(run_dir, cfg, params, cfg.iterate.eval_episodes, seed, progress,
-                               mdnrnn=m)  # fmt: skip
-        d.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    return json.loads(path.read_text())
+    seed, n = seed_for(cfg.seed, STREAM_ROUND_EVAL, r), cfg.iterate.eval_episodes
+    if path.exists():
+        old = json.loads(path.read_text())
+        if (old["seed"], old["episodes"]) == (seed, n):
+            return old
+        # made on other seeds (before the rounds had a stream of their own): kept aside, played again
+        path.rename(d / f"eval_{old['seed']}_{old['episodes']}.json")
+    m, c = previous_models(run_dir, r + 1)
+    result = evaluate_real(run_dir, cfg, load_controller(c, cfg), n, seed, progress, mdnrnn=m)
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def choose_round(run_dir: Path, cfg: Config, progress: bool) -> int:
