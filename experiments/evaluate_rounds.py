@@ -3,9 +3,10 @@
     python experiments/evaluate_rounds.py --run-dir runs/doom-cpu [--rounds 3 4 5] [--episodes 100] \
         [--seeds 1234 7]
 
-For each round R (round 0: the first M and C, before iterative training) and each seed, round R's M and C play the same real episodes (the seed fixes every
-episode's env seed, as `worldmodels evaluate --seed` does). Results go to RUN_DIR/rounds/R/eval_<seed>_<n>.json
-(an existing file is reused) and a markdown table is printed. Picking a round by one seed's episodes and
+For each round R (round 0: the first M and C, before iterative training) and each seed, round R's M and C
+play the same real episodes (the seed fixes every episode's env seed, as `worldmodels evaluate --seed`
+does). Results go to RUN_DIR/rounds/R/eval_<seed>_<n>.json (an existing file is reused) and a markdown
+table is printed. Picking a round by one seed's episodes and
 reporting another seed's keeps the choice off the reported number.
 """
 
@@ -18,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from worldmodels.agent import load_controller, round_dir
+from worldmodels.agent import load_controller, round_dir, round_models
 from worldmodels.config import load_config
 from worldmodels.evaluate import evaluate_real
-from worldmodels.train.iterate import previous_models
 from worldmodels.utils import atomic_write_text
 
 
@@ -49,7 +49,7 @@ def main() -> None:
             path = d / f"eval_{seed}_{args.episodes}.json"
             if not path.exists():
                 t = time.time()
-                m, c = previous_models(args.run_dir, r + 1)  # round r's own M and C
+                m, c = round_models(args.run_dir, r)
                 params = load_controller(c, cfg)
                 res = evaluate_real(args.run_dir, cfg, params, args.episodes, seed,
                                     progress=not args.quiet, mdnrnn=m)  # fmt: skip

@@ -35,33 +35,40 @@ def round_dir(run_dir: Path, r: int) -> Path:
     return Path(run_dir) / "rounds" / str(r)
 
 
+def round_models(run_dir: Path, r: int) -> tuple[Path, Path]:
+    """(M, C) of round r: the first ones (before iterative training) for round 0."""
+    d = Path(run_dir) if r == 0 else round_dir(run_dir, r)
+    return d / "mdnrnn.pt", d / "controller.pt"
+
+
 def chosen_round_path(run_dir: Path) -> Path:
     """Where `iterate.choose best` records which round's C is the agent, and every round's score."""
     return Path(run_dir) / "rounds" / "chosen.json"
 
 
+def chosen_round(run_dir: Path, cfg: Config) -> int | None:
+    """The round `iterate.choose best` made the agent, or None: not chosen yet, or chosen among fewer
+    rounds than the config has now."""
+    path = chosen_round_path(run_dir)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return int(record["round"]) if record["rounds"] == cfg.iterate.rounds else None
+
+
 def model_paths(run_dir: Path, cfg: Config) -> tuple[Path, Path]:
     """(M, C) of the run's agent: those of the last round of iterative training (or of the round chosen by
     `iterate.choose best`, see rounds/chosen.json), or the first ones."""
-    run_dir = Path(run_dir)
-    r = cfg.iterate.rounds
-    if r == 0:
-        return run_dir / "mdnrnn.pt", run_dir / "controller.pt"
-    unfinished = WorldModelsError(
-        f"{run_dir}: iterative training has not finished its {r} round(s); run `worldmodels iterate`"
-    )
-    if not (round_dir(run_dir, r) / "done").exists():
-        raise unfinished
-    if cfg.iterate.choose == "best":
-        chosen = chosen_round_path(run_dir)
-        record = json.loads(chosen.read_text()) if chosen.exists() else {}
-        if record.get("rounds") != r:  # not chosen yet, or among fewer rounds than there are now
-            raise unfinished
-        r = int(record["round"])
-        if r == 0:
-            return run_dir / "mdnrnn.pt", run_dir / "controller.pt"
-    d = round_dir(run_dir, r)
-    return d / "mdnrnn.pt", d / "controller.pt"
+    rounds = cfg.iterate.rounds
+    if rounds == 0:
+        return round_models(run_dir, 0)
+    r = chosen_round(run_dir, cfg) if cfg.iterate.choose == "best" else rounds
+    if r is None or not (round_dir(run_dir, rounds) / "done").exists():
+        raise WorldModelsError(
+            f"{run_dir}: iterative training has not finished its {rounds} round(s); "
+            "run `worldmodels iterate`"
+        )
+    return round_models(run_dir, r)
 
 
 def load_models(

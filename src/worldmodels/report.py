@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from worldmodels.agent import chosen_round_path
+from worldmodels.agent import chosen_round
 from worldmodels.config import Config, load_config
 from worldmodels.data.storage import list_episodes
 from worldmodels.stages import NAMES
@@ -149,7 +149,7 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
         ev = read(run_dir / "rounds" / str(r) / "eval.json")
         return f"{ev['mean']:.1f} +- {ev['std']:.1f} (n={ev['episodes']})" if ev else None
 
-    chosen = read(chosen_round_path(run_dir)).get("round") if cfg.iterate.choose == "best" else None
+    chosen = chosen_round(run_dir, cfg) if cfg.iterate.choose == "best" else None
 
     def label(r: int, name: str) -> str:
         return f"{name} (chosen: the agent)" if r == chosen else name

@@ -23,7 +23,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.agent import chosen_round_path, load_controller, round_dir
+from worldmodels.agent import (
+    chosen_round,
+    chosen_round_path,
+    load_controller,
+    round_dir,
+    round_models,
+)
 from worldmodels.config import Config, agent_config, with_overrides
 from worldmodels.data.storage import episode_path, list_episodes
 from worldmodels.evaluate import evaluate_real
@@ -47,12 +53,6 @@ def round_episodes(cfg: Config, r: int) -> range:
     """Episode indices collected in round r (1-based), after the random-policy episodes."""
     first = cfg.collect.episodes + (r - 1) * cfg.iterate.episodes
     return range(first, first + cfg.iterate.episodes)
-
-
-def previous_models(run_dir: Path, r: int) -> tuple[Path, Path]:
-    """(M, C) that round r starts from: the first ones for round 1, else round r - 1's."""
-    d = Path(run_dir) if r == 1 else round_dir(run_dir, r - 1)
-    return d / "mdnrnn.pt", d / "controller.pt"
 
 
 def collect_round(
@@ -98,7 +98,7 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
         if (d / "done").exists():
             continue
         d.mkdir(parents=True, exist_ok=True)
-        prev_m, prev_c = previous_models(run_dir, r)
+        prev_m, prev_c = round_models(run_dir, r - 1)  # the first ones for round 1
         clock = Stopwatch()
         prev_params = load_controller(prev_c, cfg)
         stats = collect_round(run_dir, cfg, r, prev_m, prev_params, progress)
@@ -126,7 +126,7 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
         atomic_write_text(d / "done", f"round {r} of {it.rounds}\n")
         out = row
     metrics.close()
-    if it.choose == "best" and not chosen_is_current(run_dir, cfg):
+    if it.choose == "best" and chosen_round(run_dir, cfg) is None:
         choose_round(run_dir, cfg, progress)
     return out
 
@@ -144,7 +144,7 @@ def evaluate_round(run_dir: Path, cfg: Config, r: int, progress: bool) -> dict:
             return old
         # made on other seeds (before the rounds had a stream of their own): kept aside, played again
         path.rename(d / f"eval_{old['seed']}_{old['episodes']}.json")
-    m, c = previous_models(run_dir, r + 1)
+    m, c = round_models(run_dir, r)
     result = evaluate_real(run_dir, cfg, load_controller(c, cfg), n, seed, progress, mdnrnn=m)
     d.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
@@ -164,13 +164,8 @@ def choose_round(run_dir: Path, cfg: Config, progress: bool) -> int:
     return best
 
 
-def chosen_is_current(run_dir: Path, cfg: Config) -> bool:
-    path = chosen_round_path(run_dir)
-    return path.exists() and json.loads(path.read_text())["rounds"] == cfg.iterate.rounds
-
-
 def iterate_done(run_dir: Path, cfg: Config) -> bool:
     if cfg.iterate.rounds == 0:
         return True
     last_done = (round_dir(run_dir, cfg.iterate.rounds) / "done").exists()
-    return last_done and (cfg.iterate.choose == "last" or chosen_is_current(run_dir, cfg))
+    return last_done and (cfg.iterate.choose == "last" or chosen_round(run_dir, cfg) is not None)
