@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from worldmodels import config as C
 from worldmodels.errors import WorldModelsError
+from worldmodels.lock import RunDirLock
 
 from .conftest import cli, one_line_error
 
@@ -123,3 +125,30 @@ def test_a_cosine_learning_rate_runs_from_lr_to_lr_final_and_resumes_by_the_step
     assert lrs[500] == pytest.approx(5.5e-4) and all(a >= b for a, b in zip(lrs, lrs[1:]))
     with pytest.raises(WorldModelsError, match="mdnrnn.lr_final"):
         C.with_overrides(C.preset("debug"), {"mdnrnn.lr_final": 1.0})
+
+
+def test_a_second_command_in_a_run_directory_in_use_is_refused_and_changes_nothing(tmp_path):
+    run = tmp_path / "r"
+    first = ["collect", "--preset", "debug", "--run-dir", str(run), "--episodes", "2", "--quiet"]
+    assert cli(*first).returncode == 0
+    config = (run / "config.json").read_bytes()
+    second = ["train-vae", "--run-dir", str(run), "--vae.max_updates", "3", "--quiet"]
+    # what a running command holds; the kernel drops it when that process dies
+    holder = RunDirLock()
+    holder.acquire(run, "iterate")
+    try:
+        line = one_line_error(cli(*second))
+        assert f"in use by pid {os.getpid()} (worldmodels iterate)" in line
+        assert (run / "config.json").read_bytes() == config  # the override was not saved
+        assert not (run / "vae.pt").exists()
+    finally:
+        holder.release()
+    # released (or left behind by a process that died: the file alone locks nothing): it runs
+    assert (run / ".lock").exists()
+    out = cli(*second)
+    assert out.returncode == 0, out.stderr
+    assert (run / "vae.pt").exists()
+    # and the finished command let go of it
+    again = RunDirLock()
+    again.acquire(run, "test")
+    again.release()

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from worldmodels import config as C
 from worldmodels.errors import WorldModelsError
+from worldmodels.lock import RunDirLock
 from worldmodels.stages import NAMES, STAGES
 
 
@@ -178,8 +179,11 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    """Resolve the run's config and run the command's stage (or every stage, for `run`)."""
+def dispatch(
+    command: str, args: argparse.Namespace, overrides: dict[str, Any], lock: RunDirLock
+) -> int:
+    """Resolve the run's config and run the command's stage (or every stage, for `run`), holding the
+    run directory's lock (taken again once a new run directory exists)."""
     from worldmodels import pipeline
 
     progress = not getattr(args, "quiet", False)
@@ -188,18 +192,22 @@ def dispatch(command: str, args: argparse.Namespace, overrides: dict[str, Any]) 
         # written elsewhere, an evaluation leaves the run's config alone (its eval.json stays current)
         unsaved = {k: v for k, v in overrides.items() if k.startswith("evaluate.")}
         overrides = {k: v for k, v in overrides.items() if k not in unsaved}
+    if command in PRETRAINED_COMMANDS and args.pretrained:
+        from worldmodels.pretrained import pretrained_command, pretrained_run_dir
+
+        lock.acquire(pretrained_run_dir(args), command)
+        return pretrained_command(command, args, overrides, progress, unsaved, lock)
+    if args.run_dir is None:
+        raise WorldModelsError("--run-dir is required (or --pretrained NAME)")
+    lock.acquire(args.run_dir, command)
     if command == "run":
         cfg = pipeline.resolve(args.run_dir, args.preset, overrides, force=args.force)
+        lock.acquire(args.run_dir, command)
         if args.force:
             pipeline.force_from(args.run_dir, args.force)
         return pipeline.run_all(args.run_dir, cfg, progress)
-    if command in PRETRAINED_COMMANDS and args.pretrained:
-        from worldmodels.pretrained import pretrained_command
-
-        return pretrained_command(command, args, overrides, progress, unsaved)
-    if args.run_dir is None:
-        raise WorldModelsError("--run-dir is required (or --pretrained NAME)")
     cfg = pipeline.resolve(args.run_dir, args.preset, overrides, unsaved=unsaved)
+    lock.acquire(args.run_dir, command)
     if command == "collect" and args.verify:
         from worldmodels.data.storage import verify_episodes
 
@@ -230,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    lock = RunDirLock()
     try:
         if args.command == "info":
             return _info(args)
@@ -243,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             from worldmodels.play.server import play_command
 
             return play_command(args.run_dir, args.pretrained, args.port, not args.no_browser)
-        return dispatch(args.command, args, _overrides(args))
+        return dispatch(args.command, args, _overrides(args), lock)
     except WorldModelsError as e:
         print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)
         return 1
@@ -260,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 128 + signum
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

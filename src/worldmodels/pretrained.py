@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from worldmodels.errors import WorldModelsError
+from worldmodels.lock import RunDirLock
 
 ROOT = Path(__file__).parent / "pretrained"
 FILES = ("config.json", "vae.pt", "mdnrnn.pt", "controller.pt", "latents_starts.npz")
@@ -29,12 +30,18 @@ def pretrained_dir(name: str) -> Path:
     )
 
 
+def pretrained_run_dir(args: argparse.Namespace) -> Path:
+    """Where a --pretrained command works: --run-dir, or runs/pretrained-NAME."""
+    return Path(args.run_dir or Path("runs") / f"pretrained-{Path(args.pretrained).name}")
+
+
 def pretrained_command(
     command: str,
     args: argparse.Namespace,
     overrides: dict[str, Any],
     progress: bool,
     unsaved: dict[str, Any] | None = None,
+    lock: RunDirLock | None = None,
 ) -> int:
     """Copy an agent (shipped or exported) into the run directory (default runs/pretrained-NAME), then
     evaluate it, render it, or train a new C on its V and M. `unsaved`: overrides for this command
@@ -42,7 +49,7 @@ def pretrained_command(
     from worldmodels import pipeline
 
     src = pretrained_dir(args.pretrained)
-    run_dir = Path(args.run_dir or Path("runs") / f"pretrained-{Path(args.pretrained).name}")
+    run_dir = pretrained_run_dir(args)
     pipeline.check_run_dir(run_dir)
     for name in ("vae.pt", "mdnrnn.pt"):  # a run directory that holds another agent is not reused
         if (run_dir / name).exists() and not filecmp.cmp(src / name, run_dir / name, shallow=False):
@@ -60,6 +67,8 @@ def pretrained_command(
     wanted = [f for f in FILES if not (command == "train-controller" and f == "controller.pt")]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if lock is not None:  # a new run directory exists only now
+            lock.acquire(run_dir, command)
         for name in wanted:
             if (src / name).exists() and not (run_dir / name).exists():
                 shutil.copy2(src / name, run_dir / name)
