@@ -94,6 +94,18 @@ def test_collect_writes_the_resolved_config_first(tmp_path):
             ],
             "parallel.encode_thread",
         ),
+        (
+            [
+                "collect",
+                "--preset",
+                "debug",
+                "--run-dir",
+                "{tmp}/i",
+                "--controller.dream_starts",
+                "mid",
+            ],
+            "controller.dream_starts",
+        ),
         (["collect", "--run-dir", "{tmp}/e"], "no config.json"),
         (
             ["collect", "--preset", "debug", "--run-dir", "{tmp}/f", "--env", "NoSuchEnv-v9"],

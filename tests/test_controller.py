@@ -13,6 +13,8 @@ from gymnasium.utils.env_checker import check_env
 
 from worldmodels.agent import load_controller
 from worldmodels.config import preset, save_config, with_overrides
+from worldmodels.data.starts import any_step_starts
+from worldmodels.data.storage import encode_npz, list_episodes
 from worldmodels.dream import Dream, DreamEnv
 from worldmodels.errors import WorldModelsError
 from worldmodels.es import CMAES
@@ -20,6 +22,7 @@ from worldmodels.evaluate import evaluate_real
 from worldmodels.models import controller as C
 from worldmodels.rollout import build_dream
 from worldmodels.train.controller import train_controller
+from worldmodels.train.mdnrnn import load_mdnrnn
 from worldmodels.utils import read_metrics
 
 from .conftest import cli, one_line_error
@@ -75,9 +78,10 @@ def test_dream_env_passes_the_checker(dream_run):
         check_env(env, skip_render_check=True)
 
 
-def test_batched_and_single_dreams_agree(dream_run):
+@pytest.mark.parametrize("starts", ["first", "any"])
+def test_batched_and_single_dreams_agree(dream_run, starts):
     cfg = preset("debug")
-    dream = build_dream(dream_run, cfg, "cpu")
+    dream = build_dream(dream_run, cfg, "cpu", starts=starts)
     in_dim = dream.z_dim + 2 * dream.m.hidden
     rng = np.random.default_rng(0)
     params = rng.normal(0, 0.5, (5, C.n_params(in_dim, 1, False))).astype(np.float32)
@@ -94,6 +98,42 @@ def test_batched_and_single_dreams_agree(dream_run):
             if terminated or truncated:
                 break
         assert (total, steps) == (returns[i], lengths[i])
+
+
+def test_dream_starts_anywhere_carry_m_memory_of_the_real_episode_up_to_there(dream_run):
+    # z = mu exactly where logvar is tiny: then M's memory at step t is M fed mu[:t] and action[:t]
+    paths = list_episodes(dream_run / "latents")
+    for p in paths:
+        d = dict(np.load(p))
+        d["logvar"] = np.full_like(d["logvar"], -60.0)
+        p.write_bytes(encode_npz(d))
+    cfg = with_overrides(preset("debug"), {"controller.dream_starts": "any"})
+    m = load_mdnrnn(dream_run / "mdnrnn.pt", cfg, "cpu")
+    st = any_step_starts(dream_run, m, 400, seed=3, device=torch.device("cpu"))
+    again = any_step_starts(dream_run, m, 400, seed=3, device=torch.device("cpu"))
+    assert np.array_equal(st.h, again.h) and np.array_equal(st.steps, again.steps)
+    assert (st.steps == 0).any() and (st.steps > 3).any()  # first frames and later ones
+    for i in [*range(20), int(np.argmin(st.steps))]:
+        d = np.load(paths[st.episodes[i]])
+        t = int(st.steps[i])
+        assert t < len(d["reward"])
+        np.testing.assert_array_equal(st.mu[i], d["mu"][t])
+        state = m.initial_state(1)
+        with torch.no_grad():
+            for k in range(t):
+                state = m.advance(torch.as_tensor(d["mu"][k])[None],
+                                  torch.as_tensor(d["action"][k])[None], state)  # fmt: skip
+        np.testing.assert_allclose(st.h[i], state[0][0, 0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(st.c[i], state[1][0, 0].numpy(), atol=1e-5)
+    # a dream given zero start states is the paper's dream from first frames, rollout for rollout
+    plain = build_dream(dream_run, cfg, "cpu")
+    zero = Dream(plain.m, plain.adapter, plain.start_mu.numpy(), plain.start_std.square().log().numpy(),
+                 plain.spec, start_state=(np.zeros((len(plain.start_mu), m.hidden)),) * 2)  # fmt: skip
+    params = np.random.default_rng(1).normal(0, 0.5, (6, plain.z_dim * 1 + 2 * m.hidden))
+    a, b = plain.rollout(params, list(range(6))), zero.rollout(params, list(range(6)))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(WorldModelsError, match="dream_starts"):
+        with_overrides(cfg, {"mdnrnn.members": 3})
 
 
 def test_a_fixed_policy_in_the_batched_dream_plays_as_in_the_single_dream(dream_run):

@@ -173,6 +173,13 @@ class ControllerConfig:
     disagreement_penalty: float = 0.0
     """With an ensemble M: each dream step's reward minus this times the members' disagreement (the std
     across members of their expected next z, averaged over its dimensions): C pays where M is unsure."""
+    dream_starts: str = "first"
+    """Where C's training dream starts: `first`, the first frames of real episodes (the paper); `any`, real
+    frames at any step of the run's episodes (drawn uniformly over their steps), each with M's memory of
+    the episode up to it (M fed the real frames and actions), so C also trains in the late-game states
+    that long real episodes reach and a dream from the first frame may never imagine faithfully."""
+    dream_start_states: int = 4096
+    """With dream_starts `any`: how many (frame, memory) start states are drawn."""
 
 
 @dataclass(frozen=True)
@@ -490,6 +497,15 @@ def validate(cfg: Config) -> None:
             "controller.member_choice must be 'random' or 'first'",
         ),
         (cfg.controller.disagreement_penalty >= 0, "controller.disagreement_penalty must be >= 0"),
+        (
+            cfg.controller.dream_starts in ("first", "any"),
+            "controller.dream_starts must be 'first' or 'any'",
+        ),
+        (cfg.controller.dream_start_states >= 1, "controller.dream_start_states must be >= 1"),
+        (
+            cfg.controller.dream_starts == "first" or cfg.mdnrnn.members == 1,
+            "controller.dream_starts any needs one M (mdnrnn.members 1)",
+        ),
         (cfg.controller.where in ("dream", "real"), "controller.where must be 'dream' or 'real'"),
         (cfg.controller.temperature > 0, "controller.temperature must be > 0"),
         (

@@ -131,7 +131,10 @@ class Dream:
         spec: DreamSpec,
         device: torch.device | str = "cpu",
         vae: ConvVAE | None = None,
+        start_state: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """start_mu, start_logvar (N, Z): the real frames rollouts start from; start_state: M's (h, c)
+        there, (N, H) each (None: zero, a first frame's)."""
         if not spec.alive_reward and not mdnrnn.reward_head:
             raise WorldModelsError(
                 f"the dream of {adapter.env_id} needs a reward: set --mdnrnn.reward_head true and retrain M"
@@ -147,9 +150,24 @@ class Dream:
         self.start_std = (
             torch.as_tensor(start_logvar, dtype=torch.float32, device=self.device).mul(0.5).exp()
         )
+        self.start_state = (
+            None
+            if start_state is None
+            else tuple(
+                torch.as_tensor(x, dtype=torch.float32, device=self.device) for x in start_state
+            )
+        )
+        if self.start_state is not None and isinstance(mdnrnn, MDNRNNEnsemble):
+            raise WorldModelsError("dream start states need one M, not an ensemble")
         self.z_dim = mdnrnn.z_dim
         self.out_dim = adapter.controller_outputs
         self.ensemble = isinstance(mdnrnn, MDNRNNEnsemble)
+
+    def initial_state(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """M's (h, c) at the start frames idx, (1, N, H) each: zero, or the given start states."""
+        if self.start_state is None:
+            return self.m.initial_state(len(idx), self.device)
+        return self.start_state[0][idx][None], self.start_state[1][idx][None]
 
     def features(self, z: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """C's input: [z, c, h] (use_cell) or [z, h], (N, in)."""
@@ -237,7 +255,7 @@ class Dream:
         streams = _Streams(seeds, self.z_dim, self.device, member=self.ensemble)
         idx, eps0 = streams.start(len(self.start_mu))
         z = self.start_mu[idx] + self.start_std[idx] * eps0
-        state = self.m.initial_state(N, self.device)
+        state = self.initial_state(idx)
         alive = torch.arange(N, device=self.device)
         returns = torch.zeros(N, device=self.device)
         lengths = torch.zeros(N, dtype=torch.long, device=self.device)
@@ -285,7 +303,7 @@ class DreamEnv(gym.Env):
         self.streams = _Streams([s], self.dream.z_dim, self.dream.device, self.dream.ensemble)
         idx, eps0 = self.streams.start(len(self.dream.start_mu))
         self.z = self.dream.start_mu[idx] + self.dream.start_std[idx] * eps0
-        self.state = self.dream.m.initial_state(1, self.dream.device)
+        self.state = self.dream.initial_state(idx)
         self.t = 0
         return self.observation(), {}
 

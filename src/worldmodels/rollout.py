@@ -25,7 +25,7 @@ import torch
 
 from worldmodels.agent import BatchedAgent, Models, load_models, model_paths
 from worldmodels.config import Config, from_dict
-from worldmodels.data.starts import dream_starts
+from worldmodels.data.starts import any_step_starts, dream_starts
 from worldmodels.data.storage import EPISODE_KEYS, encode_npz
 from worldmodels.dream import Dream, DreamSpec
 from worldmodels.envs import Adapter, adapter_for
@@ -357,9 +357,11 @@ def build_dream(
     device: Any = None,
     for_pictures: bool = False,
     mdnrnn: Path | None = None,
+    starts: str = "first",
 ) -> Dream:
     """M as a batched env (the run's final M unless `mdnrnn` names one). `for_pictures`: only z is
-    wanted (render), so a missing reward is no error."""
+    wanted (render), so a missing reward is no error. `starts`: `first` frames of real episodes, or `any`
+    step of them with M's memory there (controller.dream_starts; C's training dream)."""
     from worldmodels.train.mdnrnn import load_mdnrnn
 
     device = device or resolve_device(cfg.device)
@@ -373,4 +375,9 @@ def build_dream(
         from worldmodels.train.vae import load_vae
 
         vae = load_vae(Path(run_dir) / "vae.pt", cfg, device)
-    return Dream(load_mdnrnn(m_path, cfg, device), adapter, mu, logvar, spec, device, vae)
+    m = load_mdnrnn(m_path, cfg, device)
+    state = None
+    if starts == "any":
+        at = any_step_starts(run_dir, m, cfg.controller.dream_start_states, cfg.seed, device)
+        mu, logvar, state = at.mu, at.logvar, (at.h, at.c)
+    return Dream(m, adapter, mu, logvar, spec, device, vae, state)

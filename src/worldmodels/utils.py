@@ -142,7 +142,7 @@ def rng_for(seed: int, *key: int) -> np.random.Generator:
 
 # Streams of derived seeds, so that no two uses of the run seed collide.
 (STREAM_COLLECT, STREAM_SPLIT, STREAM_VAE, STREAM_MDN, STREAM_ES, STREAM_EVAL, STREAM_RENDER,
- STREAM_ITERATE, STREAM_ROUND_EVAL) = range(9)  # fmt: skip
+ STREAM_ITERATE, STREAM_ROUND_EVAL, STREAM_DREAM_STARTS) = range(10)  # fmt: skip
 
 
 def resolve_device(name: str) -> torch.device:

@@ -56,7 +56,7 @@ def train_controller(
         state = CMAES(size, c.population, c.sigma0, seed_for(cfg.seed, STREAM_ES), x0)
     mdnrnn = Path(mdnrnn) if mdnrnn else run_dir / "mdnrnn.pt"
     fitness = (
-        build_dream(run_dir, cfg, mdnrnn=mdnrnn)
+        build_dream(run_dir, cfg, mdnrnn=mdnrnn, starts=c.dream_starts)
         if c.where == "dream"
         else RealFitness(run_dir, cfg, mdnrnn)
     )
