@@ -199,15 +199,14 @@ def dispatch(
         return pretrained_command(command, args, overrides, progress, unsaved, lock)
     if args.run_dir is None:
         raise WorldModelsError("--run-dir is required (or --pretrained NAME)")
+    force = args.force if command == "run" else None
     lock.acquire(args.run_dir, command)
+    cfg = pipeline.resolve(args.run_dir, args.preset, overrides, force=force, unsaved=unsaved)
+    lock.acquire(args.run_dir, command)  # a new run directory exists only now
     if command == "run":
-        cfg = pipeline.resolve(args.run_dir, args.preset, overrides, force=args.force)
-        lock.acquire(args.run_dir, command)
-        if args.force:
-            pipeline.force_from(args.run_dir, args.force)
+        if force:
+            pipeline.force_from(args.run_dir, force)
         return pipeline.run_all(args.run_dir, cfg, progress)
-    cfg = pipeline.resolve(args.run_dir, args.preset, overrides, unsaved=unsaved)
-    lock.acquire(args.run_dir, command)
     if command == "collect" and args.verify:
         from worldmodels.data.storage import verify_episodes
 

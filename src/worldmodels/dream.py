@@ -157,11 +157,11 @@ class Dream:
                 torch.as_tensor(x, dtype=torch.float32, device=self.device) for x in start_state
             )
         )
-        if self.start_state is not None and isinstance(mdnrnn, MDNRNNEnsemble):
-            raise WorldModelsError("dream start states need one M, not an ensemble")
         self.z_dim = mdnrnn.z_dim
         self.out_dim = adapter.controller_outputs
         self.ensemble = isinstance(mdnrnn, MDNRNNEnsemble)
+        if self.start_state is not None and self.ensemble:
+            raise WorldModelsError("dream start states need one M, not an ensemble")
 
     def initial_state(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """M's (h, c) at the start frames idx, (1, N, H) each: zero, or the given start states."""

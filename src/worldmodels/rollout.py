@@ -366,7 +366,6 @@ def build_dream(
 
     device = device or resolve_device(cfg.device)
     adapter = adapter_for(cfg.env.id)
-    mu, logvar = dream_starts(run_dir)
     alive = (adapter.reward_is_alive_bonus or for_pictures) and not cfg.mdnrnn.reward_head
     spec = DreamSpec.of(cfg, alive_reward=alive)
     m_path = Path(mdnrnn) if mdnrnn else model_paths(Path(run_dir), cfg)[0]
@@ -376,8 +375,9 @@ def build_dream(
 
         vae = load_vae(Path(run_dir) / "vae.pt", cfg, device)
     m = load_mdnrnn(m_path, cfg, device)
-    state = None
     if starts == "any":
         at = any_step_starts(run_dir, m, cfg.controller.dream_start_states, cfg.seed, device)
         mu, logvar, state = at.mu, at.logvar, (at.h, at.c)
+    else:
+        (mu, logvar), state = dream_starts(run_dir), None
     return Dream(m, adapter, mu, logvar, spec, device, vae, state)

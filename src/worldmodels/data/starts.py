@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodels.data.storage import encode_npz, list_episodes, load_npz
+from worldmodels.data.storage import encode_npz, episode_length, list_episodes, load_npz
 from worldmodels.errors import WorldModelsError
 from worldmodels.models.mdnrnn import MDNRNN
+from worldmodels.models.vae import sample_z
 from worldmodels.utils import STREAM_DREAM_STARTS, atomic_write_bytes, rng_for
 
 STARTS_FILE = "latents_starts.npz"
@@ -101,7 +102,7 @@ def any_step_starts(
     paths = list_episodes(Path(run_dir) / "latents")
     if not paths:
         raise WorldModelsError(f"{run_dir / 'latents'}: no latents; run `worldmodels encode` first")
-    lengths = np.array([len(load_npz(p, ("reward",), what="latent")["reward"]) for p in paths])
+    lengths = np.array([episode_length(p) for p in paths])
     rng = rng_for(seed, STREAM_DREAM_STARTS)
     flat = rng.choice(int(lengths.sum()), size=n, replace=True)
     episode = np.searchsorted(np.cumsum(lengths), flat, side="right")
@@ -131,8 +132,7 @@ def any_step_starts(
         for b, d in enumerate(data):
             k = min(T, len(d["action"]))
             mu[b, :k], logvar[b, :k], action[b, :k] = d["mu"][:k], d["logvar"][:k], d["action"][:k]
-        std = torch.from_numpy(logvar).mul(0.5).exp()
-        z = (torch.from_numpy(mu) + std * torch.randn(std.shape, generator=gen)).to(device)
+        z = sample_z(torch.from_numpy(mu), torch.from_numpy(logvar), gen).to(device)
         a = torch.from_numpy(action).to(device)
         state = mdnrnn.initial_state(B, device)
         for t in range(1, T + 1):
