@@ -2,10 +2,10 @@
 
     python experiments/doom_hits.py [--episodes 100] [--seed 0]
 
-Random-policy episodes (uniform action held 1-10 frames, as `worldmodels collect` plays) of
-VizdoomTakeCover-v1 at 160x120, reading the HEALTH game variable after every step. A hit is a drop in
-health before the last step (the last observation's game variables read 0, so the fatal hit's damage is not
-seen). Printed: the share of deaths at the first, second, ... hit and the damages seen. M's done head has
+Random-policy episodes of VizdoomTakeCover-v1 in the env and with the random policy `worldmodels collect`
+uses (the adapter's env, 160x120 and the 2,100-step limit; uniform action held 1-10 frames), reading the
+game's HEALTH after every step. A hit is a drop in health before the last step (the fatal hit's damage is
+not read). Printed: the share of deaths at the first, second, ... hit and the damages seen. M's done head has
 only the frames: where one hit kills at full health and another does not, it cannot tell which.
 """
 
@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-import gymnasium as gym
 import numpy as np
+
+from worldmodels.config import CollectConfig
+from worldmodels.envs import adapter_for
 
 
 def main() -> None:
@@ -23,22 +25,24 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100, help="Random-policy episodes.")
     ap.add_argument("--seed", type=int, default=0, help="Seed of the env and of the policy.")
     args = ap.parse_args()
-    from vizdoom import gymnasium_wrapper  # noqa: F401  (registers the Vizdoom* ids)
+    from vizdoom import GameVariable
 
-    env = gym.make("VizdoomTakeCover-v1", screen_resolution="RES_160X120", max_episode_steps=2100)
+    adapter = adapter_for("VizdoomTakeCover-v1")
+    env = adapter.make(max_steps=2100)
+    policy = adapter.random_policy(CollectConfig())
     rng = np.random.default_rng(args.seed)
     hits_to_die, damages, lengths = Counter(), Counter(), []
     for e in range(args.episodes):
         obs, _ = env.reset(seed=args.seed * 100_000 + e)
-        health, steps, hold, action, seen = [float(obs["gamevariables"][0])], 0, 0, 0, 0
+        policy.reset(rng)
+        health = [env.unwrapped.game.get_game_variable(GameVariable.HEALTH)]
+        steps, seen = 0, 0
         while True:
-            if hold == 0:
-                action, hold = int(rng.integers(3)), int(rng.integers(1, 11))
-            obs, _, terminated, truncated, _ = env.step(action)
-            hold, steps = hold - 1, steps + 1
+            obs, _, terminated, truncated, _ = env.step(policy(obs))
+            steps += 1
             if terminated or truncated:
                 break
-            health.append(float(obs["gamevariables"][0]))
+            health.append(env.unwrapped.game.get_game_variable(GameVariable.HEALTH))
             if health[-1] < health[-2]:
                 seen += 1
                 damages[round(health[-2] - health[-1])] += 1

@@ -38,7 +38,7 @@ from worldmodels.train.vae import encode_latents
 from worldmodels.utils import atomic_write_text
 
 
-def timed(times: Path, name: str, step) -> None:
+def once(times: Path, name: str, step) -> None:
     """Run `step` and note its wall seconds in TIMES (a JSON object), unless it ran before."""
     done = json.loads(times.read_text()) if times.exists() else {}
     if name in done:
@@ -49,12 +49,12 @@ def timed(times: Path, name: str, step) -> None:
     atomic_write_text(times, json.dumps(done, indent=1) + "\n")
 
 
-def scored(d: Path, cfg: Config, seed: int, n: int, mdnrnn: Path | None = None) -> list[float]:
-    """The returns of D's C (or of `params` in D) over n real episodes of `seed`, kept in D."""
+def scored(d: Path, cfg: Config, seed: int, n: int) -> list[float]:
+    """The returns of D's agent over n real episodes of `seed` (D/eval_SEED.json, made once)."""
     path = d / f"eval_{seed}.json"
     if not path.exists():
         params = load_controller(d / "controller.pt", cfg)
-        res = evaluate_real(d, cfg, params, n, seed, progress=False, mdnrnn=mdnrnn)
+        res = evaluate_real(d, cfg, params, n, seed, progress=False)
         atomic_write_text(path, json.dumps(res, indent=2))
     return json.loads(path.read_text())["returns"]
 
@@ -88,19 +88,19 @@ def main() -> None:
     if not (out / "vae.pt").exists():
         shutil.copy(src / "vae.pt", out / "vae.pt")
     save_config(cfg, out / "config.json")
-    timed(times, "collect", lambda: collect(out, cfg, progress=True))
+    once(times, "collect", lambda: collect(out, cfg, progress=True))
     c_cfg = with_overrides(cfg, {"iterate.episodes": 500, "iterate.explore": 0.05})
     params = load_controller(shipped / "controller.pt", cfg)
-    timed(times, "collect_c", lambda: collect_round(out, c_cfg, 1, shipped / "mdnrnn.pt",
+    once(times, "collect_c", lambda: collect_round(out, c_cfg, 1, shipped / "mdnrnn.pt",
                                                     params, progress=True))  # fmt: skip
-    timed(times, "encode", lambda: encode_latents(out, cfg, progress=True))
+    once(times, "encode", lambda: encode_latents(out, cfg, progress=True))
     rows = []
     for n in args.updates:
         m_cfg = with_overrides(cfg, {"mdnrnn.max_updates": n, "mdnrnn.epochs": 1000})
         m_path = out / f"mdnrnn_{n}.pt"
         train_m = partial(train_mdnrnn, out, m_cfg, True, path=m_path,
                           init=shipped / "mdnrnn.pt", stage=f"m{n}")  # fmt: skip
-        timed(times, f"m{n}", train_m)
+        once(times, f"m{n}", train_m)
         val = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         last = [r for r in val if r.get("stage") == f"m{n}" and "mdnrnn/val_nll" in r][-1]
         print(f"M + {n} updates: val. NLL {last['mdnrnn/val_nll']:.4f}, done loss "
@@ -116,7 +116,7 @@ def main() -> None:
                 shutil.copy(m_path, d / "mdnrnn.pt")
             s_cfg = with_overrides(cfg, {"seed": s})
             save_config(s_cfg, d / "config.json")
-            timed(times, d.name, partial(train_controller, d, s_cfg, progress=True))
+            once(times, d.name, partial(train_controller, d, s_cfg, progress=True))
             rows.append((n, s, d, s_cfg))
     ship = {e: scored(shipped, cfg, e, args.episodes) for e in args.eval_seeds}
     ship_all = sum((ship[e] for e in args.eval_seeds), [])

@@ -25,6 +25,7 @@ from worldmodels.agent import load_controller
 from worldmodels.config import load_config, save_config, with_overrides
 from worldmodels.data.storage import list_episodes, load_npz
 from worldmodels.models.mdnrnn import mdn_nll
+from worldmodels.models.vae import sample_z
 from worldmodels.pretrained import pretrained_dir
 from worldmodels.train.iterate import collect_round
 from worldmodels.train.mdnrnn import load_mdnrnn
@@ -85,7 +86,7 @@ def main() -> None:
     for p in sorted((args.out / "latents").glob("ep_*.npz")):
         x = load_npz(p, ("mu", "logvar", "action", "terminated"), what="latent")
         mu, logvar = torch.tensor(x["mu"]), torch.tensor(x["logvar"])
-        z = mu + torch.exp(logvar / 2) * torch.randn(mu.shape, generator=gen)
+        z = sample_z(mu, logvar, gen)  # as M's training and the real-env agent sample it
         a = torch.tensor(x["action"])
         lengths.append(len(a))
         with torch.no_grad():
