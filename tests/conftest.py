@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -92,8 +94,22 @@ def copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the real entry point in a fresh process."""
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the real entry point (`worldmodels.cli.main`) in this process, its output captured: what a
+    user sees, without the second or two a fresh process spends importing torch."""
+    from worldmodels.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse: --help, --version, a bad flag
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def cli_process(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real entry point in a fresh process (signals, kills, what a new interpreter sees)."""
     return subprocess.run(
         [sys.executable, "-m", "worldmodels.cli", *args],
         capture_output=True,
@@ -111,4 +127,4 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-__all__ = ["FakePixelEnv", "cli", "copy_run", "one_line_error", "with_overrides"]
+__all__ = ["FakePixelEnv", "cli", "cli_process", "copy_run", "one_line_error", "with_overrides"]

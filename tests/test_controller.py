@@ -278,7 +278,8 @@ def test_evaluate_cli_writes_eval_json(dream_run):
     assert out.returncode == 0, out.stderr
     assert json.loads(other.read_text())["seed"] == 3
     assert json.loads((dream_run / "eval.json").read_text()) == e
-    assert json.loads((dream_run / "config.json").read_text())["evaluate"]["seed"] == 9
+    # the seeds and counts of an evaluation are this command's, not the run's settings
+    assert json.loads((dream_run / "config.json").read_text())["evaluate"]["seed"] == 1234
     bad = cli("evaluate", "--run-dir", str(dream_run), "--out", str(dream_run / "no" / "e.json"))
     assert bad.returncode != 0 and "--out" in one_line_error(bad)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -171,3 +172,25 @@ def test_preprocess_batch_matches_frame_by_frame():
     for f, b in zip(frames, batch, strict=True):
         np.testing.assert_array_equal(preprocess(f, 84), b)
     assert preprocess(None).shape == (64, 64, 3)
+
+
+def test_carracing_without_box2d_names_the_projects_extra(monkeypatch):
+    import sys
+
+    from worldmodels.envs.carracing import CarRacingAdapter
+    from worldmodels.errors import DISTRIBUTION
+
+    monkeypatch.setitem(sys.modules, "Box2D", None)  # what `import Box2D` meets where it is missing
+    with pytest.raises(
+        WorldModelsError, match=re.escape(f"pip install '{DISTRIBUTION}[carracing]'")
+    ):
+        CarRacingAdapter("CarRacing-v3")
+
+
+def test_vizdoom_leaves_nothing_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = adapter_for("VizdoomTakeCover-v1").make(20)
+    env.reset(seed=1)
+    env.step(0)
+    env.close()
+    assert list(tmp_path.iterdir()) == []

@@ -89,7 +89,7 @@ def test_an_unfinished_round_resumes_without_collecting_again(iterated_run, tmp_
 def test_settings_may_grow_rounds_but_not_change_finished_ones(iterated_run, tmp_path):
     run = copy_run(iterated_run, tmp_path / "run")
     line = one_line_error(cli("iterate", "--run-dir", str(run), "--iterate.explore", "0.5"))
-    assert "--iterate.explore" in line and "--force iterate" in line
+    assert "--iterate.explore" in line and f"`worldmodels iterate --run-dir {run} --force" in line
     out = cli("iterate", "--run-dir", str(run), "--quiet", "--iterate.rounds", "3")
     assert out.returncode == 0, out.stderr[-2000:]
     assert (run / "rounds/3/done").exists()

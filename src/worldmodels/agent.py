@@ -6,6 +6,7 @@ One code path for evaluation, real-env fitness, iterative training's collection 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,16 @@ class BatchedAgent:
     random policy for hold_min..hold_max frames; M still sees the action taken.
     """
 
-    def __init__(self, models: Models, slots: int, explore: float = 0.0) -> None:
-        self.m, self.explore = models, explore
+    def __init__(
+        self,
+        models: Models,
+        slots: int,
+        explore: float = 0.0,
+        controller: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        """`controller`: a function from C's inputs (k, in) to outputs (k, O) in [-1, 1] that acts instead
+        of the linear C (its parameters are then unused)."""
+        self.m, self.explore, self.controller = models, explore, controller
         self.out_dim = models.adapter.controller_outputs
         in_dim, _ = controller_dims(models.cfg, self.out_dim)
         size = C.n_params(in_dim, self.out_dim, models.cfg.controller.bias)
@@ -169,11 +178,12 @@ class BatchedAgent:
         z = mu + torch.exp(0.5 * logvar) * torch.from_numpy(eps)
         h, c = self.h[:, rows], self.c[:, rows]
         x = torch.cat([z, c[0], h[0]] if cfg.controller.use_cell else [z, h[0]], dim=-1)
-        a = (
-            C.act(self.params[rows], x, self.out_dim, cfg.controller.bias)
-            if outputs is None
-            else outputs
-        )
+        if outputs is not None:
+            a = outputs
+        elif self.controller is not None:
+            a = self.controller(x)
+        else:
+            a = C.act(self.params[rows], x, self.out_dim, cfg.controller.bias)
         vec = adapter.controller_to_vector(a)
         actions = [adapter.vector_to_action(v) for v in vec.numpy()]
         if self.explore > 0:

@@ -21,17 +21,37 @@ from worldmodels.stages import NAMES, STAGES
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line, not a usage block."""
+    """argparse that reports a bad flag in one line, not a usage block, and takes no abbreviated flags
+    (`--vae.e 3` is an error, not `--vae.epochs 3`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _unknown_flag(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """One line for arguments the command does not take, naming the nearest real flag."""
+    import difflib
+
+    bad = next((a for a in extra if a.startswith("-")), extra[0])
+    name = bad.split("=", 1)[0]
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    if not name.startswith("-"):
+        return f"unexpected argument {bad!r}"
+    prefixed = [o for o in known if o.startswith(name)]
+    near = prefixed if len(prefixed) == 1 else difflib.get_close_matches(name, known, 1, 0.6)
+    hint = f"; did you mean {near[0]}?" if near else ""
+    return f"unknown flag {name}{hint}"
 
 
 # Short flags the issues and docs promise, mapped onto config fields, per command.
 _ALIASES: dict[str, dict[str, tuple[str, str]]] = {
     "common": {
         "seed": ("seed", "The one seed everything derives from."),
-        "device": ("device", "Torch device: auto, cpu or cuda."),
+        "device": ("device", "Torch device: auto, cpu, cuda, cuda:N or mps."),
         "workers": ("parallel.workers", "Parallel workers for real-env work."),
         "backend": ("parallel.backend", "Real-env executor: local (processes) or ray."),
         "ray-address": ("parallel.ray_address", "Existing Ray cluster address (empty: local Ray)."),
@@ -56,6 +76,28 @@ _ALIASES: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
+PER_COMMAND = ("device", "tensorboard", "parallel.")
+"""Settings that say how one command runs, not what the run is: applied to that command, never saved in
+config.json (a dotted prefix ending in '.' covers its section). `evaluate` adds `evaluate.`."""
+
+READ_ONLY = ("report", "play", "info")
+"""Commands that only read a run: they work beside a command that holds the run directory (no lock), and
+save nothing into its config. `evaluate --out FILE` and `render --out DIR` are read-only too."""
+
+
+def per_command(command: str, name: str) -> bool:
+    """Whether setting `name` applies to this command alone (not saved in the run's config)."""
+    prefixes = PER_COMMAND + (("evaluate.",) if command == "evaluate" else ())
+    return any(name == p or (p.endswith(".") and name.startswith(p)) for p in prefixes)
+
+
+def read_only(command: str, args: argparse.Namespace) -> bool:
+    """Whether this command only reads the run directory (see READ_ONLY)."""
+    return command in READ_ONLY or (
+        command in ("evaluate", "render") and getattr(args, "out", None) is not None
+    )
+
+
 COMMANDS: dict[str, str] = {
     **{stage.name: stage.help for stage in STAGES},
     "run": "The whole pipeline, skipping what is done: " + ", ".join(NAMES) + ".",
@@ -74,19 +116,29 @@ def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
     aliases = {**_ALIASES["common"], **_ALIASES.get(command, {})}
     g = p.add_argument_group("shortcuts")
     for flag, (target, text) in aliases.items():
+        scope = " (this command only)" if per_command(command, target) else ""
         g.add_argument(
-            f"--{flag}", dest=f"set:{target}", metavar="V", help=f"{text} (= --{target})"
+            f"--{flag}", dest=f"set:{target}", metavar="V", help=f"{text} (= --{target}){scope}"
         )
-    g = p.add_argument_group("config fields (any of them; defaults come from the preset)")
+    mine = p.add_argument_group(
+        "how this command runs (applied to this command only, never saved in config.json)"
+    )
+    run = p.add_argument_group(
+        "run settings (saved in RUN_DIR/config.json; defaults come from the preset)"
+    )
     for name, tp, doc in C.leaf_fields():
         if name == "preset" or name.replace("_", "-") in aliases:
             continue
         kind = getattr(tp, "__name__", str(tp))
-        g.add_argument(f"--{name}", dest=f"set:{name}", metavar=kind.upper(), help=doc)
+        group = mine if per_command(command, name) else run
+        group.add_argument(f"--{name}", dest=f"set:{name}", metavar=kind.upper(), help=doc)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from worldmodels import __version__
+
     parser = _Parser(prog="worldmodels", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"worldmodels {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, text in COMMANDS.items():
         usage = f"worldmodels {name} " + (
@@ -136,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", type=Path, metavar="FILE",
                            help="Write the result to FILE instead of the run directory's eval.json "
                                 "(eval_random.json, eval_dream.json), e.g. one file per --seed.")  # fmt: skip
+        if name == "render":
+            p.add_argument("--out", type=Path, metavar="DIR",
+                           help="Write real.gif and dream.gif into DIR instead of the run directory "
+                                "(read-only: works while another command runs there).")  # fmt: skip
         if name in PRETRAINED_COMMANDS:
             p.add_argument("--pretrained", metavar="NAME|DIR",
                            help="Start from an agent shipped with the package (doom, carracing) or exported with "
@@ -146,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--force", metavar="STAGE", choices=NAMES,
                            help="Redo STAGE and every stage after it: " + ", ".join(NAMES) + ".")  # fmt: skip
+        elif name in NAMES:
+            p.add_argument("--force", action="store_true",
+                           help=f"Redo {name} from scratch: remove what it and every later stage wrote "
+                                "(needed to change a setting a finished stage depends on).")  # fmt: skip
         _add_config_flags(p, name)
     return parser
 
@@ -167,8 +227,10 @@ def _info(args: argparse.Namespace) -> int:
     cfg = C.preset(args.preset)
     sizes = model_sizes(cfg)
     versions = package_versions()
-    if args.json:
-        print(json.dumps(sizes))  # the contract: exactly the model sizes
+    if (
+        args.json
+    ):  # the contract's keys (vae_params, mdnrnn_params, controller_params), then versions
+        print(json.dumps({**sizes, "versions": versions}))
     else:
         print(f"preset {args.preset} ({cfg.env.id})")
         for key, value in sizes.items():
@@ -183,15 +245,16 @@ def dispatch(
     command: str, args: argparse.Namespace, overrides: dict[str, Any], lock: RunDirLock
 ) -> int:
     """Resolve the run's config and run the command's stage (or every stage, for `run`), holding the
-    run directory's lock (taken again once a new run directory exists)."""
+    run directory's lock (taken again once a new run directory exists). Settings that say how this
+    command runs (PER_COMMAND) apply to it alone; a read-only command saves nothing and takes no lock."""
     from worldmodels import pipeline
 
     progress = not getattr(args, "quiet", False)
-    unsaved: dict[str, Any] = {}
-    if command == "evaluate" and args.out is not None:
-        # written elsewhere, an evaluation leaves the run's config alone (its eval.json stays current)
-        unsaved = {k: v for k, v in overrides.items() if k.startswith("evaluate.")}
-        overrides = {k: v for k, v in overrides.items() if k not in unsaved}
+    readonly = read_only(command, args)
+    unsaved = {k: v for k, v in overrides.items() if readonly or per_command(command, k)}
+    overrides = {k: v for k, v in overrides.items() if k not in unsaved}
+    if readonly:
+        lock = RunDirLock.nothing()
     if command in PRETRAINED_COMMANDS and args.pretrained:
         from worldmodels.pretrained import pretrained_command, pretrained_run_dir
 
@@ -199,13 +262,16 @@ def dispatch(
         return pretrained_command(command, args, overrides, progress, unsaved, lock)
     if args.run_dir is None:
         raise WorldModelsError("--run-dir is required (or --pretrained NAME)")
-    force = args.force if command == "run" else None
+    force = args.force if command == "run" else (command if getattr(args, "force", False) else None)
     lock.acquire(args.run_dir, command)
-    cfg = pipeline.resolve(args.run_dir, args.preset, overrides, force=force, unsaved=unsaved)
+    if readonly:
+        cfg = pipeline.read_config(args.run_dir, unsaved)
+    else:
+        cfg = pipeline.resolve(args.run_dir, args.preset, overrides, force=force, unsaved=unsaved)
     lock.acquire(args.run_dir, command)  # a new run directory exists only now
+    if force:
+        pipeline.force_from(args.run_dir, force)
     if command == "run":
-        if force:
-            pipeline.force_from(args.run_dir, force)
         return pipeline.run_all(args.run_dir, cfg, progress)
     if command == "collect" and args.verify:
         from worldmodels.data.storage import verify_episodes
@@ -225,39 +291,75 @@ def dispatch(
         return evaluate_command(
             args.run_dir, cfg, args.policy, args.where, progress, args.env_id, args.out
         )
+    if command == "render" and args.out is not None:
+        from worldmodels.render import render_run
+
+        if not args.out.is_dir():
+            raise WorldModelsError(f"--out {args.out}: not a folder")
+        paths = render_run(args.run_dir, cfg, progress, args.out)
+        print(f"wrote {paths['real']} and {paths['dream']}")
+        return 0
+    if command == "report":
+        from worldmodels.report import build_report
+
+        print(f"wrote {build_report(args.run_dir, cfg, progress)}")
+        return 0
     from worldmodels.stages import get
 
     pipeline.run_stage(get(command), args.run_dir, cfg, progress)
     return 0
 
 
+def _os_error(command: str, e: OSError) -> str:
+    """A file system refusal the checks did not foresee (a full disk, a lost mount) as one line naming
+    the path it happened at."""
+    what = e.strerror or str(e)
+    return (
+        f"worldmodels {command}: error: {e.filename}: {what}"
+        if e.filename
+        else (f"worldmodels {command}: error: {what}")
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if extra:
+        sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+        sub.error(_unknown_flag(sub, extra))
     lock = RunDirLock()
+    run_dir = getattr(args, "run_dir", None)
+    if args.command in PRETRAINED_COMMANDS and getattr(args, "pretrained", None):
+        from worldmodels.pretrained import pretrained_run_dir
+
+        run_dir = pretrained_run_dir(args)
+    new_run_dir = run_dir is not None and not Path(run_dir).exists()
+    failed = True
     try:
         if args.command == "info":
-            return _info(args)
-        if args.command == "export":
+            code = _info(args)
+        elif args.command == "export":
             from worldmodels.pretrained import export_agent
 
             for name, size in export_agent(args.run_dir, args.out).items():
                 print(f"{args.out / name}  {size / 2**20:.2f} MiB")
-            return 0
-        if args.command == "play":
+            code = 0
+        elif args.command == "play":
             from worldmodels.play.server import play_command
 
-            return play_command(args.run_dir, args.pretrained, args.port, not args.no_browser)
-        return dispatch(args.command, args, _overrides(args), lock)
+            code = play_command(args.run_dir, args.pretrained, args.port, not args.no_browser)
+        else:
+            code = dispatch(args.command, args, _overrides(args), lock)
+        failed = code != 0
+        return code
     except WorldModelsError as e:
         print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)
         return 1
-    except OSError as e:  # a file system refusal the checks did not foresee: still one line
-        where = f" {e.filename}" if e.filename else ""
-        print(f"worldmodels {args.command}: error:{where}: {e.strerror or e}", file=sys.stderr)
+    except OSError as e:
+        print(_os_error(args.command, e), file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:  # Ctrl-C, or a training loop's graceful stop (train/common.py)
         signum = getattr(e, "signum", signal.SIGINT)
@@ -270,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signum
     finally:
         lock.release()
+        if failed and new_run_dir and args.command != "export":
+            from worldmodels.pipeline import discard_if_unstarted
+
+            discard_if_unstarted(Path(run_dir))
 
 
 if __name__ == "__main__":

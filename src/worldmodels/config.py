@@ -10,6 +10,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import re
 import textwrap
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -226,7 +227,8 @@ class Config:
     seed: int = 0
     """The one seed every episode, worker, split and candidate seed derives from."""
     device: str = "auto"
-    """Torch device for V, M and the dream: `auto` (CUDA when available), `cpu` or `cuda`."""
+    """Torch device for V's and M's training and the dream: `auto` (CUDA when available), `cpu`, `cuda`,
+    `cuda:N` or `mps`. The real-env agent runs V, M and C on the CPU (see docs)."""
     val_fraction: float = 0.05
     """Share of episodes held out (a seeded per-episode split) for V's and M's validation losses."""
     tensorboard: bool = False
@@ -482,7 +484,34 @@ def validate(cfg: Config) -> None:
             1 <= cfg.collect.hold_min <= cfg.collect.hold_max,
             "need 1 <= collect.hold_min <= hold_max",
         ),
+        (cfg.parallel.retries >= 0, "parallel.retries must be >= 0"),
         (cfg.env.max_steps >= 1, "env.max_steps must be >= 1"),
+        (cfg.collect.brownian_dt > 0, "collect.brownian_dt must be > 0"),
+        (cfg.vae.epochs >= 1, "vae.epochs must be >= 1"),
+        (cfg.vae.max_updates >= 0, "vae.max_updates must be >= 0 (0: no cap)"),
+        (cfg.vae.lr > 0, "vae.lr must be > 0"),
+        (cfg.vae.kl_tolerance >= 0, "vae.kl_tolerance must be >= 0"),
+        (cfg.vae.shuffle_episodes >= 1, "vae.shuffle_episodes must be >= 1"),
+        (cfg.vae.checkpoint_every_s >= 0, "vae.checkpoint_every_s must be >= 0"),
+        (cfg.mdnrnn.hidden >= 1, "mdnrnn.hidden must be >= 1"),
+        (cfg.mdnrnn.n_mixtures >= 1, "mdnrnn.n_mixtures must be >= 1"),
+        (cfg.mdnrnn.lr > 0, "mdnrnn.lr must be > 0"),
+        (cfg.mdnrnn.grad_clip > 0, "mdnrnn.grad_clip must be > 0"),
+        (cfg.mdnrnn.epochs >= 1, "mdnrnn.epochs must be >= 1"),
+        (cfg.mdnrnn.max_updates >= 0, "mdnrnn.max_updates must be >= 0 (0: no cap)"),
+        (cfg.mdnrnn.shuffle_episodes >= 1, "mdnrnn.shuffle_episodes must be >= 1"),
+        (cfg.mdnrnn.checkpoint_every_s >= 0, "mdnrnn.checkpoint_every_s must be >= 0"),
+        (cfg.controller.sigma0 > 0, "controller.sigma0 must be > 0"),
+        (cfg.controller.generations >= 1, "controller.generations must be >= 1"),
+        (cfg.controller.eval_every >= 1, "controller.eval_every must be >= 1"),
+        (cfg.controller.eval_rollouts >= 1, "controller.eval_rollouts must be >= 1"),
+        (cfg.controller.max_steps >= 1, "controller.max_steps must be >= 1"),
+        (
+            cfg.iterate.generations >= 0,
+            "iterate.generations must be >= 0 (0: controller.generations)",
+        ),
+        (cfg.iterate.eval_episodes >= 0, "iterate.eval_episodes must be >= 0"),
+        (cfg.evaluate.episodes >= 1, "evaluate.episodes must be >= 1"),
         (cfg.vae.z_dim >= 1, "vae.z_dim must be >= 1"),
         (cfg.vae.batch_size >= 1, "vae.batch_size must be >= 1"),
         (cfg.mdnrnn.batch_size >= 1, "mdnrnn.batch_size must be >= 1"),
@@ -529,7 +558,10 @@ def validate(cfg: Config) -> None:
             "round's C trains at it)",
         ),
         (0.0 <= cfg.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
-        (cfg.device in ("auto", "cpu", "cuda"), "device must be 'auto', 'cpu' or 'cuda'"),
+        (
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device) is not None,
+            f"device {cfg.device!r}: must be auto, cpu, cuda, cuda:N or mps",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from worldmodels.config import Config
-from worldmodels.envs import Adapter
+from worldmodels.envs import FRAME, Adapter
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import controller as C
 from worldmodels.models.mdnrnn import MDNRNN, MDNOutput, MDNRNNEnsemble, sample_mixture_from
@@ -163,6 +163,10 @@ class Dream:
         if self.start_state is not None and self.ensemble:
             raise WorldModelsError("dream start states need one M, not an ensemble")
 
+    def with_spec(self, spec: DreamSpec) -> Dream:
+        """The same M and starts under another spec (temperature, step limit): shares the weights."""
+        return _with_spec(self, spec)
+
     def initial_state(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """M's (h, c) at the start frames idx, (1, N, H) each: zero, or the given start states."""
         if self.start_state is None:
@@ -279,47 +283,227 @@ class Dream:
         return returns.cpu().numpy(), lengths.cpu().numpy()
 
 
-class DreamEnv(gym.Env):
-    """One dream rollout as a Gymnasium env. Observation: C's input [z, (c), h]; action: C's tanh outputs
-    in [-1, 1]; `render()` decodes z to pixels with V's decoder when one is given."""
+def _with_spec(dream: Dream, spec: DreamSpec) -> Dream:
+    import copy
 
-    metadata = {"render_modes": ["rgb_array"]}
+    other = copy.copy(dream)
+    other.spec = spec
+    return other
+
+
+class DreamSlots:
+    """N dream rollouts stepped as one batch, each slot restarted on its own with its own seed: the core of
+    the dream envs. A slot's random numbers come from its seed exactly as `Dream.rollout` draws them, so a
+    slot given C's actions plays the rollout `Dream.rollout` plays for that seed, step for step."""
+
+    def __init__(self, dream: Dream, n: int) -> None:
+        self.dream, self.n = dream, n
+        Z, dev = dream.z_dim, dream.device
+        h0 = dream.m.initial_state(1, dev)[
+            0
+        ]  # (layers, 1, H): layers = an ensemble's members, or 1
+        self.width = 2 * Z + 1
+        self.gens: list[torch.Generator | None] = [None] * n
+        self.member_gens: list[torch.Generator | None] = [None] * n
+        self.buf = torch.zeros(n, CHUNK, self.width, device=dev)
+        self.members = torch.zeros(n, CHUNK, device=dev)
+        self.t = torch.full((n,), CHUNK, dtype=torch.long)
+        self.rows = torch.arange(n)
+        self.z = torch.zeros(n, Z, device=dev)
+        self.h = torch.zeros(h0.shape[0], n, h0.shape[2], device=dev)
+        self.c = torch.zeros_like(self.h)
+        self.steps = np.zeros(n, np.int64)
+
+    def restart(self, slots: list[int], seeds: list[int]) -> None:
+        """Start a new rollout in each of `slots`, with the matching seed."""
+        d = self.dream
+        for i, s in zip(slots, seeds, strict=True):
+            g = torch.Generator().manual_seed(int(s))
+            idx = torch.randint(len(d.start_mu), (1,), generator=g)
+            eps = torch.randn(d.z_dim, generator=g).to(d.device)
+            idx = idx.to(d.device)
+            self.z[i] = d.start_mu[idx[0]] + d.start_std[idx[0]] * eps
+            h, c = d.initial_state(idx)
+            self.h[:, i], self.c[:, i] = h[:, 0], c[:, 0]
+            self.gens[i], self.t[i], self.steps[i] = g, CHUNK, 0
+            if d.ensemble:
+                self.member_gens[i] = torch.Generator().manual_seed(seed_for(int(s), MEMBER_KEY))
+
+    def features(self) -> torch.Tensor:
+        """C's input for every slot, (N, in)."""
+        return self.dream.features(self.z, (self.h, self.c))
+
+    @torch.no_grad()
+    def step(self, outputs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """C's outputs (N, O) in [-1, 1] for every slot -> (reward, done), each (N,)."""
+        for i in torch.nonzero(self.t == CHUNK)[:, 0].tolist():
+            self.buf[i] = torch.rand(CHUNK, self.width, generator=self.gens[i]).to(self.buf.device)
+            if self.dream.ensemble:
+                self.members[i] = torch.rand(CHUNK, generator=self.member_gens[i]).to(
+                    self.buf.device
+                )
+            self.t[i] = 0
+        at = self.t.to(self.buf.device)
+        row = self.buf[self.rows, at]
+        u_member = self.members[self.rows, at] if self.dream.ensemble else None
+        self.t += 1
+        Z = self.dream.z_dim
+        eps = torch.erfinv(2 * row[:, Z : 2 * Z].clamp(1e-7, 1 - 1e-7) - 1) * (2**0.5)
+        vec = self.dream.adapter.controller_to_vector(outputs.to(self.dream.device))
+        self.z, reward, done, (self.h, self.c) = self.dream.step(
+            self.z, vec, (self.h, self.c), row[:, :Z], eps, row[:, 2 * Z], u_member
+        )
+        self.steps += 1
+        return reward.float().cpu().numpy(), done.cpu().numpy()
+
+    @torch.no_grad()
+    def pictures(self, vae: torch.nn.Module) -> np.ndarray:
+        """V's decoding of every slot's z, uint8 (N, 64, 64, 3)."""
+        img = vae.decode(self.z.to(next(vae.parameters()).device)).float()
+        return img.permute(0, 2, 3, 1).clamp(0, 1).mul(255).round().byte().cpu().numpy()
+
+
+OBSERVATIONS = ("features", "pixels")
+
+
+def _spaces(dream: Dream, observation: str) -> tuple[gym.spaces.Box, gym.spaces.Box]:
+    if observation not in OBSERVATIONS:
+        raise WorldModelsError(
+            f"observation {observation!r}: choose one of {', '.join(OBSERVATIONS)}"
+        )
+    if observation == "pixels":
+        obs = gym.spaces.Box(0, 255, (FRAME, FRAME, 3), np.uint8)
+    else:
+        n = dream.z_dim + dream.m.hidden * (2 if dream.spec.use_cell else 1)
+        obs = gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
+    return obs, gym.spaces.Box(-1.0, 1.0, (dream.out_dim,), np.float32)
+
+
+class DreamEnv(gym.Env):
+    """One dream rollout as a Gymnasium env. Action: C's outputs in [-1, 1] (the dream maps them to M's
+    action vector as the real agent does); reward and termination as C's training dream reads them (+1
+    per step alive, or M's reward head; M's done head, thresholded or sampled as configured); truncation at
+    the dream's step limit. Observation: `features`, C's input [z, (c), h], or `pixels`, V's decoding of z
+    (needs V). `render()` decodes z with V (render_mode `rgb_array`)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(
-        self, dream: Dream, vae: torch.nn.Module | None = None, render_mode: str | None = None
-    ):
-        self.dream, self.vae, self.render_mode = dream, vae, render_mode
-        n = dream.z_dim + dream.m.hidden * (2 if dream.spec.use_cell else 1)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (dream.out_dim,), np.float32)
+        self,
+        dream: Dream,
+        vae: torch.nn.Module | None = None,
+        render_mode: str | None = None,
+        observation: str = "features",
+    ) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise WorldModelsError(
+                f"render_mode {render_mode!r}: the dream renders `rgb_array` only"
+            )
+        if vae is None and (observation == "pixels" or render_mode is not None):
+            raise WorldModelsError("the dream's pixels need V: give the env the run's V")
+        self.dream, self.vae, self.render_mode, self.kind = dream, vae, render_mode, observation
+        self.observation_space, self.action_space = _spaces(dream, observation)
+        self.slots = DreamSlots(dream, 1)
+        self._started = False
+
+    @property
+    def z(self) -> torch.Tensor:
+        """The dream's z now, (1, Z)."""
+        return self.slots.z[:1]
 
     def observation(self) -> np.ndarray:
-        """C's input now, (in,)."""
-        return self.dream.features(self.z, self.state)[0].cpu().numpy().astype(np.float32)
+        """The observation now: C's input (in,) float32, or V's picture (64, 64, 3) uint8."""
+        if self.kind == "pixels":
+            return self.slots.pictures(self.vae)[0]  # type: ignore[arg-type]
+        return self.slots.features()[0].cpu().numpy().astype(np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        s = int(self.np_random.integers(2**31)) if seed is None else seed
-        self.streams = _Streams([s], self.dream.z_dim, self.dream.device, self.dream.ensemble)
-        idx, eps0 = self.streams.start(len(self.dream.start_mu))
-        self.z = self.dream.start_mu[idx] + self.dream.start_std[idx] * eps0
-        self.state = self.dream.initial_state(idx)
-        self.t = 0
+        s = int(self.np_random.integers(2**31)) if seed is None else int(seed)
+        self.slots.restart([0], [s])
+        self._started = True
         return self.observation(), {}
 
     def step(self, action):
-        a = torch.as_tensor(np.asarray(action, np.float32).reshape(1, -1), device=self.dream.device)
-        u, eps, u_done, u_member = self.streams.next(torch.zeros(1, dtype=torch.long))
-        self.z, reward, done, self.state = self.dream.step(
-            self.z, self.dream.adapter.controller_to_vector(a), self.state, u, eps, u_done, u_member
-        )
-        self.t += 1
-        truncated = self.t >= self.dream.spec.max_steps and not bool(done[0])
-        return self.observation(), float(reward[0]), bool(done[0]), truncated, {}
+        if not self._started:
+            raise WorldModelsError("DreamEnv.step: call reset() first")
+        a = np.asarray(action, np.float32).reshape(1, -1)
+        if a.shape[1] != self.dream.out_dim:
+            raise WorldModelsError(
+                f"DreamEnv.step: expected {self.dream.out_dim} action value(s), got {a.shape[1]}"
+            )
+        reward, done = self.slots.step(torch.from_numpy(np.clip(a, -1.0, 1.0)))
+        terminated = bool(done[0])
+        truncated = bool(self.slots.steps[0] >= self.dream.spec.max_steps) and not terminated
+        self._started = not (terminated or truncated)
+        return self.observation(), float(reward[0]), terminated, truncated, {}
 
-    @torch.no_grad()
     def render(self) -> np.ndarray | None:
-        if self.vae is None:
+        if self.vae is None or self.render_mode is None:
             return None
-        img = self.vae.decode(self.z.to(next(self.vae.parameters()).device))[0]
-        return img.permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().cpu().numpy()
+        return self.slots.pictures(self.vae)[0]
+
+
+class DreamVectorEnv(gym.vector.VectorEnv):
+    """`num_envs` dream rollouts stepped as one batch, as CMA-ES's dream does: a Gymnasium vector env
+    with the single `DreamEnv`'s spaces, reward and ends. A rollout that ended is restarted on the next
+    `step` (Gymnasium's next-step autoreset: that step's action is ignored, its reward is 0) with a seed
+    drawn from the env's generator; `reset(seed=S)` gives env i the seed S + i (or a list, one each)."""
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        dream: Dream,
+        num_envs: int,
+        vae: torch.nn.Module | None = None,
+        observation: str = "features",
+    ) -> None:
+        if num_envs < 1:
+            raise WorldModelsError(f"num_envs {num_envs}: must be >= 1")
+        if vae is None and observation == "pixels":
+            raise WorldModelsError("the dream's pixels need V: give the env the run's V")
+        self.dream, self.vae, self.kind, self.num_envs = dream, vae, observation, num_envs
+        self.single_observation_space, self.single_action_space = _spaces(dream, observation)
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, num_envs
+        )
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.slots = DreamSlots(dream, num_envs)
+        self._ended = np.zeros(num_envs, bool)
+        self._started = False
+
+    def observations(self) -> np.ndarray:
+        if self.kind == "pixels":
+            return self.slots.pictures(self.vae)  # type: ignore[arg-type]
+        return self.slots.features().cpu().numpy().astype(np.float32)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != self.num_envs:
+                raise WorldModelsError(f"reset: {len(seed)} seeds for {self.num_envs} envs")
+            seeds = [int(s) for s in seed]
+            super().reset(seed=seeds[0])
+        else:
+            super().reset(seed=seed)
+            base = int(self.np_random.integers(2**31)) if seed is None else int(seed)
+            seeds = [base + i for i in range(self.num_envs)]
+        self.slots.restart(list(range(self.num_envs)), seeds)
+        self._ended[:] = False
+        self._started = True
+        return self.observations(), {}
+
+    def step(self, actions):
+        if not self._started:
+            raise WorldModelsError("DreamVectorEnv.step: call reset() first")
+        a = np.asarray(actions, np.float32).reshape(self.num_envs, -1)
+        restart = np.nonzero(self._ended)[0].tolist()
+        reward, done = self.slots.step(torch.from_numpy(np.clip(a, -1.0, 1.0)))
+        terminated = done.astype(bool)
+        truncated = (self.slots.steps >= self.dream.spec.max_steps) & ~terminated
+        if restart:  # their step above went nowhere: they start again here, as next-step autoreset
+            seeds = self.np_random.integers(2**31, size=len(restart)).tolist()
+            self.slots.restart(restart, seeds)
+            reward[restart], terminated[restart], truncated[restart] = 0.0, False, False
+        self._ended = terminated | truncated
+        return self.observations(), reward.astype(np.float64), terminated, truncated, {}

@@ -17,13 +17,19 @@ class RunDirLock:
     The lock is an advisory flock on RUN_DIR/.lock, so the kernel releases it when its process dies:
     a killed command never leaves the directory locked. Without fcntl (not POSIX) nothing is locked."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self.fd: int | None = None
+        self.enabled = enabled
+
+    @classmethod
+    def nothing(cls) -> RunDirLock:
+        """A lock that locks nothing: for commands that only read a run (they may run beside one)."""
+        return cls(enabled=False)
 
     def acquire(self, run_dir: Path, command: str) -> None:
         """Lock run_dir if it exists and is not locked by this object already (else do nothing)."""
         run_dir = Path(run_dir)
-        if self.fd is not None or not run_dir.is_dir():
+        if not self.enabled or self.fd is not None or not run_dir.is_dir():
             return
         try:
             import fcntl

@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from worldmodels.config import ParallelConfig
-from worldmodels.errors import WorldModelsError
+from worldmodels.errors import WorldModelsError, install_hint
 
 T = TypeVar("T")
 
@@ -160,7 +160,7 @@ def _run_ray(
         import ray
         from ray.exceptions import RayError, RayTaskError
     except ImportError:
-        raise WorldModelsError("--backend ray needs Ray: pip install 'worldmodels[ray]'") from None
+        raise WorldModelsError(f"--backend ray needs Ray: {install_hint('ray')}") from None
     if not ray.is_initialized():
         try:
             if cfg.ray_address:

@@ -49,6 +49,8 @@ def _resolve_saved(
 ) -> C.Config:
     check_run_dir(run_dir)
     path = run_dir / "config.json"
+    if path.exists() and preset_name and not any_stage_started(run_dir):
+        path.unlink()  # a config no stage used pins nothing: the new command starts the run afresh
     if path.exists():
         old = C.load_config(path)
         if preset_name and preset_name != old.preset:
@@ -71,6 +73,35 @@ def _resolve_saved(
         raise WorldModelsError(f"--run-dir {run_dir}: cannot create it ({e.strerror})") from None
     C.save_config(cfg, path)
     return cfg
+
+
+def read_config(run_dir: Path, unsaved: dict[str, Any]) -> C.Config:
+    """The run's config with this command's overrides, for a command that only reads the run: nothing is
+    saved (it may run beside a command that holds the run directory)."""
+    check_run_dir(Path(run_dir))
+    return C.with_overrides(C.load_config(Path(run_dir) / "config.json"), unsaved)
+
+
+def any_stage_started(run_dir: Path) -> bool:
+    """Whether any stage has written output into the run directory."""
+    return any(stage.started(Path(run_dir)) for stage in STAGES)
+
+
+def discard_if_unstarted(run_dir: Path) -> None:
+    """After a failed first command in a new run directory: if no stage wrote anything, remove what the
+    command made (config.json, empty folders, the lock file, the directory itself), so the mistake leaves
+    nothing behind that a corrected command would trip on."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or any_stage_started(run_dir):
+        return
+    for name in ("config.json", ".lock", "timings.json", "metrics.jsonl"):
+        (run_dir / name).unlink(missing_ok=True)
+    for stage in STAGES:
+        stage.remove_outputs(run_dir)  # only empty ones are left (none started)
+    try:
+        run_dir.rmdir()
+    except OSError:  # something else is there: leave it
+        pass
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -121,8 +152,9 @@ def _refuse_pinned(
             flag = hit[0]
             state = "finished" if done else "started"
             raise WorldModelsError(
-                f"--{flag}: stage {stage.name} is {state} with {flag}={_get(old, flag)!r}; "
-                f"changing it needs `worldmodels run --force {stage.name}` (redoes {stage.name} and later)"
+                f"--{flag}: stage {stage.name} is {state} with {flag}={_get(old, flag)!r}; to change it, "
+                f"use another --run-dir, or redo {stage.name} (removing its and later stages' outputs) "
+                f"with `worldmodels {stage.name} --run-dir {run_dir} --force --{flag} {_get(new, flag)}`"
             )
 
 

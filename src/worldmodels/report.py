@@ -170,6 +170,22 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
     return head + "".join(body) + "</table>"
 
 
+REPORT_INPUTS = ("config.json", "metrics.jsonl", "eval.json", "eval_random.json", "eval_dream.json",
+                 "real.gif", "dream.gif", "reconstructions.png", "rounds/chosen.json")  # fmt: skip
+"""What the report reads besides timings.json (which each stage, the report's own included, updates)."""
+
+
+def report_done(run_dir: Path, cfg: Config | None = None) -> bool:
+    """report.html exists and is newer than everything it shows: a report built while a run was going
+    on (`worldmodels report` beside it) is rebuilt when the run reaches its report stage."""
+    page = Path(run_dir) / "report.html"
+    if not page.exists():
+        return False
+    built = page.stat().st_mtime
+    inputs = [Path(run_dir) / name for name in REPORT_INPUTS]
+    return all(p.stat().st_mtime <= built for p in inputs if p.exists())
+
+
 def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True) -> Path:
     """Write RUN_DIR/report.html from what the run directory holds (cfg defaults to its config.json)."""
     run_dir = Path(run_dir)

@@ -48,8 +48,18 @@ class Stage:
         return bool(_function(self.done)(Path(run_dir), cfg))
 
     def started(self, run_dir: Path) -> bool:
-        """Whether it has written anything (a finished stage that wrote nothing depends on nothing)."""
-        return any((Path(run_dir) / p).exists() for p in self.outputs)
+        """Whether it has written anything (a finished stage that wrote nothing depends on nothing); an
+        empty folder, or one holding only a killed writer's temporaries, is nothing."""
+        for name in self.outputs:
+            p = Path(run_dir) / name
+            if p.is_dir():
+                if any(
+                    not (f.name.startswith(".") and f.name.endswith(".tmp")) for f in p.iterdir()
+                ):
+                    return True
+            elif p.exists():
+                return True
+        return False
 
     def execute(self, run_dir: Path, cfg: Config, progress: bool = True) -> Any:
         return _function(self.run)(Path(run_dir), cfg, progress)
@@ -136,6 +146,7 @@ STAGES: list[Stage] = [
         fields=(),
         outputs=("report.html",),
         run="worldmodels.report:build_report",
+        done="worldmodels.report:report_done",
     ),
 ]
 

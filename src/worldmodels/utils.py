@@ -8,13 +8,14 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from worldmodels.errors import WorldModelsError
+from worldmodels.errors import WorldModelsError, install_hint
 
 CHECKPOINT_FORMAT = 1
 
@@ -22,17 +23,30 @@ CHECKPOINT_FORMAT = 1
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, fsync, then rename: a reader sees all or nothing."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OSError raised while writing `path` (a full disk says only "No space left on device") names
+    the file it was writing, so the CLI's one line says where."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        yield
+    except OSError as e:
+        if not e.filename or str(e.filename).endswith(".tmp"):
+            e.filename = str(path)
         raise
 
 
@@ -98,14 +112,14 @@ class Metrics:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise WorldModelsError(
-                    "--tensorboard needs the tensorboard package: pip install 'worldmodels[tensorboard]'"
+                    f"--tensorboard needs the tensorboard package: {install_hint('tensorboard')}"
                 ) from None
             self._tb = SummaryWriter(str(Path(run_dir) / "tb" / stage))
 
     def log(self, step: int, **values: float) -> None:
         row = {"stage": self.stage, "step": int(step), "time": round(time.time(), 3)}
         row.update({k: float(v) for k, v in values.items()})
-        with open(self.path, "a") as f:
+        with naming(self.path), open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         if self._tb is not None:
             for k, v in values.items():
@@ -146,10 +160,22 @@ def rng_for(seed: int, *key: int) -> np.random.Generator:
 
 
 def resolve_device(name: str) -> torch.device:
+    """A device setting (auto, cpu, cuda, cuda:N, mps) as a torch device present on this machine, or a
+    one-line error saying what is missing."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise WorldModelsError("--device cuda: no CUDA device is available here")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise WorldModelsError(f"--device {name}: no CUDA device is available here")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise WorldModelsError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    if name == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise WorldModelsError("--device mps: no Apple GPU (MPS) is available to this torch")
     return torch.device(name)
 
 

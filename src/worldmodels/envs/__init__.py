@@ -22,7 +22,21 @@ if (
         reward_threshold=900,
     )
 
+DREAMS = {"worldmodels/Dream-v0": {}, "worldmodels/DoomDream-v0": {"agent": "doom"},
+          "worldmodels/CarRacingDream-v0": {"agent": "carracing"}}  # fmt: skip
+"""M's dream as a Gymnasium env (worldmodels.api.dream_env): any agent (`agent=` a shipped name, an exported
+folder or a run directory), or a shipped one. Nothing is loaded until an env is made."""
+for _id, _kwargs in DREAMS.items():
+    if _id not in gym.registry:
+        gym.register(
+            _id,
+            entry_point="worldmodels.api:dream_env",
+            vector_entry_point="worldmodels.api:dream_vector_env",
+            kwargs=_kwargs,
+        )
+
 __all__ = [
+    "DREAMS",
     "FAST_CARRACING",
     "FRAME",
     "Adapter",

@@ -8,6 +8,7 @@ import torch
 from worldmodels.config import CollectConfig
 from worldmodels.envs.actions import Control, Controls
 from worldmodels.envs.base import Adapter, Policy
+from worldmodels.errors import WorldModelsError, install_hint
 
 
 class BrownianActions(Policy):
@@ -35,6 +36,15 @@ class BrownianActions(Policy):
 class CarRacingAdapter(Adapter):
     name = "carracing"
     crop_bottom = 84  # rows 84:96 hold the indicator bar
+
+    def __init__(self, env_id: str) -> None:
+        try:
+            import Box2D  # noqa: F401  (gymnasium's own hint would name gymnasium's extra, not ours)
+        except ImportError:
+            raise WorldModelsError(
+                f"--env {env_id}: needs Box2D: {install_hint('carracing')}"
+            ) from None
+        super().__init__(env_id)
 
     @property
     def controller_outputs(self) -> int:

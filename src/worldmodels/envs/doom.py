@@ -10,12 +10,17 @@ buttons-plus-deltas Dict) goes through the generic action codecs of envs/actions
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from worldmodels.envs.actions import Control, Controls
 from worldmodels.envs.base import Adapter
-from worldmodels.errors import WorldModelsError
+from worldmodels.errors import WorldModelsError, install_hint
+from worldmodels.utils import atomic_write_text
 
 NOOP, LEFT, RIGHT = 0, 1, 2  # VizdoomTakeCover-v1's Discrete(3): no buttons, MOVE_LEFT, MOVE_RIGHT
 
@@ -34,9 +39,44 @@ class VizdoomAdapter(Adapter):
             from vizdoom import gymnasium_wrapper  # noqa: F401  (registers the Vizdoom* ids)
         except ImportError:
             raise WorldModelsError(
-                f"--env {env_id}: needs vizdoom: pip install 'worldmodels[doom]'"
+                f"--env {env_id}: needs vizdoom: {install_hint('doom')}"
             ) from None
         super().__init__(env_id)
+
+    def _make_raw(self, max_steps: int | None):
+        env = super()._make_raw(max_steps)
+        game = getattr(env.unwrapped, "game", None)
+        home = _game_home()
+        if game is not None and home is not None:
+            # The engine writes _vizdoom.ini and a _vizdoom/ folder into its working directory: it is
+            # started through a script that moves it into a cache folder first (paths it is given are
+            # absolute), so nothing lands in the user's folder. The game itself is unchanged.
+            game.set_vizdoom_path(str(home / "vizdoom"))
+            game.set_doom_config_path(str(home / "_vizdoom.ini"))
+        return env
+
+
+@functools.cache
+def _game_home() -> Path | None:
+    """A per-user folder the ViZDoom engine runs in, with its launcher script (None: not writable, or
+    not POSIX; the engine then runs where the user is, as ViZDoom does by default)."""
+    import vizdoom
+
+    engine = Path(vizdoom.__file__).parent / "vizdoom"
+    if os.name != "posix" or not engine.exists():
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    home = base / "worldmodels" / "vizdoom"
+    script = f'#!/bin/sh\ncd "{home}" && exec "{engine}" "$@"\n'
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        launcher = home / "vizdoom"
+        if not launcher.exists() or launcher.read_text() != script:
+            atomic_write_text(launcher, script)
+        launcher.chmod(0o755)
+    except OSError:
+        return None
+    return home
 
 
 class TakeCoverMultiBinaryAdapter(VizdoomAdapter):
