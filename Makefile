@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint format clean
+.PHONY: setup demo test wheel-check bench lint format clean
 
 setup: $(STAMP)
 
@@ -14,23 +14,28 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[all]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[all,dev]'
 	touch $(STAMP)
 
 demo: setup
 	$(BIN)/worldmodels run --preset demo --run-dir runs/demo
 
 test: setup
-	$(BIN)/ruff check src tests benchmarks experiments
-	$(BIN)/ruff format --check src tests benchmarks experiments
+	$(BIN)/ruff check src tests benchmarks experiments examples
+	$(BIN)/ruff format --check src tests benchmarks experiments examples
 	$(BIN)/pytest -q
+
+# Build the sdist and wheel, install the wheel into a fresh venv, run the shipped agents and the README's API
+# example from outside the repository (CI runs it after the tests).
+wheel-check: setup
+	bash .ci/wheel
 
 bench: setup
 	for b in collect_throughput vae_throughput mdnrnn_throughput dream_vs_real carracing_env agent_throughput; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 format: setup
-	$(BIN)/ruff format src tests benchmarks experiments
-	$(BIN)/ruff check --fix src tests benchmarks experiments
+	$(BIN)/ruff format src tests benchmarks experiments examples
+	$(BIN)/ruff check --fix src tests benchmarks experiments examples
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

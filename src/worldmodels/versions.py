@@ -11,7 +11,7 @@ import platform
 from functools import cache
 from importlib import metadata
 
-PACKAGES = ("worldmodels", "torch", "numpy", "gymnasium", "vizdoom", "box2d", "pygame-ce", "cma",
+PACKAGES = ("worldmodels-torch", "torch", "numpy", "gymnasium", "vizdoom", "box2d", "pygame-ce", "cma",
             "opencv-python-headless", "isal", "ray")  # fmt: skip
 
 
