@@ -25,23 +25,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import report  # noqa: E402
 
-from worldmodels.agent import Models, load_controller, model_paths  # noqa: E402
+from worldmodels.agent import Models, load_controller  # noqa: E402
 from worldmodels.config import ParallelConfig, load_config, preset, with_overrides  # noqa: E402
 from worldmodels.envs import adapter_for  # noqa: E402
+from worldmodels.episodes import play_episode, worker_env  # noqa: E402
 from worldmodels.models import controller as C  # noqa: E402
 from worldmodels.models import controller_dims, n_params  # noqa: E402
 from worldmodels.models.vae import frames_to_tensor  # noqa: E402
 from worldmodels.parallel import run_tasks  # noqa: E402
 from worldmodels.pretrained import ROOT  # noqa: E402
-from worldmodels.rollout import (  # noqa: E402
-    AgentWeights,
-    RealEpisodes,
-    play_episode,
-    play_real,
-    tasks_of,
-    worker_env,
-)
+from worldmodels.rundir import RunDir  # noqa: E402
 from worldmodels.utils import rng_for  # noqa: E402
+from worldmodels.workers import EpisodesTask, VMWeights, play_task, split_into_tasks  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -90,7 +85,7 @@ class OneFrameAgent:
         return adapter.vector_to_action(vec[0].numpy())
 
 
-def one_frame_episodes(task: RealEpisodes, weights: AgentWeights) -> list[tuple[float, int]]:
+def one_frame_episodes(task: EpisodesTask, weights: VMWeights) -> list[tuple[float, int]]:
     models = weights.models()
     agent = OneFrameAgent(models, task.params)
     env = worker_env(models.cfg.env.id, models.cfg.env.max_steps)
@@ -116,17 +111,17 @@ def chunks(seeds: list[int], size: int) -> list[tuple[int, ...]]:
     return [tuple(seeds[i : i + size]) for i in range(0, len(seeds), size)]
 
 
-def untrained_carracing(env_id: str, max_steps: int) -> tuple[AgentWeights, np.ndarray]:
+def untrained_carracing(env_id: str, max_steps: int) -> tuple[VMWeights, np.ndarray]:
     cfg = with_overrides(preset("carracing"), {"env.id": env_id, "env.max_steps": max_steps})
     size = n_params(
         *controller_dims(cfg, adapter_for(env_id).controller_outputs), cfg.controller.bias
     )
-    return AgentWeights.untrained(cfg), np.random.default_rng(0).normal(0, 0.1, size).astype(
+    return VMWeights.untrained(cfg), np.random.default_rng(0).normal(0, 0.1, size).astype(
         np.float32
     )
 
 
-def measure(name: str, weights: AgentWeights, params: np.ndarray, episodes: int, workers: int,
+def measure(name: str, weights: VMWeights, params: np.ndarray, episodes: int, workers: int,
             envs: int, one_frame_episodes_n: int) -> dict[str, Any]:  # fmt: skip
     cfg = weights.config_object()
     parallel = ParallelConfig(workers=workers)
@@ -135,12 +130,12 @@ def measure(name: str, weights: AgentWeights, params: np.ndarray, episodes: int,
     bare, _ = steps_per_s(bare_episodes, [Bare(cfg.env.id, cfg.env.max_steps, s)
                                           for s in chunks(seeds, per)], parallel)  # fmt: skip
     few = seeds[:one_frame_episodes_n]
-    one, one_res = steps_per_s(one_frame_episodes, [RealEpisodes(params, s) for s in chunks(few, 1)],
+    one, one_res = steps_per_s(one_frame_episodes, [EpisodesTask(params, s) for s in chunks(few, 1)],
                                parallel, weights)  # fmt: skip
     batched_cfg = with_overrides(cfg, {"parallel.envs": envs, "parallel.workers": workers})
     weights = replace(weights, config=batched_cfg.to_dict())
-    tasks = [RealEpisodes(params, tuple(seeds[p])) for p in tasks_of(episodes, batched_cfg)]
-    batched, res = steps_per_s(play_real, tasks, parallel, weights)
+    tasks = [EpisodesTask(params, tuple(seeds[p])) for p in split_into_tasks(episodes, batched_cfg)]
+    batched, res = steps_per_s(play_task, tasks, parallel, weights)
     return {
         f"{name}_env": cfg.env.id,
         f"{name}_bare_env_steps_per_s": round(bare),
@@ -167,8 +162,8 @@ def main() -> None:
 
     doom = ROOT / "doom"
     cfg = load_config(doom / "config.json")
-    params = load_controller(model_paths(doom, cfg)[1], cfg)
-    weights = AgentWeights.of_run(doom, cfg)
+    params = load_controller(RunDir(doom).agent(cfg)[1], cfg)
+    weights = VMWeights.of_run(doom, cfg)
     result = measure("doom", weights, params, args.episodes, args.workers, args.envs,
                      max(2 * args.workers, args.episodes // 2))  # fmt: skip
     weights, params = untrained_carracing("worldmodels/CarRacing-v3", args.carracing_steps)

@@ -24,10 +24,10 @@ from _common import report  # noqa: E402
 
 from worldmodels.config import preset, save_config, with_overrides  # noqa: E402
 from worldmodels.data.collect import collect  # noqa: E402
+from worldmodels.dream import build_dream  # noqa: E402
 from worldmodels.es import CMAES  # noqa: E402
 from worldmodels.evaluate import evaluate_real  # noqa: E402
 from worldmodels.models import MDNRNN, ConvVAE  # noqa: E402
-from worldmodels.rollout import build_dream  # noqa: E402
 from worldmodels.train.common import Position, save_training  # noqa: E402
 from worldmodels.train.vae import encode_latents  # noqa: E402
 

@@ -21,7 +21,7 @@ import torch
 
 import worldmodels as wm
 from worldmodels.dream import DreamSlots
-from worldmodels.rollout import eval_seeds
+from worldmodels.episodes import eval_seeds
 
 
 def sb3_dream(agent: wm.WorldModel, n: int, seed: int, temperature: float | None):

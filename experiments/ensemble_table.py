@@ -23,9 +23,10 @@ import sys
 from pathlib import Path
 
 from worldmodels.config import load_config, save_config, with_overrides
-from worldmodels.data.starts import STARTS_FILE, dream_starts
+from worldmodels.data.starts import dream_starts
 from worldmodels.data.storage import encode_npz, list_episodes
 from worldmodels.evaluate import evaluate_command, evaluation_is_current
+from worldmodels.rundir import SHIPPED_STARTS
 from worldmodels.train.controller import controller_done, train_controller
 from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.utils import atomic_write_bytes, read_header
@@ -75,9 +76,9 @@ def train_c(m_dir: Path, setting: dict, args: argparse.Namespace) -> dict:
     save_config(cfg, d / "config.json")
     for f in ("vae.pt", "mdnrnn.pt"):
         _link(m_dir / f, d / f)
-    if not (d / STARTS_FILE).exists():
+    if not (d / SHIPPED_STARTS).exists():
         mu, logvar = dream_starts(m_dir)
-        atomic_write_bytes(d / STARTS_FILE, encode_npz({"mu": mu, "logvar": logvar}))
+        atomic_write_bytes(d / SHIPPED_STARTS, encode_npz({"mu": mu, "logvar": logvar}))
     if not controller_done(d, cfg):
         timed(d, lambda: train_controller(d, cfg, progress=not args.quiet))
     row = {"members": cfg.mdnrnn.members, **setting}

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from worldmodels.agent import load_controller, round_dir, round_models
+from worldmodels.agent import load_controller
 from worldmodels.config import load_config
 from worldmodels.evaluate import evaluate_real
+from worldmodels.rundir import RunDir
 from worldmodels.utils import atomic_write_text
 
 
@@ -38,21 +39,25 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1234, 7], help="Evaluation seeds.")
     ap.add_argument("--quiet", action="store_true", help="No progress bars.")
     args = ap.parse_args()
-    cfg = load_config(args.run_dir / "config.json")
+    run = RunDir(args.run_dir)
+    cfg = load_config(run.config)
     rounds = args.rounds or [0] + sorted(
-        int(d.name) for d in (args.run_dir / "rounds").iterdir() if (d / "done").exists()
+        int(d.name)
+        for d in run.rounds.iterdir()
+        if run.round(int(d.name)).is_done()
+        if d.name.isdigit()
     )
     table = {}
     for r in rounds:
-        d = round_dir(args.run_dir, r)
+        this = run.round(r)
+        d = this.records
         for seed in args.seeds:
             path = d / f"eval_{seed}_{args.episodes}.json"
             if not path.exists():
                 t = time.time()
-                m, c = round_models(args.run_dir, r)
-                params = load_controller(c, cfg)
+                params = load_controller(this.controller, cfg)
                 res = evaluate_real(args.run_dir, cfg, params, args.episodes, seed,
-                                    progress=not args.quiet, mdnrnn=m)  # fmt: skip
+                                    progress=not args.quiet, mdnrnn=this.mdnrnn)  # fmt: skip
                 d.mkdir(parents=True, exist_ok=True)
                 res["round"], res["wall_s"] = r, time.time() - t
                 atomic_write_text(path, json.dumps(res, indent=2))

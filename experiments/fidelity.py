@@ -30,11 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodels.agent import load_controller, model_paths
+from worldmodels.agent import load_controller
 from worldmodels.config import Config, agent_temperature, load_config, with_overrides
+from worldmodels.dream import build_dream
+from worldmodels.episodes import eval_seeds
 from worldmodels.evaluate import evaluate_real
 from worldmodels.models import controller_dims
-from worldmodels.rollout import build_dream, eval_seeds
+from worldmodels.rundir import RunDir
 from worldmodels.utils import atomic_write_text, read_metrics
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -77,7 +79,7 @@ def constant(value: float, outputs: int):
 
 def m_validation(run: Path, cfg: Config) -> dict[str, float]:
     """The last validation row of the training that made the run's M (metrics.jsonl beside mdnrnn.pt)."""
-    m_dir = model_paths(run, cfg)[0].resolve().parent  # a linked M's own run, or a round's folder
+    m_dir = RunDir(run).agent(cfg)[0].resolve().parent  # a linked M's own run, or a round's folder
     rows = [r for d in (m_dir, run) for r in read_metrics(d) if "mdnrnn/val_nll" in r]
     if not rows:
         return {}
@@ -190,7 +192,7 @@ def main() -> None:
         if args.reproject:
             cfg = with_overrides(cfg, {"controller.reproject_z": True})
         tau = args.tau or agent_temperature(cfg)
-        c_path = model_paths(run, cfg)[1]
+        c_path = RunDir(run).agent(cfg)[1]
         params = load_controller(c_path, cfg) if c_path.exists() else None
         entry = {"tau": tau, "m_validation": m_validation(run, cfg),
                  "dream": dream_scores(run, cfg, tau, args.rollouts, args.seed, params, args.modes)}  # fmt: skip

@@ -24,11 +24,11 @@ import torch
 from worldmodels.agent import load_controller
 from worldmodels.config import load_config, save_config, with_overrides
 from worldmodels.data.storage import list_episodes, load_npz
+from worldmodels.models.checkpoints import load_mdnrnn
 from worldmodels.models.mdnrnn import mdn_nll
 from worldmodels.models.vae import sample_z
 from worldmodels.pretrained import pretrained_dir
 from worldmodels.train.iterate import collect_round
-from worldmodels.train.mdnrnn import load_mdnrnn
 from worldmodels.train.vae import encode_latents
 
 EDGES = [0, 250, 500, 750, 1000, 1500, 2100]

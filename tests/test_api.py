@@ -19,9 +19,9 @@ from gymnasium.utils.env_checker import check_env
 
 import worldmodels as wm
 import worldmodels.envs  # noqa: F401  (registers the dream ids)
+from worldmodels.episodes import eval_seeds
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import controller as linear
-from worldmodels.rollout import eval_seeds
 
 from .conftest import cli, copy_run
 

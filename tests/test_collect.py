@@ -250,7 +250,7 @@ def test_recorded_episode_is_what_the_wrapped_env_shows(background):
 
     from worldmodels.data.collect import record_episode
     from worldmodels.envs import adapter_for
-    from worldmodels.rollout import play_episode, worker_env
+    from worldmodels.episodes import play_episode, worker_env
     from worldmodels.utils import rng_for
 
     cfg = preset("debug")

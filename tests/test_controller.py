@@ -13,16 +13,14 @@ from gymnasium.utils.env_checker import check_env
 
 from worldmodels.agent import load_controller
 from worldmodels.config import preset, save_config, with_overrides
-from worldmodels.data.starts import any_step_starts
 from worldmodels.data.storage import encode_npz, list_episodes
-from worldmodels.dream import Dream, DreamEnv
+from worldmodels.dream import Dream, DreamEnv, any_step_starts, build_dream
 from worldmodels.errors import WorldModelsError
 from worldmodels.es import CMAES
 from worldmodels.evaluate import evaluate_real
 from worldmodels.models import controller as C
-from worldmodels.rollout import build_dream
+from worldmodels.models.checkpoints import load_mdnrnn
 from worldmodels.train.controller import train_controller
-from worldmodels.train.mdnrnn import load_mdnrnn
 from worldmodels.utils import read_metrics
 
 from .conftest import cli, one_line_error

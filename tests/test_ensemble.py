@@ -11,12 +11,12 @@ import numpy as np
 import torch
 
 from worldmodels.config import preset, save_config, with_overrides
-from worldmodels.dream import Dream
+from worldmodels.dream import Dream, build_dream
 from worldmodels.models import MDNRNN, MDNRNNEnsemble, build_mdnrnn
 from worldmodels.models import controller as C
-from worldmodels.rollout import build_dream
+from worldmodels.models.checkpoints import load_mdnrnn
 from worldmodels.train.common import Position, load_training, save_training
-from worldmodels.train.mdnrnn import load_mdnrnn, train_mdnrnn
+from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.utils import load_checkpoint
 
 from .conftest import cli

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from tests.conftest import cli, copy_run, one_line_error
-from worldmodels.agent import Agent, load_controller, load_models, model_paths
+from worldmodels.agent import Agent, load_controller, load_models
 from worldmodels.config import load_config
 from worldmodels.data.storage import episode_index, list_episodes, load_episode
+from worldmodels.rundir import RunDir
 from worldmodels.utils import STREAM_ITERATE, read_header, rng_for, seed_for
 
 ROUNDS = ["--iterate.rounds", "2", "--iterate.episodes", "2", "--iterate.eval_episodes", "2",
@@ -48,7 +49,7 @@ def test_rounds_add_episodes_played_by_the_previous_controller(iterated_run):
 
 def test_the_run_agent_is_the_last_round_and_evaluate_says_so(iterated_run):
     cfg = load_config(iterated_run / "config.json")
-    m, c = model_paths(iterated_run, cfg)
+    m, c = RunDir(iterated_run).agent(cfg)
     assert (m, c) == (iterated_run / "rounds/2/mdnrnn.pt", iterated_run / "rounds/2/controller.pt")
     assert not (iterated_run / "eval.json").exists()  # the old agent's evaluation was removed
     out = cli("evaluate", "--run-dir", str(iterated_run), "--quiet")
@@ -208,7 +209,7 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
     assert out.returncode == 0, out.stderr[-2000:]
     cfg = load_config(run / "config.json")
     assert cfg.iterate.choose == "best"
-    assert model_paths(run, cfg) == (run / "rounds/1/mdnrnn.pt", run / "rounds/1/controller.pt")
+    assert RunDir(run).agent(cfg) == (run / "rounds/1/mdnrnn.pt", run / "rounds/1/controller.pt")
     e = json.loads((run / "eval.json").read_text())
     assert e["agent"] == {"mdnrnn": "rounds/1/mdnrnn.pt", "controller": "rounds/1/controller.pt"}
     assert ">1 (chosen: the agent)<" in (run / "report.html").read_text()
@@ -218,7 +219,7 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
     (run / "rounds/chosen.json").unlink()
     out = cli("iterate", "--run-dir", str(run), "--quiet")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert model_paths(run, cfg) == (run / "mdnrnn.pt", run / "controller.pt")
+    assert RunDir(run).agent(cfg) == (run / "mdnrnn.pt", run / "controller.pt")
 
 
 @pytest.mark.parametrize(

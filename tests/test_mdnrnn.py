@@ -12,9 +12,10 @@ from torch.distributions import Categorical, MixtureSameFamily, Normal
 
 from worldmodels.config import preset, save_config, with_overrides
 from worldmodels.errors import WorldModelsError
+from worldmodels.models.checkpoints import load_mdnrnn
 from worldmodels.models.mdnrnn import MDNRNN, mdn_nll, sample_mixture
 from worldmodels.train.controller import train_controller
-from worldmodels.train.mdnrnn import load_mdnrnn, mdnrnn_losses, train_mdnrnn
+from worldmodels.train.mdnrnn import mdnrnn_losses, train_mdnrnn
 from worldmodels.utils import load_checkpoint
 
 from .conftest import cli, one_line_error

@@ -22,7 +22,7 @@ from worldmodels.config import preset, with_overrides
 from worldmodels.envs import adapter_for
 from worldmodels.errors import WorldModelsError
 from worldmodels.play.session import PlaySession, Source
-from worldmodels.rollout import AgentWeights
+from worldmodels.workers import VMWeights
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -56,7 +56,7 @@ def _source(env_id: str, reward_head: bool, with_c: bool = True) -> Source:
     # no done head: an untrained one may end the dream at any frame
     cfg = with_overrides(preset("debug"), {"env.id": env_id, "mdnrnn.reward_head": reward_head,
                                            "mdnrnn.done_head": False, "controller.bias": True})  # fmt: skip
-    models = AgentWeights.untrained(cfg, seed=3).models()
+    models = VMWeights.untrained(cfg, seed=3).models()
     rng = np.random.default_rng(0)
     starts = (rng.standard_normal((5, cfg.vae.z_dim)).astype(np.float32),
               np.full((5, cfg.vae.z_dim), -2.0, np.float32))  # fmt: skip

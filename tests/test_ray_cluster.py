@@ -112,18 +112,19 @@ def test_fitness_and_evaluation_on_the_cluster_match_the_local_backend(
 
 
 def test_real_env_tasks_need_no_file_from_the_run_directory(trained_run, tmp_path):
-    """What a worker gets is the task and AgentWeights: the run directory may be gone (another machine)."""
-    from worldmodels.agent import load_controller, model_paths
+    """What a worker gets is the task and VMWeights: the run directory may be gone (another machine)."""
+    from worldmodels.agent import load_controller
     from worldmodels.config import load_config
-    from worldmodels.rollout import AgentWeights, RealEpisodes, play_real
+    from worldmodels.rundir import RunDir
+    from worldmodels.workers import EpisodesTask, VMWeights, play_task
 
     run = copy_run(trained_run, tmp_path / "run")
     cfg = load_config(run / "config.json")
-    params = load_controller(model_paths(run, cfg)[1], cfg)
-    weights = AgentWeights.of_run(run, cfg)
-    task = RealEpisodes(params, (11, 12))
-    before = play_real(task, weights)
+    params = load_controller(RunDir(run).agent(cfg)[1], cfg)
+    weights = VMWeights.of_run(run, cfg)
+    task = EpisodesTask(params, (11, 12))
+    before = play_task(task, weights)
     shutil.rmtree(run)
-    fresh = AgentWeights(weights.config, weights.vae, weights.mdnrnn, weights.action_dim)
-    assert play_real(task, fresh) == before
+    fresh = VMWeights(weights.config, weights.vae, weights.mdnrnn, weights.action_dim)
+    assert play_task(task, fresh) == before
     assert np.isfinite([r for r, _ in before]).all()

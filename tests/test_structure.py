@@ -1,5 +1,6 @@
-"""The package's shape: no import cycles (lazy imports inside functions included), and the stage list as
-the one description of the stages that the CLI, --force and the refusal of changed settings read."""
+"""The package's shape: layers that only import downward and no import cycles (lazy imports inside functions
+included), the run directory's file names spelled in one module, and the stage list as the one
+description of the stages that the CLI, --force and the refusal of changed settings read."""
 
 from __future__ import annotations
 
@@ -70,8 +71,70 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_cycles():
     graph = import_graph()
-    assert len(graph) > 30 and "worldmodels.rollout" in graph["worldmodels.evaluate"]
+    assert len(graph) > 30 and "worldmodels.workers" in graph["worldmodels.evaluate"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+LAYERS: list[tuple[str, ...]] = [
+    ("errors", "versions", "lock"),  # torch-free basics
+    ("config", "utils", "rundir"),  # settings, file I/O, the run directory's paths
+    (
+        "models",
+        "envs",
+        "es",
+        "parallel",
+    ),  # V, M, C and their checkpoints; env adapters; CMA-ES; executors
+    (
+        "data.storage",
+        "data.datasets",
+        "data.starts",
+    ),  # episode files, streams for training, dream starts
+    ("agent",),  # V, M and C acting in the real env
+    ("episodes", "dream"),  # playing real episodes; M's dream
+    ("data.collect", "workers"),  # random-policy collection; real-env work on workers
+    ("evaluate", "render"),  # scoring and picturing an agent
+    ("train",),  # V's, M's and C's training, iterative training
+    ("report", "stages", "pipeline", "pretrained", "api", "play"),  # what the CLI and users call
+    ("cli",),
+]
+"""The package's layers, lowest first: a module may import its own layer and the ones below, never one
+above (lazy imports inside functions included)."""
+
+
+def layer_of(module: str) -> int:
+    name = module.removeprefix("worldmodels.")
+    for i, layer in enumerate(LAYERS):
+        if any(name == part or name.startswith(part + ".") for part in layer):
+            return i
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {n}" for m, ns in graph.items() if m != "worldmodels"
+                  for n in ns if layer_of(n) > layer_of(m))  # fmt: skip
+
+
+def test_every_module_imports_only_its_layer_and_those_below():
+    graph = import_graph()
+    assert upward_imports(graph) == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = import_graph()
+    graph["worldmodels.agent"] = graph["worldmodels.agent"] | {"worldmodels.train.vae"}
+    assert upward_imports(graph) == ["worldmodels.agent -> worldmodels.train.vae"]
+
+
+def test_no_module_but_rundir_spells_a_run_directorys_file_names():
+    names = ['"vae.pt"', '"mdnrnn.pt"', '"controller.pt"', '"eval.json"', '"es_state.pkl"',
+             '/ "rounds"', '/ "latents"', '/ "episodes"', '"report.html"', '"timings.json"',
+             '"config.json"']  # fmt: skip
+    spelled = {
+        str(p.relative_to(PACKAGE)): [n for n in names if n in p.read_text()]
+        for p in PACKAGE.rglob("*.py")
+        if p.name not in ("rundir.py", "config.py")  # config.py: the name in its error messages
+    }
+    assert {k: v for k, v in spelled.items() if v} == {}
 
 
 def test_the_cycle_finder_finds_cycles():
@@ -81,9 +144,8 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_playing_episodes_lives_in_one_module():
     graph = import_graph()
-    for user in ("worldmodels.evaluate", "worldmodels.train.controller", "worldmodels.train.iterate",
-                 "worldmodels.render"):  # fmt: skip
-        assert "worldmodels.rollout" in graph[user], user
+    for user in ("worldmodels.workers", "worldmodels.data.collect", "worldmodels.render"):
+        assert "worldmodels.episodes" in graph[user], user
     assert "worldmodels.evaluate" not in graph["worldmodels.train.controller"]
 
 

@@ -16,9 +16,10 @@ from torch.distributions import Normal, kl_divergence
 
 from worldmodels.config import preset, save_config, with_overrides
 from worldmodels.data.datasets import prefetched
+from worldmodels.models.checkpoints import load_vae
 from worldmodels.models.vae import ConvVAE, frames_to_tensor, vae_loss
 from worldmodels.models.vae import kl_divergence as our_kl
-from worldmodels.train.vae import encode_frames, encode_latents, load_vae, train_vae
+from worldmodels.train.vae import encode_frames, encode_latents, train_vae
 from worldmodels.utils import load_checkpoint
 
 from .conftest import cli, one_line_error

@@ -5,7 +5,6 @@ One code path for evaluation, real-env fitness, iterative training's collection 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNN, ConvVAE, controller_dims
 from worldmodels.models import controller as C
 from worldmodels.models.vae import frames_to_tensor
+from worldmodels.rundir import RunDir
 from worldmodels.utils import autocast, load_checkpoint, rng_for
 
 
@@ -31,60 +31,18 @@ class Models:
     adapter: Adapter
 
 
-def round_dir(run_dir: Path, r: int) -> Path:
-    """Where round r of iterative training keeps its M, C and CMA-ES state."""
-    return Path(run_dir) / "rounds" / str(r)
-
-
-def round_models(run_dir: Path, r: int) -> tuple[Path, Path]:
-    """(M, C) of round r: the first ones (before iterative training) for round 0."""
-    d = Path(run_dir) if r == 0 else round_dir(run_dir, r)
-    return d / "mdnrnn.pt", d / "controller.pt"
-
-
-def chosen_round_path(run_dir: Path) -> Path:
-    """Where `iterate.choose best` records which round's C is the agent, and every round's score."""
-    return Path(run_dir) / "rounds" / "chosen.json"
-
-
-def chosen_round(run_dir: Path, cfg: Config) -> int | None:
-    """The round `iterate.choose best` made the agent, or None: not chosen yet, or chosen among fewer
-    rounds than the config has now."""
-    path = chosen_round_path(run_dir)
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    return int(record["round"]) if record["rounds"] == cfg.iterate.rounds else None
-
-
-def model_paths(run_dir: Path, cfg: Config) -> tuple[Path, Path]:
-    """(M, C) of the run's agent: those of the last round of iterative training (or of the round chosen by
-    `iterate.choose best`, see rounds/chosen.json), or the first ones."""
-    rounds = cfg.iterate.rounds
-    if rounds == 0:
-        return round_models(run_dir, 0)
-    r = chosen_round(run_dir, cfg) if cfg.iterate.choose == "best" else rounds
-    if r is None or not (round_dir(run_dir, rounds) / "done").exists():
-        raise WorldModelsError(
-            f"{run_dir}: iterative training has not finished its {rounds} round(s); "
-            "run `worldmodels iterate`"
-        )
-    return round_models(run_dir, r)
-
-
 def load_models(
     run_dir: Path, cfg: Config | None = None, device: str = "cpu", mdnrnn: Path | None = None
 ) -> Models:
-    """V, M and the adapter of a run; M is the run's final one (see model_paths) unless given."""
-    from worldmodels.train.mdnrnn import load_mdnrnn
-    from worldmodels.train.vae import load_vae
+    """V, M and the adapter of a run; M is the run's agent's (RunDir.agent) unless given."""
+    from worldmodels.models.checkpoints import load_mdnrnn, load_vae
 
     run_dir = Path(run_dir)
-    cfg = cfg or load_config(run_dir / "config.json")
+    cfg = cfg or load_config(RunDir(run_dir).config)
     return Models(
         cfg,
-        load_vae(run_dir / "vae.pt", cfg, device),
-        load_mdnrnn(Path(mdnrnn) if mdnrnn else model_paths(run_dir, cfg)[0], cfg, device),
+        load_vae(RunDir(run_dir).vae, cfg, device),
+        load_mdnrnn(Path(mdnrnn) if mdnrnn else RunDir(run_dir).agent(cfg)[0], cfg, device),
         adapter_for(cfg.env.id),
     )
 

@@ -35,6 +35,7 @@ from worldmodels.models import MDNRNN, ConvVAE
 from worldmodels.models import controller as linear
 from worldmodels.models.mdnrnn import sample_mixture
 from worldmodels.models.vae import frames_to_tensor
+from worldmodels.rundir import RunDir
 from worldmodels.utils import autocast
 
 if TYPE_CHECKING:
@@ -58,13 +59,13 @@ def load(source: str | Path = "doom", device: str = "cpu") -> WorldModel:
     """Load an agent by one name: a shipped agent (`"doom"`, `"carracing"`), a folder written by
     `worldmodels export`, or a run directory (its final V, M and C, as `worldmodels evaluate` plays them).
     `device`: where V and M run (`cpu`, `cuda`, `cuda:N`, `mps`)."""
-    from worldmodels.pretrained import ROOT, pretrained_dir
+    from worldmodels.pretrained import pretrained_dir, shipped_names
 
-    if (ROOT / str(source) / "controller.pt").exists():
+    if str(source) in shipped_names():
         return WorldModel(pretrained_dir(str(source)), device)
     path = Path(source)
-    if not (path / "config.json").is_file():
-        shipped = sorted(p.name for p in ROOT.iterdir() if (p / "controller.pt").exists())
+    if not RunDir(path).config.is_file():
+        shipped = shipped_names()
         raise WorldModelsError(
             f"load({str(source)!r}): neither a shipped agent ({', '.join(shipped)}) nor a folder holding "
             "a config.json (a run directory, or an agent written by `worldmodels export`)"
@@ -290,14 +291,14 @@ class WorldModel:
     (`make_env`), the agent as a policy (`policy`), and M's dream as a Gymnasium env (`dream`)."""
 
     def __init__(self, folder: Path, device: str = "cpu") -> None:
-        from worldmodels.agent import load_controller, load_models, model_paths
+        from worldmodels.agent import load_controller, load_models
         from worldmodels.utils import resolve_device
 
         self.folder = Path(folder)
         self.device = resolve_device(device)
-        self.config: Config = load_config(self.folder / "config.json")
+        self.config: Config = load_config(RunDir(self.folder).config)
         self._models = load_models(self.folder, self.config, "cpu")
-        m_path, c_path = model_paths(self.folder, self.config)
+        m_path, c_path = RunDir(self.folder).agent(self.config)
         self._m_path = m_path
         if not isinstance(self._models.mdnrnn, MDNRNN):
             raise WorldModelsError(f"{m_path}: an ensemble M; the API serves one M")
@@ -348,7 +349,7 @@ class WorldModel:
 
     @cached_property
     def _dream(self) -> Dream:
-        from worldmodels.rollout import build_dream
+        from worldmodels.dream import build_dream
 
         return build_dream(self.folder, agent_config(self.config), self.device, mdnrnn=self._m_path)
 

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from worldmodels import config as C
 from worldmodels.errors import WorldModelsError
 from worldmodels.lock import RunDirLock
+from worldmodels.rundir import RunDir
 from worldmodels.stages import NAMES, STAGES
 
 
@@ -256,10 +257,7 @@ def dispatch(
     if readonly:
         lock = RunDirLock.nothing()
     if command in PRETRAINED_COMMANDS and args.pretrained:
-        from worldmodels.pretrained import pretrained_command, pretrained_run_dir
-
-        lock.acquire(pretrained_run_dir(args), command)
-        return pretrained_command(command, args, overrides, progress, unsaved, lock)
+        return _pretrained(command, args, overrides, progress, unsaved, lock)
     if args.run_dir is None:
         raise WorldModelsError("--run-dir is required (or --pretrained NAME)")
     force = args.force if command == "run" else (command if getattr(args, "force", False) else None)
@@ -276,7 +274,7 @@ def dispatch(
     if command == "collect" and args.verify:
         from worldmodels.data.storage import verify_episodes
 
-        bad = verify_episodes(Path(args.run_dir) / "episodes")
+        bad = verify_episodes(RunDir(args.run_dir).episodes)
         for line in bad:
             print(line)
         if bad:
@@ -310,6 +308,45 @@ def dispatch(
     return 0
 
 
+def _pretrained(
+    command: str,
+    args: argparse.Namespace,
+    overrides: dict[str, Any],
+    progress: bool,
+    unsaved: dict[str, Any],
+    lock: RunDirLock,
+) -> int:
+    """`--pretrained NAME|DIR`: copy the agent (shipped or exported) into the run directory (default
+    runs/pretrained-NAME), then evaluate it, render it, or train a new C on its V and M."""
+    from worldmodels import pipeline
+    from worldmodels.pretrained import copy_agent, default_run_dir, pretrained_dir
+
+    src = pretrained_dir(args.pretrained)
+    run_dir = Path(args.run_dir or default_run_dir(args.pretrained))
+    lock.acquire(run_dir, command)
+    pipeline.check_run_dir(run_dir)
+    copy_agent(src, run_dir, args.pretrained, controller=command != "train-controller")
+    lock.acquire(run_dir, command)  # a new run directory exists only now
+    cfg = pipeline.resolve(run_dir, None, overrides, unsaved=unsaved)
+    if command == "evaluate":
+        from worldmodels.evaluate import evaluate_command
+
+        return evaluate_command(
+            run_dir, cfg, args.policy, args.where, progress, args.env_id, args.out
+        )
+    if command == "train-controller":
+        from worldmodels.stages import get
+
+        pipeline.run_stage(get("train-controller"), run_dir, cfg, progress)
+        print(f"trained {run_dir / 'controller.pt'} on {src}'s V and M")
+        return 0
+    from worldmodels.render import render_run
+
+    paths = render_run(run_dir, cfg, progress, getattr(args, "out", None))
+    print(f"wrote {paths['real']} and {paths['dream']}")
+    return 0
+
+
 def _os_error(command: str, e: OSError) -> str:
     """A file system refusal the checks did not foresee (a full disk, a lost mount) as one line naming
     the path it happened at."""
@@ -333,9 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     lock = RunDirLock()
     run_dir = getattr(args, "run_dir", None)
     if args.command in PRETRAINED_COMMANDS and getattr(args, "pretrained", None):
-        from worldmodels.pretrained import pretrained_run_dir
+        from worldmodels.pretrained import default_run_dir
 
-        run_dir = pretrained_run_dir(args)
+        run_dir = args.run_dir or default_run_dir(args.pretrained)
     new_run_dir = run_dir is not None and not Path(run_dir).exists()
     failed = True
     try:

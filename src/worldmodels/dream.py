@@ -1,6 +1,8 @@
 """The dream: M as an environment. A whole CMA-ES generation (population x trials rollouts) advances as one
 tensor batch; each rollout owns a random stream seeded by its own seed, so a batch of rollouts gives the
-same trajectories as running them one at a time. Also a single Gymnasium env (`DreamEnv`) for inspection.
+same trajectories as running them one at a time. The same dream as Gymnasium envs: `DreamEnv` (one
+rollout) and `DreamVectorEnv` (a batch), both on `DreamSlots`. `build_dream` makes a run's dream (its M,
+its start frames, or start states at any step of its episodes).
 
 Per step: C sees [z, (c), h]; its action is mapped to M's action vector; M steps; z_{t+1} is sampled at
 temperature tau; done = sigmoid(done_logit) > 0.5 (or sampled; optionally with the done loss's weight
@@ -13,18 +15,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from worldmodels.config import Config
-from worldmodels.envs import FRAME, Adapter
+from worldmodels.data.starts import dream_starts
+from worldmodels.data.storage import episode_length, list_episodes, load_npz
+from worldmodels.envs import FRAME, Adapter, adapter_for
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import controller as C
+from worldmodels.models.checkpoints import load_mdnrnn, load_vae
 from worldmodels.models.mdnrnn import MDNRNN, MDNOutput, MDNRNNEnsemble, sample_mixture_from
-from worldmodels.models.vae import ConvVAE
-from worldmodels.utils import seed_for
+from worldmodels.models.vae import ConvVAE, sample_z
+from worldmodels.rundir import RunDir
+from worldmodels.utils import STREAM_DREAM_STARTS, resolve_device, rng_for, seed_for
 
 CHUNK = 32  # steps of random numbers drawn at a time per rollout
 MEMBER_KEY = 1  # the second random stream of a rollout's seed: which ensemble member it follows
@@ -74,7 +82,7 @@ class DreamSpec:
         )
 
 
-class _Streams:
+class _RolloutNoise:
     """Per-rollout random numbers, CHUNK steps at a time: u and eps for z (Z each), u for done (1). With an
     ensemble M, u for the member comes from a second stream of the rollout's seed, so the first stream
     (and a one-member ensemble's dream) is the same as a single M's."""
@@ -256,7 +264,7 @@ class Dream:
         N = len(seeds)
         if policy is None:
             P = torch.as_tensor(np.asarray(params, np.float32), device=self.device)
-        streams = _Streams(seeds, self.z_dim, self.device, member=self.ensemble)
+        streams = _RolloutNoise(seeds, self.z_dim, self.device, member=self.ensemble)
         idx, eps0 = streams.start(len(self.start_mu))
         z = self.start_mu[idx] + self.start_std[idx] * eps0
         state = self.initial_state(idx)
@@ -507,3 +515,102 @@ class DreamVectorEnv(gym.vector.VectorEnv):
             reward[restart], terminated[restart], truncated[restart] = 0.0, False, False
         self._ended = terminated | truncated
         return self.observations(), reward.astype(np.float64), terminated, truncated, {}
+
+
+# ------------------------------------------------------------------------------- building a run's dream
+
+
+@dataclass(frozen=True)
+class StartStates:
+    """Dream starts at any step of real episodes: the frame's (mu, logvar), (N, Z), and M's (h, c) after
+    the episode's earlier frames and actions, (N, H) each."""
+
+    mu: np.ndarray
+    logvar: np.ndarray
+    h: np.ndarray
+    c: np.ndarray
+    episodes: np.ndarray
+    """Which latent file (index into list_episodes(RUN_DIR/latents)) each start comes from, (N,)."""
+    steps: np.ndarray
+    """The step of its episode each start was taken at (0: the first frame), (N,)."""
+
+
+@torch.no_grad()
+def any_step_starts(
+    run_dir: Path, mdnrnn: MDNRNN, n: int, seed: int, device: torch.device, chunk: int = 256
+) -> StartStates:
+    """n start states drawn uniformly over every step of the run's latent episodes (with replacement).
+    M is fed each chosen episode from its first frame, z sampled from (mu, logvar) as in training and in
+    the real-env agent, and its (h, c) is read just before the chosen step (zero at step 0)."""
+    paths = list_episodes(RunDir(run_dir).latents)
+    if not paths:
+        raise WorldModelsError(
+            f"{RunDir(run_dir).latents}: no latents; run `worldmodels encode` first"
+        )
+    lengths = np.array([episode_length(p) for p in paths])
+    rng = rng_for(seed, STREAM_DREAM_STARTS)
+    flat = rng.choice(int(lengths.sum()), size=n, replace=True)
+    episode = np.searchsorted(np.cumsum(lengths), flat, side="right")
+    step = flat - np.concatenate([[0], np.cumsum(lengths)[:-1]])[episode]
+    Z, H = mdnrnn.z_dim, mdnrnn.hidden
+    out = StartStates(np.zeros((n, Z), np.float32), np.zeros((n, Z), np.float32),
+                      np.zeros((n, H), np.float32), np.zeros((n, H), np.float32), episode, step)  # fmt: skip
+    gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    wanted = np.unique(episode)
+    for part in range(0, len(wanted), chunk):
+        eps = wanted[part : part + chunk]
+        data = [load_npz(paths[e], ("mu", "logvar", "action"), what="latent") for e in eps]
+        # which start (index into out) reads which row b of the batch after t steps of memory
+        starts = np.flatnonzero(np.isin(episode, eps))
+        row_of = np.searchsorted(eps, episode[starts])
+        out.mu[starts] = [data[b]["mu"][step[i]] for b, i in zip(row_of, starts, strict=True)]
+        out.logvar[starts] = [
+            data[b]["logvar"][step[i]] for b, i in zip(row_of, starts, strict=True)
+        ]
+        T = int(step[starts].max())  # steps of memory needed
+        if T == 0:
+            continue
+        B, A = len(eps), data[0]["action"].shape[1]
+        mu = np.zeros((B, T, Z), np.float32)
+        logvar = np.zeros((B, T, Z), np.float32)
+        action = np.zeros((B, T, A), np.float32)
+        for b, d in enumerate(data):
+            k = min(T, len(d["action"]))
+            mu[b, :k], logvar[b, :k], action[b, :k] = d["mu"][:k], d["logvar"][:k], d["action"][:k]
+        z = sample_z(torch.from_numpy(mu), torch.from_numpy(logvar), gen).to(device)
+        a = torch.from_numpy(action).to(device)
+        state = mdnrnn.initial_state(B, device)
+        for t in range(1, T + 1):
+            state = mdnrnn.advance(z[:, t - 1], a[:, t - 1], state)
+            hit = starts[step[starts] == t]
+            if len(hit):
+                rows = torch.as_tensor(row_of[step[starts] == t], device=device)
+                out.h[hit] = state[0][0, rows].float().cpu().numpy()
+                out.c[hit] = state[1][0, rows].float().cpu().numpy()
+    return out
+
+
+def build_dream(
+    run_dir: Path,
+    cfg: Config,
+    device: Any = None,
+    for_pictures: bool = False,
+    mdnrnn: Path | None = None,
+    starts: str = "first",
+) -> Dream:
+    """M as a batched env (the run's final M unless `mdnrnn` names one). `for_pictures`: only z is
+    wanted (render), so a missing reward is no error. `starts`: `first` frames of real episodes, or `any`
+    step of them with M's memory there (controller.dream_starts; C's training dream)."""
+    device = device or resolve_device(cfg.device)
+    adapter = adapter_for(cfg.env.id)
+    alive = (adapter.reward_is_alive_bonus or for_pictures) and not cfg.mdnrnn.reward_head
+    spec = DreamSpec.of(cfg, alive_reward=alive)
+    m_path = Path(mdnrnn) if mdnrnn else RunDir(run_dir).agent(cfg)[0]
+    vae = load_vae(RunDir(run_dir).vae, cfg, device) if spec.reproject_z else None
+    m = load_mdnrnn(m_path, cfg, device)
+    if starts == "any":
+        at = any_step_starts(run_dir, m, cfg.controller.dream_start_states, cfg.seed, device)
+        mu, logvar, state = at.mu, at.logvar, (at.h, at.c)
+    else:
+        (mu, logvar), state = dream_starts(run_dir), None
+    return Dream(m, adapter, mu, logvar, spec, device, vae, state)

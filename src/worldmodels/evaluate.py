@@ -10,20 +10,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.agent import load_controller, model_paths
+from worldmodels.agent import load_controller
 from worldmodels.config import Config, agent_config
+from worldmodels.dream import build_dream
 from worldmodels.envs import adapter_class, dream_can_score
+from worldmodels.episodes import eval_seeds
 from worldmodels.errors import WorldModelsError
-from worldmodels.rollout import (
-    AgentWeights,
-    RealEpisodes,
-    build_dream,
-    eval_seeds,
-    play_real_batch,
-    tasks_of,
-)
+from worldmodels.rundir import EVALUATIONS, RunDir
 from worldmodels.utils import Stopwatch, atomic_write_text
 from worldmodels.versions import package_versions
+from worldmodels.workers import EpisodesTask, VMWeights, play_tasks, split_into_tasks
 
 
 def evaluate_real(
@@ -40,18 +36,16 @@ def evaluate_real(
         per_task = max(1, min(8, n // (4 * cfg.parallel.workers)))
         parts = [slice(i, i + per_task) for i in range(0, n, per_task)]
     else:  # the batched agent: parallel.envs episodes at once, every worker busy
-        parts = tasks_of(n, cfg)
-    tasks = [RealEpisodes(params, tuple(seeds[p])) for p in parts]
+        parts = split_into_tasks(n, cfg)
+    tasks = [EpisodesTask(params, tuple(seeds[p])) for p in parts]
     weights = (
-        AgentWeights.random_policy(cfg)
-        if params is None
-        else AgentWeights.of_run(run_dir, cfg, mdnrnn)
+        VMWeights.random_policy(cfg) if params is None else VMWeights.of_run(run_dir, cfg, mdnrnn)
     )
     results: dict[int, tuple[float, int]] = {}
     clock = Stopwatch()
     label = "evaluate " + ("random" if params is None else "controller")
     with tqdm(total=n, desc=label, unit="ep", disable=not progress, dynamic_ncols=True) as bar:
-        for task, res in play_real_batch(tasks, weights, cfg):
+        for task, res in play_tasks(tasks, weights, cfg):
             for s, r in zip(task.seeds, res, strict=True):
                 results[s] = r
             bar.update(len(res))
@@ -99,10 +93,6 @@ def evaluate_dream(
     return summary(cfg, list(returns), list(lengths), seed, "dream", False, clock())
 
 
-_FILES = {("controller", "real"): "eval.json", ("random", "real"): "eval_random.json",
-          ("controller", "dream"): "eval_dream.json"}  # fmt: skip
-
-
 def evaluation_is_current(path: Path, cfg: Config) -> bool:
     """An evaluation file exists and was made with the config's episode count and seed."""
     if not path.exists():
@@ -127,18 +117,19 @@ def evaluate_done(run_dir: Path, cfg: Config) -> bool:
 def agent_files(run_dir: Path, cfg: Config) -> dict[str, str] | None:
     """The run's agent's M and C, relative to the run directory (None while iterative training runs or
     while C is missing)."""
+    run = RunDir(run_dir)
     try:
-        m, c = model_paths(run_dir, cfg)
+        m, c = run.agent(cfg)
     except WorldModelsError:
         return None
     if not c.exists():
         return None
-    return {"mdnrnn": str(m.relative_to(run_dir)), "controller": str(c.relative_to(run_dir))}
+    return {"mdnrnn": run.relative(m), "controller": run.relative(c)}
 
 
 def expected_evaluations(cfg: Config) -> dict[tuple[str, str], str]:
     """What the pipeline's evaluate stage writes: the dream row only where the dream can score."""
-    return {k: v for k, v in _FILES.items() if k[1] == "real" or dream_can_score(cfg)}
+    return {k: v for k, v in EVALUATIONS.items() if k[1] == "real" or dream_can_score(cfg)}
 
 
 def evaluate_command(
@@ -175,14 +166,14 @@ def evaluate_command(
     if policy == "random":
         result = evaluate_real(run_dir, cfg, None, e.episodes, e.seed, progress)
     else:
-        params = load_controller(model_paths(run_dir, cfg)[1], cfg)
+        params = load_controller(RunDir(run_dir).agent(cfg)[1], cfg)
         if where == "dream":
             result = evaluate_dream(run_dir, cfg, params, e.episodes, e.seed)
         else:
             result = evaluate_real(run_dir, cfg, params, e.episodes, e.seed, progress)
     if policy == "controller":
         result["agent"] = agent_files(run_dir, cfg)
-    write_eval(out or run_dir / _FILES[(policy, where)], result)
+    write_eval(out or RunDir(run_dir).evaluation(policy, where), result)
     return 0
 
 

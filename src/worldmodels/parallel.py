@@ -68,13 +68,14 @@ def run_tasks(
     return _run_local(fn, items, cfg, shared)
 
 
-def _context() -> mp.context.BaseContext:
+def _context(fn: Callable[..., Any]) -> mp.context.BaseContext:
     # fork is unsafe with threads (torch, Ray); forkserver starts workers from a clean process, which has
-    # imported the worker code once, so a new worker costs milliseconds rather than a second of imports.
+    # imported the task's module once (the first task's: the server starts once a process), so a new
+    # worker costs milliseconds rather than a second of imports.
     if not sys.platform.startswith("linux"):
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["worldmodels.data.collect", "worldmodels.rollout"])
+    ctx.set_forkserver_preload([fn.__module__])
     return ctx
 
 
@@ -112,7 +113,7 @@ def _run_local(
     while todo:
         pool = ProcessPoolExecutor(
             max_workers=cfg.workers,
-            mp_context=_context(),
+            mp_context=_context(fn),
             initializer=_worker_init,
             initargs=(os.getpid(), shared),
         )

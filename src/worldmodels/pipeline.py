@@ -17,6 +17,8 @@ from typing import Any
 
 from worldmodels import config as C
 from worldmodels.errors import WorldModelsError
+from worldmodels.lock import LOCK_FILE
+from worldmodels.rundir import RunDir
 from worldmodels.stages import NAMES, STAGES, Stage, depends_on
 from worldmodels.utils import atomic_write_text
 
@@ -48,7 +50,7 @@ def _resolve_saved(
     run_dir: Path, preset_name: str | None, overrides: dict[str, Any], force: str | None
 ) -> C.Config:
     check_run_dir(run_dir)
-    path = run_dir / "config.json"
+    path = RunDir(run_dir).config
     if path.exists() and preset_name and not any_stage_started(run_dir):
         path.unlink()  # a config no stage used pins nothing: the new command starts the run afresh
     if path.exists():
@@ -58,7 +60,7 @@ def _resolve_saved(
                 f"--preset {preset_name}: {run_dir} was started with preset {old.preset!r}; "
                 "use another --run-dir"
             )
-        new = fit_to_env(C.with_overrides(old, overrides), overrides)
+        new = with_env_needs(C.with_overrides(old, overrides), overrides)
         changed = C.diff(old, new)
         if changed:
             _refuse_pinned(run_dir, old, new, changed, force)
@@ -66,7 +68,7 @@ def _resolve_saved(
         return new
     if not preset_name:
         raise WorldModelsError(f"{path}: no config.json here; start the run with --preset NAME")
-    cfg = fit_to_env(C.with_overrides(C.preset(preset_name), overrides), overrides)
+    cfg = with_env_needs(C.with_overrides(C.preset(preset_name), overrides), overrides)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -79,7 +81,7 @@ def read_config(run_dir: Path, unsaved: dict[str, Any]) -> C.Config:
     """The run's config with this command's overrides, for a command that only reads the run: nothing is
     saved (it may run beside a command that holds the run directory)."""
     check_run_dir(Path(run_dir))
-    return C.with_overrides(C.load_config(Path(run_dir) / "config.json"), unsaved)
+    return C.with_overrides(C.load_config(RunDir(run_dir).config), unsaved)
 
 
 def any_stage_started(run_dir: Path) -> bool:
@@ -94,8 +96,9 @@ def discard_if_unstarted(run_dir: Path) -> None:
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or any_stage_started(run_dir):
         return
-    for name in ("config.json", ".lock", "timings.json", "metrics.jsonl"):
-        (run_dir / name).unlink(missing_ok=True)
+    run = RunDir(run_dir)
+    for path in (run.config, run / LOCK_FILE, run.timings, run.metrics):
+        path.unlink(missing_ok=True)
     for stage in STAGES:
         stage.remove_outputs(run_dir)  # only empty ones are left (none started)
     try:
@@ -112,7 +115,7 @@ def check_run_dir(run_dir: Path) -> None:
         raise WorldModelsError(f"--run-dir {run_dir}: not writable by this user")
 
 
-def fit_to_env(cfg: C.Config, overrides: dict[str, Any]) -> C.Config:
+def with_env_needs(cfg: C.Config, overrides: dict[str, Any]) -> C.Config:
     """What the env needs that the preset may not give: a dream scores with +1 per step alive (Doom) or
     with M's reward head, so a run whose C is trained in the dream (controller.where=dream or iterative
     training) on any other env gets the reward head. Explicitly switching it off there is refused now,
@@ -163,7 +166,7 @@ def _iterate_can_change(run_dir: Path, old: C.Config, new: C.Config, changed: li
     round has started yet, or only iterate.rounds grows and/or iterate.choose changes (finished rounds
     stay valid; choosing reads their scores). The iterate stage then removes what the old agent's
     evaluation and pictures were."""
-    if not (run_dir / "rounds").exists():
+    if not RunDir(run_dir).rounds.exists():
         return True
     return set(changed) <= {"iterate.rounds", "iterate.choose"} and (
         new.iterate.rounds >= old.iterate.rounds
@@ -182,8 +185,8 @@ def force_from(run_dir: Path, name: str) -> None:
 
     first = get(name)
     for stage in STAGES[STAGES.index(first) :]:
-        if stage.name == "iterate" and (Path(run_dir) / "config.json").exists():
-            _remove_round_episodes(Path(run_dir), C.load_config(Path(run_dir) / "config.json"))
+        if stage.name == "iterate" and RunDir(run_dir).config.exists():
+            _remove_round_episodes(Path(run_dir), C.load_config(RunDir(run_dir).config))
         stage.remove_outputs(Path(run_dir))
 
 
@@ -191,7 +194,7 @@ def _remove_round_episodes(run_dir: Path, cfg: C.Config) -> None:
     """Iterative training's episodes (and latents): every index after the random-policy ones."""
     from worldmodels.data.storage import episode_index, list_episodes
 
-    for folder in (run_dir / "episodes", run_dir / "latents"):
+    for folder in (RunDir(run_dir).episodes, RunDir(run_dir).latents):
         for p in list_episodes(folder):
             if (episode_index(p) or 0) >= cfg.collect.episodes:
                 p.unlink()
@@ -209,7 +212,7 @@ def run_stage(stage: Stage, run_dir: Path, cfg: C.Config, progress: bool = True)
 
 def record_time(run_dir: Path, stage: str, seconds: float) -> None:
     """Wall time per stage, summed over resumed attempts, in RUN_DIR/timings.json."""
-    path = Path(run_dir) / "timings.json"
+    path = RunDir(run_dir).timings
     data = json.loads(path.read_text()) if path.exists() else {}
     data[stage] = round(data.get(stage, 0.0) + seconds, 2)
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
@@ -242,8 +245,8 @@ def run_all(run_dir: Path, cfg: C.Config, progress: bool = True) -> int:
 
 
 def _print_scores(run_dir: Path) -> None:
-    for name, label in (("eval.json", "controller"), ("eval_random.json", "random policy")):
-        path = Path(run_dir) / name
+    for policy, label in (("controller", "controller"), ("random", "random policy")):
+        path = RunDir(run_dir).evaluation(policy)
         if path.exists():
             e = json.loads(path.read_text())
             print(f"{label:>14s}: {e['mean']:.1f} +- {e['std']:.1f} over {e['episodes']} episodes "

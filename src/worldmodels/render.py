@@ -8,12 +8,13 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from worldmodels.agent import Agent, load_controller, load_models, model_paths
+from worldmodels.agent import Agent, load_controller, load_models
 from worldmodels.config import Config, agent_config
-from worldmodels.dream import DreamEnv
+from worldmodels.dream import DreamEnv, build_dream
+from worldmodels.episodes import play_episode
 from worldmodels.models.controller import act
-from worldmodels.rollout import build_dream, play_episode
-from worldmodels.train.vae import reconstruct
+from worldmodels.models.vae import reconstruct
+from worldmodels.rundir import RunDir
 from worldmodels.utils import STREAM_RENDER, atomic_write_bytes, seed_for
 
 MAX_FRAMES = 300
@@ -31,7 +32,7 @@ def render_run(
     run_dir = Path(run_dir)
     out_dir = Path(out_dir or run_dir)
     models = load_models(run_dir, cfg)
-    params = load_controller(model_paths(run_dir, cfg)[1], cfg)
+    params = load_controller(RunDir(run_dir).agent(cfg)[1], cfg)
     seed = seed_for(cfg.seed, STREAM_RENDER)
 
     agent = Agent(models, params)

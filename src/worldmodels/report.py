@@ -10,9 +10,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from worldmodels.agent import chosen_round
+from worldmodels import rundir
 from worldmodels.config import Config, load_config
 from worldmodels.data.storage import list_episodes
+from worldmodels.rundir import RunDir
 from worldmodels.stages import NAMES
 from worldmodels.utils import atomic_write_text, read_metrics
 
@@ -92,8 +93,10 @@ def _cell(x: Any) -> str:
 
 def _eval_rows(run_dir: Path) -> tuple[str, dict[str, dict]]:
     evals = {}
-    for name, label in (("eval.json", "controller, real env"), ("eval_random.json", "random policy, real env"),
-                        ("eval_dream.json", "controller, in the dream")):  # fmt: skip
+    labels = {("controller", "real"): "controller, real env", ("random", "real"): "random policy, real env",
+              ("controller", "dream"): "controller, in the dream"}  # fmt: skip
+    for key, name in rundir.EVALUATIONS.items():
+        label = labels[key]
         p = run_dir / name
         if p.exists():
             evals[name] = {"label": label, **json.loads(p.read_text())}
@@ -108,8 +111,12 @@ def _eval_rows(run_dir: Path) -> tuple[str, dict[str, dict]]:
         )
     table = ("<table><tr><th>policy, where</th><th>mean</th><th>std</th><th>std. error</th><th>n</th>"
              "<th>seed</th></tr>" + "".join(rows) + "</table>")  # fmt: skip
-    if "eval.json" in evals and "eval_random.json" in evals:
-        a, b = evals["eval.json"], evals["eval_random.json"]
+    agent, random = (
+        rundir.EVALUATIONS[("controller", "real")],
+        rundir.EVALUATIONS[("random", "real")],
+    )
+    if agent in evals and random in evals:
+        a, b = evals[agent], evals[random]
         diff = a["mean"] - b["mean"]
         se = math.sqrt((a.get("stderr") or 0) ** 2 + (b.get("stderr") or 0) ** 2)
         verdict = "beats" if diff > 2 * se else "does not clearly beat"
@@ -145,23 +152,25 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
     def read(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text()) if path.exists() else {}
 
+    run = RunDir(run_dir)
+
     def real(r: int) -> str | None:
-        ev = read(run_dir / "rounds" / str(r) / "eval.json")
+        ev = read(run.round(r).eval)
         return f"{ev['mean']:.1f} +- {ev['std']:.1f} (n={ev['episodes']})" if ev else None
 
-    chosen = chosen_round(run_dir, cfg) if cfg.iterate.choose == "best" else None
-
-    def label(r: int, name: str) -> str:
-        return f"{name} (chosen: the agent)" if r == chosen else name
-
-    body = []
-    base = [(label(0, "0 (random play)"), cfg.collect.episodes, None, *m_stats("train-mdnrnn"),
-             _last(rows, "train-controller", "es/best_eval_return"), real(0))]  # fmt: skip
-    for r in range(1, cfg.iterate.rounds + 1):
-        col = read(run_dir / "rounds" / str(r) / "collect.json")
-        base.append((label(r, str(r)), col.get("episodes"), col.get("mean_return"),
-                     *m_stats(f"iterate-{r}/train-mdnrnn"),
-                     _last(rows, f"iterate-{r}/train-controller", "es/best_eval_return"),
+    chosen = run.chosen_round(cfg) if cfg.iterate.choose == "best" else None
+    body, base = [], []
+    for r in range(cfg.iterate.rounds + 1):  # round 0: the first M and C, on random play
+        this, col = run.round(r), read(run.round(r).collect_record)
+        name = "0 (random play)" if r == 0 else str(r)
+        collected = (
+            (cfg.collect.episodes, None)
+            if r == 0
+            else (col.get("episodes"), col.get("mean_return"))
+        )
+        base.append((f"{name} (chosen: the agent)" if r == chosen else name, *collected,
+                     *m_stats(this.stage("train-mdnrnn")),
+                     _last(rows, this.stage("train-controller"), "es/best_eval_return"),
                      real(r)))  # fmt: skip
     for row in base:
         body.append(
@@ -170,15 +179,15 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
     return head + "".join(body) + "</table>"
 
 
-REPORT_INPUTS = ("config.json", "metrics.jsonl", "eval.json", "eval_random.json", "eval_dream.json",
-                 "real.gif", "dream.gif", "reconstructions.png", "rounds/chosen.json")  # fmt: skip
+REPORT_INPUTS = (rundir.CONFIG, rundir.METRICS, *rundir.EVALUATIONS.values(), rundir.REAL_GIF,
+                 rundir.DREAM_GIF, rundir.RECONSTRUCTIONS, rundir.CHOSEN)  # fmt: skip
 """What the report reads besides timings.json (which each stage, the report's own included, updates)."""
 
 
 def report_done(run_dir: Path, cfg: Config | None = None) -> bool:
     """report.html exists and is newer than everything it shows: a report built while a run was going
     on (`worldmodels report` beside it) is rebuilt when the run reaches its report stage."""
-    page = Path(run_dir) / "report.html"
+    page = RunDir(run_dir).report
     if not page.exists():
         return False
     built = page.stat().st_mtime
@@ -189,17 +198,14 @@ def report_done(run_dir: Path, cfg: Config | None = None) -> bool:
 def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True) -> Path:
     """Write RUN_DIR/report.html from what the run directory holds (cfg defaults to its config.json)."""
     run_dir = Path(run_dir)
-    cfg = cfg or load_config(run_dir / "config.json")
+    run = RunDir(run_dir)
+    cfg = cfg or load_config(run.config)
     rows = read_metrics(run_dir)
-    timings = (
-        json.loads((run_dir / "timings.json").read_text())
-        if (run_dir / "timings.json").exists()
-        else {}
-    )
+    timings = json.loads(run.timings.read_text()) if run.timings.exists() else {}
     # the pipeline's order; anything else (iterate's rounds) after it
     order = {name: i for i, name in enumerate(NAMES)}
     timings = dict(sorted(timings.items(), key=lambda kv: order.get(kv[0], len(order))))
-    episodes = list_episodes(run_dir / "episodes")
+    episodes = list_episodes(run.episodes)
     frames = sum(r.get("collect/steps", 0) for r in rows if r.get("stage") == "collect")
     parts: list[str] = []
     add = parts.append
@@ -238,8 +244,8 @@ def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True
     add(table)
 
     add("<h2>V: the ConvVAE</h2><div class='grid'>")
-    if (run_dir / "reconstructions.png").exists():
-        uri = _data_uri((run_dir / "reconstructions.png").read_bytes(), "image/png")
+    if run.reconstructions.exists():
+        uri = _data_uri(run.reconstructions.read_bytes(), "image/png")
         add(f'<figure><img alt="reconstructions" src="{uri}"><figcaption>Held-out frames (top) and V\'s '
             "reconstructions (bottom).</figcaption></figure>")  # fmt: skip
     for img in (
@@ -264,7 +270,7 @@ def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True
                     ("val. return correlation", *_series(rows, "train-mdnrnn", "mdnrnn/val_return_corr"))],
                    "M's reward head (held-out sequences)", "update", "abs. error / corr.")  # fmt: skip
     mix = []
-    usage_path = run_dir / "mixture_usage.json"
+    usage_path = run.mixture_usage
     if usage_path.exists():
         usage = json.loads(usage_path.read_text())["usage"]
         ranked = [sorted(u, reverse=True) for u in usage]
@@ -298,8 +304,8 @@ def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True
         add(_rounds_table(run_dir, cfg, rows))
 
     add("<h2>Episodes</h2><div class='grid'>")
-    for name, cap in (("real.gif", "A real episode (left) beside V's reconstruction (right)."),
-                      ("dream.gif", "A dream episode: M's sampled z decoded by V.")):  # fmt: skip
+    for name, cap in ((rundir.REAL_GIF, "A real episode (left) beside V's reconstruction (right)."),
+                      (rundir.DREAM_GIF, "A dream episode: M's sampled z decoded by V.")):  # fmt: skip
         p = run_dir / name
         if p.exists():
             add(f'<figure><img alt="{name}" src="{_data_uri(p.read_bytes(), "image/gif")}">'
@@ -308,6 +314,6 @@ def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True
 
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>World Models report: "
             f"{html.escape(cfg.preset)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
-    out = run_dir / "report.html"
+    out = run.report
     atomic_write_text(out, page)
     return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worldmodels import rundir
 from worldmodels.config import Config
 from worldmodels.errors import WorldModelsError
 
@@ -78,7 +79,7 @@ STAGES: list[Stage] = [
         "collect",
         "Collect random-policy episodes into RUN_DIR/episodes (resumable).",
         fields=("seed", "env.", "collect."),
-        outputs=("episodes",),
+        outputs=(rundir.EPISODES,),
         run="worldmodels.data.collect:collect",
         done="worldmodels.data.collect:collect_done",
         resumable=("collect.episodes",),
@@ -87,7 +88,7 @@ STAGES: list[Stage] = [
         "train-vae",
         "Train V, the ConvVAE, on frames streamed from the run's episodes (resumable).",
         fields=("vae.", "val_fraction"),
-        outputs=("vae.pt", "reconstructions.png"),
+        outputs=(rundir.VAE, rundir.RECONSTRUCTIONS),
         run="worldmodels.train.vae:train_vae",
         done="worldmodels.train.vae:vae_done",
     ),
@@ -95,7 +96,7 @@ STAGES: list[Stage] = [
         "encode",
         "Store each frame's (mu, logvar) under V into RUN_DIR/latents (resumable).",
         fields=(),
-        outputs=("latents",),
+        outputs=(rundir.LATENTS,),
         run="worldmodels.train.vae:encode_latents",
         done="worldmodels.train.vae:encode_done",
     ),
@@ -103,7 +104,7 @@ STAGES: list[Stage] = [
         "train-mdnrnn",
         "Train M, the MDN-RNN, on z resampled from the latents (resumable).",
         fields=("mdnrnn.",),
-        outputs=("mdnrnn.pt", "mixture_usage.json"),
+        outputs=(rundir.MDNRNN, rundir.MIXTURE_USAGE),
         run="worldmodels.train.mdnrnn:train_mdnrnn",
         done="worldmodels.train.mdnrnn:mdnrnn_done",
     ),
@@ -111,7 +112,7 @@ STAGES: list[Stage] = [
         "train-controller",
         "Train C with CMA-ES in M's dream or in the real env (resumable).",
         fields=("controller.",),
-        outputs=("controller.pt", "es_state.pkl"),
+        outputs=(rundir.CONTROLLER, rundir.ES_STATE),
         run="worldmodels.train.controller:train_controller",
         done="worldmodels.train.controller:controller_done",
         resumable=("controller.generations",),
@@ -120,7 +121,7 @@ STAGES: list[Stage] = [
         "iterate",
         "Iterative training: collect with C, train M further, train C again, for iterate.rounds.",
         fields=("iterate.",),
-        outputs=("rounds",),
+        outputs=(rundir.ROUNDS,),
         run="worldmodels.train.iterate:iterate",
         done="worldmodels.train.iterate:iterate_done",  # growing iterate.rounds: see pipeline.resolve
         resumable=("iterate.rounds", "iterate.choose"),  # a round does not depend on either
@@ -129,7 +130,7 @@ STAGES: list[Stage] = [
         "evaluate",
         "Score the controller (or the random policy) over N episodes; writes eval.json.",
         fields=(),  # a measurement: changing its settings re-measures, invalidates nothing
-        outputs=("eval.json", "eval_random.json", "eval_dream.json"),
+        outputs=tuple(rundir.EVALUATIONS.values()),
         run="worldmodels.evaluate:evaluate_run",
         done="worldmodels.evaluate:evaluate_done",
     ),
@@ -137,14 +138,14 @@ STAGES: list[Stage] = [
         "render",
         "GIFs: a real episode beside its reconstruction, and a dream decoded by V.",
         fields=(),
-        outputs=("real.gif", "dream.gif"),
+        outputs=(rundir.REAL_GIF, rundir.DREAM_GIF),
         run="worldmodels.render:render_run",
     ),
     Stage(
         "report",
         "Build RUN_DIR/report.html from the run directory alone.",
         fields=(),
-        outputs=("report.html",),
+        outputs=(rundir.REPORT,),
         run="worldmodels.report:build_report",
         done="worldmodels.report:report_done",
     ),

@@ -24,9 +24,10 @@ from worldmodels.data.storage import (
 )
 from worldmodels.envs import FRAME, Adapter, adapter_for
 from worldmodels.envs.base import PixelObservation, preprocess_batch
+from worldmodels.episodes import play_episode, worker_env
 from worldmodels.errors import WorldModelsError
 from worldmodels.parallel import run_tasks
-from worldmodels.rollout import play_episode, worker_env
+from worldmodels.rundir import RunDir
 from worldmodels.utils import (
     STREAM_COLLECT,
     Metrics,
@@ -186,12 +187,12 @@ def missing_episodes(folder: Path, n: int) -> list[int]:
 
 
 def collect_done(run_dir: Path, cfg: Config) -> bool:
-    return not missing_episodes(Path(run_dir) / "episodes", cfg.collect.episodes)
+    return not missing_episodes(RunDir(run_dir).episodes, cfg.collect.episodes)
 
 
 def collect(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
     """Collect episodes 0..N-1 that are not on disk yet; finished episodes survive any kill."""
-    folder = Path(run_dir) / "episodes"
+    folder = RunDir(run_dir).episodes
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(folder)
     adapter_for(cfg.env.id)  # fail fast, in this process, on an unknown env or a missing package

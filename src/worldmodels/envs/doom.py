@@ -11,6 +11,7 @@ buttons-plus-deltas Dict) goes through the generic action codecs of envs/actions
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def _game_home() -> Path | None:
     if os.name != "posix" or not engine.exists():
         return None
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    home = base / "worldmodels" / "vizdoom"
+    # one folder per engine: two installs (venvs) must not run each other's engine through one launcher
+    home = base / "worldmodels" / "vizdoom" / hashlib.sha256(str(engine).encode()).hexdigest()[:16]
     script = f'#!/bin/sh\ncd "{home}" && exec "{engine}" "$@"\n'
     try:
         home.mkdir(parents=True, exist_ok=True)

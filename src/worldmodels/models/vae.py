@@ -5,6 +5,7 @@ Notation: B batch, Z latent size. Frames are float in [0, 1], shape (B, 3, 64, 6
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -87,3 +88,15 @@ def frames_to_tensor(frames: torch.Tensor, channels_last: bool = False) -> torch
     """uint8 (B, 64, 64, 3) -> float (B, 3, 64, 64) in [0, 1]."""
     x = frames.permute(0, 3, 1, 2).float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+
+
+@torch.no_grad()
+def reconstruct(
+    model: ConvVAE, frames: np.ndarray, device: torch.device | str = "cpu"
+) -> np.ndarray:
+    """uint8 frames (N, 64, 64, 3) -> their reconstructions through mu, uint8 (N, 64, 64, 3)."""
+    model.eval()
+    x = frames_to_tensor(torch.from_numpy(np.ascontiguousarray(frames)).to(device))
+    mu, _ = model.encode(x)
+    out = model.decode(mu).permute(0, 2, 3, 1).clamp(0, 1).mul(255).round().byte()
+    return out.cpu().numpy()

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodels.agent import BatchedAgent, Models, load_controller, load_models, model_paths
+from worldmodels.agent import BatchedAgent, Models, load_controller, load_models
 from worldmodels.config import agent_temperature, load_config
 from worldmodels.data.starts import dream_starts
 from worldmodels.dream import Dream, DreamEnv, DreamSpec
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import controller as C
+from worldmodels.rundir import RunDir
 from worldmodels.utils import read_header
 
 WHERE = ("dream", "real")
@@ -40,12 +41,12 @@ class Source:
     def of_run(cls, run_dir: Path, name: str | None = None) -> Source:
         """A run directory the pipeline made (its final M and C), or a shipped or exported agent's folder."""
         run_dir = Path(run_dir)
-        if not (run_dir / "config.json").exists():
+        if not RunDir(run_dir).config.exists():
             raise WorldModelsError(f"--run-dir {run_dir}: no config.json; not a run directory")
-        cfg = load_config(run_dir / "config.json")
-        if not (run_dir / "vae.pt").exists():
+        cfg = load_config(RunDir(run_dir).config)
+        if not RunDir(run_dir).vae.exists():
             raise WorldModelsError(f"--run-dir {run_dir}: no vae.pt; train V and M first")
-        m_path, c_path = model_paths(run_dir, cfg)
+        m_path, c_path = RunDir(run_dir).agent(cfg)
         if not m_path.exists():
             raise WorldModelsError(f"--run-dir {run_dir}: no {m_path.name}; train M first")
         models = load_models(run_dir, cfg, mdnrnn=m_path)

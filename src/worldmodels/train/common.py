@@ -17,7 +17,8 @@ import torch
 
 from worldmodels.config import Config
 from worldmodels.errors import WorldModelsError
-from worldmodels.utils import load_checkpoint, save_checkpoint
+from worldmodels.models.checkpoints import load_weights
+from worldmodels.utils import read_header, save_checkpoint
 
 
 @dataclass
@@ -58,9 +59,9 @@ def load_training(
     generator: torch.Generator | None,
 ) -> tuple[dict[str, Any], Position]:
     """Restore a checkpoint into model (and optimizer, generator); a mismatch names the file."""
-    header, blob = load_checkpoint(path, kind)
+    header = read_header(path, kind)
+    blob = load_weights(path, kind, model)
     try:
-        model.load_state_dict(blob["model"])
         if optimizer is not None:
             optimizer.load_state_dict(blob["optimizer"])
         if generator is not None:
@@ -93,7 +94,7 @@ def check_finite(value: float, what: str, step: int, path: Path) -> None:
         )
 
 
-class Every:
+class Periodically:
     """True once every `seconds` of wall time (for checkpoints)."""
 
     def __init__(self, seconds: float) -> None:

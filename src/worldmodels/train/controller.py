@@ -11,36 +11,37 @@ from tqdm import tqdm
 
 from worldmodels.agent import save_controller
 from worldmodels.config import Config
+from worldmodels.dream import build_dream
 from worldmodels.envs import adapter_for
 from worldmodels.errors import WorldModelsError
 from worldmodels.es import CMAES
 from worldmodels.models import controller_dims, n_params
-from worldmodels.rollout import RealFitness, build_dream
+from worldmodels.rundir import RunDir
 from worldmodels.train.common import GracefulStop
 from worldmodels.utils import STREAM_ES, Metrics, checkpoint_finished, read_header, seed_for
+from worldmodels.workers import RealFitness
 
 EVAL_KEY = 1_000_000  # eval rollouts' seeds live apart from the training rollouts' seeds
 
 
 def controller_done(run_dir: Path, cfg: Config) -> bool:
-    return checkpoint_finished(Path(run_dir) / "controller.pt", "controller")
+    return checkpoint_finished(RunDir(run_dir).round(0).controller, "controller")
 
 
 def train_controller(
     run_dir: Path,
     cfg: Config,
     progress: bool = True,
-    out_dir: Path | None = None,
-    mdnrnn: Path | None = None,
-    stage: str = "train-controller",
+    r: int = 0,
     x0: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """CMA-ES over C's parameters into OUT_DIR/controller.pt (default: the run directory), with its
-    state in OUT_DIR/es_state.pkl; the dream is M at `mdnrnn` (default RUN_DIR/mdnrnn.pt). `x0`: where
-    the search starts (default 0, the paper's)."""
+    """CMA-ES over C's parameters of round r (0: the first C; iterative training's rounds from 1), in
+    that round's M's dream or the real env, resumable from the CMA-ES state of every generation. `x0`:
+    where the search starts (default 0, the paper's)."""
     run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir else run_dir
-    path, state_path = out_dir / "controller.pt", out_dir / "es_state.pkl"
+    this = RunDir(run_dir).round(r)
+    path, state_path, mdnrnn, stage = (this.controller, this.es_state, this.mdnrnn,
+                                       this.stage("train-controller"))  # fmt: skip
     if path.exists() and read_header(path, "controller").get("finished"):
         return {}
     c = cfg.controller
@@ -54,7 +55,6 @@ def train_controller(
             )
     else:
         state = CMAES(size, c.population, c.sigma0, seed_for(cfg.seed, STREAM_ES), x0)
-    mdnrnn = Path(mdnrnn) if mdnrnn else run_dir / "mdnrnn.pt"
     fitness = (
         build_dream(run_dir, cfg, mdnrnn=mdnrnn, starts=c.dream_starts)
         if c.where == "dream"

@@ -11,7 +11,7 @@ wall and keeps the dream going, while the real agent pinned to the wall dies ear
 what C's behaviour really leads to. C is still trained only inside the dream.
 
 Round r lives in RUN_DIR/rounds/r/ (mdnrnn.pt, controller.pt, es_state.pkl, collect.json, eval.json, done);
-every step resumes. The run's agent after the last round is rounds/R's M and C (see agent.model_paths), or
+every step resumes. The run's agent after the last round is rounds/R's M and C (see RunDir.agent_round), or
 with `iterate.choose best` the round's whose C scored most in the real env (rounds/chosen.json).
 """
 
@@ -23,18 +23,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.agent import (
-    chosen_round,
-    chosen_round_path,
-    load_controller,
-    round_dir,
-    round_models,
-)
+from worldmodels.agent import load_controller
 from worldmodels.config import Config, agent_config, with_overrides
 from worldmodels.data.storage import episode_path, list_episodes
 from worldmodels.evaluate import evaluate_real
 from worldmodels.parallel import run_tasks
-from worldmodels.rollout import AgentEpisodesTask, AgentWeights, record_agent_episodes, tasks_of
+from worldmodels.rundir import RunDir
 from worldmodels.train.controller import train_controller
 from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.train.vae import encode_latents
@@ -47,6 +41,7 @@ from worldmodels.utils import (
     remove_stale_temporaries,
     seed_for,
 )
+from worldmodels.workers import RecordEpisodesTask, VMWeights, record_episodes, split_into_tasks
 
 
 def round_episodes(cfg: Config, r: int) -> range:
@@ -58,18 +53,18 @@ def round_episodes(cfg: Config, r: int) -> range:
 def collect_round(
     run_dir: Path, cfg: Config, r: int, mdnrnn: Path, params: np.ndarray, progress: bool
 ) -> dict[str, float]:
-    folder = Path(run_dir) / "episodes"
+    folder = RunDir(run_dir).episodes
     remove_stale_temporaries(folder)
     have = {p.name for p in list_episodes(folder)}
     todo = [i for i in round_episodes(cfg, r) if episode_path(folder, i).name not in have]
-    tasks = [AgentEpisodesTask(params, cfg.iterate.explore, cfg.seed, tuple(todo[p]))
-             for p in tasks_of(len(todo), cfg)]  # fmt: skip
-    weights = AgentWeights.of_run(run_dir, cfg, mdnrnn) if tasks else None
+    tasks = [RecordEpisodesTask(params, cfg.iterate.explore, cfg.seed, tuple(todo[p]))
+             for p in split_into_tasks(len(todo), cfg)]  # fmt: skip
+    weights = VMWeights.of_run(run_dir, cfg, mdnrnn) if tasks else None
     clock, steps, returns = Stopwatch(), 0, []
     n = cfg.iterate.episodes
     with tqdm(total=n, initial=n - len(todo), desc=f"round {r}: collect with C", unit="ep",
               disable=not progress, dynamic_ncols=True) as bar:  # fmt: skip
-        for task, results in run_tasks(record_agent_episodes, tasks, cfg.parallel, weights):
+        for task, results in run_tasks(record_episodes, tasks, cfg.parallel, weights):
             for index, result in zip(task.indices, results, strict=True):
                 atomic_write_bytes(episode_path(folder, index), result["data"])
                 steps += result["steps"]
@@ -86,47 +81,44 @@ def collect_round(
 def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
     """Run the rounds of iterative training that are not done yet."""
     run_dir = Path(run_dir)
-    it = cfg.iterate
+    run, it = RunDir(run_dir), cfg.iterate
     if not iterate_done(run_dir, cfg):
         # The run's agent is about to change: what was measured or drawn of the old one goes.
-        for name in ("eval.json", "eval_dream.json", "real.gif", "dream.gif", "report.html"):
-            (run_dir / name).unlink(missing_ok=True)
+        for path in (run.evaluation(), run.evaluation("controller", "dream"), run.real_gif,
+                     run.dream_gif, run.report):  # fmt: skip
+            path.unlink(missing_ok=True)
     metrics = Metrics(run_dir, "iterate", cfg.tensorboard)
     out: dict[str, float] = {}
     for r in range(1, it.rounds + 1):
-        d = round_dir(run_dir, r)
-        if (d / "done").exists():
+        this, prev = run.round(r), run.round(r - 1)  # round 0: the first M and C
+        if this.is_done():
             continue
-        d.mkdir(parents=True, exist_ok=True)
-        prev_m, prev_c = round_models(run_dir, r - 1)  # the first ones for round 1
+        this.records.mkdir(parents=True, exist_ok=True)
         clock = Stopwatch()
-        prev_params = load_controller(prev_c, cfg)
-        stats = collect_round(run_dir, cfg, r, prev_m, prev_params, progress)
+        prev_params = load_controller(prev.controller, cfg)
+        stats = collect_round(run_dir, cfg, r, prev.mdnrnn, prev_params, progress)
         if stats:  # what the previous C scored while collecting (with exploration): for the record
-            atomic_write_text(d / "collect.json", json.dumps({**stats, "wall_s": clock()}) + "\n")
+            atomic_write_text(this.collect_record, json.dumps({**stats, "wall_s": clock()}) + "\n")
         encode_latents(run_dir, cfg, progress)
         m_cfg = with_overrides(
             cfg, {"mdnrnn.max_updates": it.mdnrnn_updates, "mdnrnn.epochs": 1000}
         )
-        train_mdnrnn(run_dir, m_cfg, progress, path=d / "mdnrnn.pt", init=prev_m,
-                     stage=f"iterate-{r}/train-mdnrnn")  # fmt: skip
+        train_mdnrnn(run_dir, m_cfg, progress, r)
         c_cfg = with_overrides(  # the last round's C is the run's agent, trained in its own dream
             agent_config(cfg) if r == it.rounds else cfg,
             {"controller.generations": it.generations or cfg.controller.generations},
         )
-        train_controller(run_dir, c_cfg, progress, out_dir=d, mdnrnn=d / "mdnrnn.pt",
-                         stage=f"iterate-{r}/train-controller",
-                         x0=prev_params if it.warm_start else None)  # fmt: skip
+        train_controller(run_dir, c_cfg, progress, r, prev_params if it.warm_start else None)
         row: dict[str, float] = {"iterate/round": r}
         if stats:
             row["iterate/collect_return"] = stats["mean_return"]
         if it.eval_episodes:
             row["iterate/eval_return"] = evaluate_round(run_dir, cfg, r, progress)["mean"]
         metrics.log(r, **row)
-        atomic_write_text(d / "done", f"round {r} of {it.rounds}\n")
+        atomic_write_text(this.done_marker, f"round {r} of {it.rounds}\n")
         out = row
     metrics.close()
-    if it.choose == "best" and chosen_round(run_dir, cfg) is None:
+    if it.choose == "best" and run.chosen_round(cfg) is None:
         choose_round(run_dir, cfg, progress)
     return out
 
@@ -135,18 +127,18 @@ def evaluate_round(run_dir: Path, cfg: Config, r: int, progress: bool) -> dict:
     """Round r's C (round 0: the first C) with its M over `iterate.eval_episodes` real episodes, on seeds
     derived from the run's seed for that round alone, never those of an `evaluate --seed`, so that a
     choice made with them leaves the run's evaluation unbiased. Kept in rounds/R/eval.json."""
-    d = round_dir(run_dir, r)
-    path = d / "eval.json"
+    this = RunDir(run_dir).round(r)
+    path = this.eval
     seed, n = seed_for(cfg.seed, STREAM_ROUND_EVAL, r), cfg.iterate.eval_episodes
     if path.exists():
         old = json.loads(path.read_text())
         if (old["seed"], old["episodes"]) == (seed, n):
             return old
         # made on other seeds (before the rounds had a stream of their own): kept aside, played again
-        path.rename(d / f"eval_{old['seed']}_{old['episodes']}.json")
-    m, c = round_models(run_dir, r)
-    result = evaluate_real(run_dir, cfg, load_controller(c, cfg), n, seed, progress, mdnrnn=m)
-    d.mkdir(parents=True, exist_ok=True)
+        path.rename(this.records / f"eval_{old['seed']}_{old['episodes']}.json")
+    params = load_controller(this.controller, cfg)
+    result = evaluate_real(run_dir, cfg, params, n, seed, progress, mdnrnn=this.mdnrnn)
+    this.records.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     return result
 
@@ -160,12 +152,13 @@ def choose_round(run_dir: Path, cfg: Config, progress: bool) -> int:
     best = max(means, key=lambda r: (means[r], r))
     record = {"round": best, "rounds": cfg.iterate.rounds, "episodes": cfg.iterate.eval_episodes,
               "mean_return": {str(r): m for r, m in means.items()}}  # fmt: skip
-    atomic_write_text(chosen_round_path(run_dir), json.dumps(record, indent=2) + "\n")
+    atomic_write_text(RunDir(run_dir).chosen, json.dumps(record, indent=2) + "\n")
     return best
 
 
 def iterate_done(run_dir: Path, cfg: Config) -> bool:
     if cfg.iterate.rounds == 0:
         return True
-    last_done = (round_dir(run_dir, cfg.iterate.rounds) / "done").exists()
-    return last_done and (cfg.iterate.choose == "last" or chosen_round(run_dir, cfg) is not None)
+    run = RunDir(run_dir)
+    last_done = run.round(cfg.iterate.rounds).is_done()
+    return last_done and (cfg.iterate.choose == "last" or run.chosen_round(cfg) is not None)

@@ -16,11 +16,13 @@ from worldmodels.data.datasets import SequenceStream, split
 from worldmodels.data.storage import list_episodes, load_npz
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNN, MDNRNNEnsemble, build_mdnrnn
+from worldmodels.models.checkpoints import check_mdnrnn_header
 from worldmodels.models.mdnrnn import MDNOutput, mdn_nll
 from worldmodels.models.vae import sample_z
+from worldmodels.rundir import RunDir
 from worldmodels.train.common import (
-    Every,
     GracefulStop,
+    Periodically,
     Position,
     check_finite,
     load_training,
@@ -35,14 +37,13 @@ from worldmodels.utils import (
     atomic_write_text,
     autocast,
     checkpoint_finished,
-    read_header,
     resolve_device,
     seed_for,
 )
 
 
 def latent_files(run_dir: Path, cfg: Config) -> list[Path]:
-    paths = list_episodes(Path(run_dir) / "latents")
+    paths = list_episodes(RunDir(run_dir).latents)
     if not paths:
         raise WorldModelsError(
             f"{Path(run_dir) / 'latents'}: no latents; run `worldmodels encode` first"
@@ -195,56 +196,21 @@ def validate(
 
 
 def mdnrnn_done(run_dir: Path, cfg: Config) -> bool:
-    return checkpoint_finished(Path(run_dir) / "mdnrnn.pt", "mdnrnn")
-
-
-def load_mdnrnn(
-    path: Path, cfg: Config, device: torch.device | str = "cpu"
-) -> MDNRNN | MDNRNNEnsemble:
-    """A trained M matching this run's V (z size) and config; otherwise a one-line error naming the file."""
-    header = read_header(path, "mdnrnn")
-    _check_header(path, header, cfg)
-    model = build_mdnrnn(cfg, header["action_dim"])
-    load_training(path, "mdnrnn", model, None, None)
-    if not header.get("finished"):
-        raise WorldModelsError(
-            f"{path}: M's training has not finished; rerun `worldmodels train-mdnrnn`"
-        )
-    return model.to(device).eval()
-
-
-def _check_header(path: Path, header: dict, cfg: Config) -> None:
-    z = header["config"]["vae"]["z_dim"]
-    if z != cfg.vae.z_dim:
-        raise WorldModelsError(
-            f"{path}: M was trained on z size {z}, but V's z_dim is {cfg.vae.z_dim}"
-        )
-    hidden = header["config"]["mdnrnn"]["hidden"]
-    if hidden != cfg.mdnrnn.hidden:
-        raise WorldModelsError(
-            f"{path}: M has {hidden} units, this run's mdnrnn.hidden is {cfg.mdnrnn.hidden}"
-        )
-    members = header["config"]["mdnrnn"].get("members", 1)
-    if members != cfg.mdnrnn.members:
-        raise WorldModelsError(
-            f"{path}: M has {members} member(s), this run's mdnrnn.members is {cfg.mdnrnn.members}"
-        )
+    return checkpoint_finished(RunDir(run_dir).round(0).mdnrnn, "mdnrnn")
 
 
 def train_mdnrnn(
     run_dir: Path,
     cfg: Config,
     progress: bool = True,
-    path: Path | None = None,
-    init: Path | None = None,
-    stage: str = "train-mdnrnn",
+    r: int = 0,
 ) -> dict[str, float]:
-    """Train M on every latent file of the run into `path` (default RUN_DIR/mdnrnn.pt), resumable.
-
-    `init`: start from that M's weights (iterative training) instead of a fresh initialisation.
-    """
+    """Train round r's M on every latent file of the run, resumable: round 0 from a fresh initialisation
+    (`train-mdnrnn`), round r >= 1 (iterative training) from round r - 1's weights."""
     run_dir = Path(run_dir)
-    path = Path(path) if path else run_dir / "mdnrnn.pt"
+    this = RunDir(run_dir).round(r)
+    path, stage = this.mdnrnn, this.stage("train-mdnrnn")
+    init = RunDir(run_dir).round(r - 1).mdnrnn if r > 0 else None
     device = resolve_device(cfg.device)
     paths = latent_files(run_dir, cfg)
     action_dim = action_dim_of(paths)
@@ -254,13 +220,12 @@ def train_mdnrnn(
     generator = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_MDN, 1))
     pos = Position()
     if path.exists():
-        header = read_header(path, "mdnrnn")
-        _check_header(path, header, cfg)
+        check_mdnrnn_header(path, cfg)
         _, pos = load_training(path, "mdnrnn", model, optimizer, generator)
         if pos.finished:
             return {"mdnrnn/step": pos.step}
     elif init is not None:
-        _check_header(Path(init), read_header(Path(init), "mdnrnn"), cfg)
+        check_mdnrnn_header(Path(init), cfg)
         load_training(Path(init), "mdnrnn", model, None, None)
     m = cfg.mdnrnn
     train_paths, val_paths = split(paths, cfg.seed, cfg.val_fraction)
@@ -275,7 +240,7 @@ def train_mdnrnn(
         total = min(total, m.max_updates)
     val_every = max(1, total // 20)
     metrics = Metrics(run_dir, stage, cfg.tensorboard)
-    checkpoint_due = Every(m.checkpoint_every_s)
+    checkpoint_due = Periodically(m.checkpoint_every_s)
     bar = tqdm(total=total, initial=pos.step, desc=stage, unit="upd", disable=not progress,
                dynamic_ncols=True)  # fmt: skip
     clock, steps, last = Stopwatch(), 0, {}
@@ -288,7 +253,7 @@ def train_mdnrnn(
             val, usage = validate(getattr(model, "primary", model), val_stream, cfg, device)
             metrics.log(pos.step, **val)
             atomic_write_text(
-                run_dir / "mixture_usage.json",
+                RunDir(run_dir).mixture_usage,
                 json.dumps({"step": pos.step, "usage": usage.tolist()}),
             )
 

@@ -14,10 +14,12 @@ from worldmodels.data.datasets import FrameStream, prefetched, split
 from worldmodels.data.starts import write_dream_starts
 from worldmodels.data.storage import encode_npz, episode_path, list_episodes, load_episode, load_npz
 from worldmodels.errors import WorldModelsError
-from worldmodels.models.vae import ConvVAE, frames_to_tensor, vae_loss
+from worldmodels.models.checkpoints import check_vae_header, load_vae
+from worldmodels.models.vae import ConvVAE, frames_to_tensor, reconstruct, vae_loss
+from worldmodels.rundir import RunDir
 from worldmodels.train.common import (
-    Every,
     GracefulStop,
+    Periodically,
     Position,
     check_finite,
     load_training,
@@ -32,7 +34,6 @@ from worldmodels.utils import (
     atomic_write_bytes,
     autocast,
     checkpoint_finished,
-    read_header,
     remove_stale_temporaries,
     resolve_device,
     seed_for,
@@ -43,34 +44,12 @@ VAL_FRAMES = 500
 
 
 def episodes_of(run_dir: Path) -> list[Path]:
-    paths = list_episodes(Path(run_dir) / "episodes")
+    paths = list_episodes(RunDir(run_dir).episodes)
     if not paths:
         raise WorldModelsError(
             f"{Path(run_dir) / 'episodes'}: no episodes; run `worldmodels collect` first"
         )
     return paths
-
-
-def load_vae(path: Path, cfg: Config, device: torch.device | str = "cpu") -> ConvVAE:
-    """A trained V for this run's config; a truncated file or another z size is a one-line error."""
-    header = _check_vae_header(path, cfg)
-    model = ConvVAE(cfg.vae.z_dim)
-    load_training(path, "vae", model, None, None)
-    if not header.get("finished"):
-        raise WorldModelsError(
-            f"{path}: V's training has not finished; rerun `worldmodels train-vae`"
-        )
-    return model.to(device).eval()
-
-
-def _check_vae_header(path: Path, cfg: Config) -> dict:
-    header = read_header(path, "vae")
-    z = header["config"]["vae"]["z_dim"]
-    if z != cfg.vae.z_dim:
-        raise WorldModelsError(
-            f"{path}: V has z_dim {z}, this run's config says vae.z_dim {cfg.vae.z_dim}"
-        )
-    return header
 
 
 def validation_frames(paths: list[Path], n: int = VAL_FRAMES) -> np.ndarray:
@@ -103,7 +82,7 @@ def validation_loss(model: ConvVAE, frames: np.ndarray, cfg: Config, device: tor
 
 def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
     run_dir = Path(run_dir)
-    path = run_dir / "vae.pt"
+    path = RunDir(run_dir).vae
     device = resolve_device(cfg.device)
     torch.manual_seed(seed_for(cfg.seed, STREAM_VAE))
     model = ConvVAE(cfg.vae.z_dim).to(device)
@@ -111,7 +90,7 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
     generator = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_VAE, 1))
     pos = Position()
     if path.exists():
-        _check_vae_header(path, cfg)
+        check_vae_header(path, cfg)
         _, pos = load_training(path, "vae", model, optimizer, generator)
         if pos.finished:
             return {"vae/step": pos.step}
@@ -130,7 +109,7 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
     val_frames = validation_frames(val_paths)
     val_every = max(1, total // 10)
     metrics = Metrics(run_dir, "train-vae", cfg.tensorboard)
-    checkpoint_due = Every(cfg.vae.checkpoint_every_s)
+    checkpoint_due = Periodically(cfg.vae.checkpoint_every_s)
     bar = tqdm(total=total, initial=pos.step, desc="train-vae", unit="upd", disable=not progress,
                dynamic_ncols=True)  # fmt: skip
     clock, images, last = Stopwatch(), 0, {}
@@ -184,21 +163,9 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
     save_training(path, "vae", cfg, pos, model.to(memory_format=torch.contiguous_format), optimizer,
                   generator)  # fmt: skip
     if len(val_frames):
-        save_reconstructions(run_dir / "reconstructions.png", model, val_frames, device)
+        save_reconstructions(RunDir(run_dir).reconstructions, model, val_frames, device)
     metrics.close()
     return {"vae/step": pos.step, "vae/val_loss": val, **last}
-
-
-@torch.no_grad()
-def reconstruct(
-    model: ConvVAE, frames: np.ndarray, device: torch.device | str = "cpu"
-) -> np.ndarray:
-    """uint8 frames (N, 64, 64, 3) -> their reconstructions through mu, uint8 (N, 64, 64, 3)."""
-    model.eval()
-    x = frames_to_tensor(torch.from_numpy(np.ascontiguousarray(frames)).to(device))
-    mu, _ = model.encode(x)
-    out = model.decode(mu).permute(0, 2, 3, 1).clamp(0, 1).mul(255).round().byte()
-    return out.cpu().numpy()
 
 
 def save_reconstructions(
@@ -218,20 +185,20 @@ def save_reconstructions(
 
 
 def latent_path(run_dir: Path, index: int) -> Path:
-    return episode_path(Path(run_dir) / "latents", index)
+    return episode_path(RunDir(run_dir).latents, index)
 
 
 def vae_done(run_dir: Path, cfg: Config) -> bool:
-    return checkpoint_finished(Path(run_dir) / "vae.pt", "vae")
+    return checkpoint_finished(RunDir(run_dir).vae, "vae")
 
 
 def encode_done(run_dir: Path, cfg: Config) -> bool:
-    return (Path(run_dir) / "latents").is_dir() and not missing_latents(run_dir)
+    return RunDir(run_dir).latents.is_dir() and not missing_latents(run_dir)
 
 
 def missing_latents(run_dir: Path) -> list[Path]:
     return [
-        p for p in list_episodes(Path(run_dir) / "episodes")
+        p for p in list_episodes(RunDir(run_dir).episodes)
         if not latent_path(run_dir, int(p.stem[3:])).exists()
     ]  # fmt: skip
 
@@ -254,9 +221,9 @@ def encode_latents(run_dir: Path, cfg: Config, progress: bool = True) -> dict[st
     for every episode that has none yet: M resamples z from these every batch, as the paper does."""
     run_dir = Path(run_dir)
     device = resolve_device(cfg.device)
-    model = load_vae(run_dir / "vae.pt", cfg, device)
-    (run_dir / "latents").mkdir(exist_ok=True)
-    remove_stale_temporaries(run_dir / "latents")
+    model = load_vae(RunDir(run_dir).vae, cfg, device)
+    RunDir(run_dir).latents.mkdir(exist_ok=True)
+    remove_stale_temporaries(RunDir(run_dir).latents)
     todo = missing_latents(run_dir)
     clock, frames = Stopwatch(), 0
     # episodes are read and inflated on threads ahead of V (on a GPU, one thread reading was the limit)
