@@ -1,6 +1,6 @@
-"""What V's and M's training loops share: resumable checkpoints, the NaN guard, and the position
-(epoch, batch) a run has reached, so a killed run continues with exactly the batches it had left, and the
-graceful stop on SIGINT / SIGTERM that saves that position before the process ends."""
+"""What V's and M's training share: the training skeleton (`Trainer`), resumable checkpoints, the NaN guard,
+the position (epoch, batch) a run has reached, so a killed run continues with exactly the batches it had
+left, and the graceful stop on SIGINT / SIGTERM that saves that position before the process ends."""
 
 from __future__ import annotations
 
@@ -9,16 +9,18 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from worldmodels.config import Config
 from worldmodels.errors import WorldModelsError
 from worldmodels.models.checkpoints import load_weights
-from worldmodels.utils import read_header, save_checkpoint
+from worldmodels.utils import Stopwatch, read_header, save_checkpoint
 
 
 @dataclass
@@ -155,3 +157,122 @@ class GracefulStop:
         """Raise `Interrupted` if a stop was asked for: call it right after a checkpoint was written."""
         if self.signum:
             raise Interrupted(self.signum)
+
+
+@dataclass
+class Trainer:
+    """The skeleton V's and M's training share, written once: the position a run has reached (resumed
+    from the checkpoint), the learning rate's schedule by the update, validation every `val_every`
+    updates (and at each epoch's end where asked) and at the end, a checkpoint every
+    `checkpoint_every_s` and at a graceful stop, metrics and the progress bar. A stage gives it the
+    batches of an epoch and one update; `run` trains from the position to `total` updates. Resuming
+    gives the same weights as an uninterrupted run: the batches, the generator and the optimiser all
+    continue from the saved position."""
+
+    path: Path
+    kind: str
+    """The checkpoint's kind and the metrics' prefix: `vae` or `mdnrnn`."""
+    name: str
+    """How errors name the model: V or M."""
+    cfg: Config
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    lr: float
+    lr_final: float
+    checkpoint_every_s: float
+    grad_clip: float = 0.0
+    """Clip gradients by value to [-grad_clip, grad_clip] (0: no clipping)."""
+    extra: dict[str, Any] | None = None
+    """More header fields for the checkpoint (M: its action size)."""
+
+    def resume(self, check: Callable[[Path, Config], Any], init: Path | None = None) -> Position:
+        """The position of an earlier, stopped training of this checkpoint (weights, optimiser and
+        generator restored), or the start (from `init`'s weights, if given). `check` refuses a
+        checkpoint of another shape in one line."""
+        if self.path.exists():
+            check(self.path, self.cfg)
+            return load_training(self.path, self.kind, self.model, self.optimizer, self.generator)[
+                1
+            ]
+        if init is not None:
+            check(init, self.cfg)
+            load_training(init, self.kind, self.model, None, None)
+        return Position()
+
+    def save(self, pos: Position) -> None:
+        save_training(self.path, self.kind, self.cfg, pos, self.model, self.optimizer,
+                      self.generator, self.extra)  # fmt: skip
+
+    def run(
+        self,
+        pos: Position,
+        total: int,
+        epoch: Callable[[int, int], Iterable[Any]],
+        update: Callable[[Any, int], tuple[torch.Tensor, dict[str, float], int]],
+        metrics: Any,
+        desc: str,
+        progress: bool,
+        rate: str,
+        validate: Callable[[], dict[str, float]] | None = None,
+        val_every: int = 0,
+        validate_each_epoch: bool = False,
+    ) -> dict[str, float]:
+        """Train from `pos` to `total` updates and save the finished checkpoint. `epoch(e, skip)`: the
+        batches of epoch e after the first `skip`; `update(batch, step)`: the loss (backpropagated here),
+        its metrics and the items it trained on (counted into `perf/<rate>`). Returns the last update's
+        metrics and the final validation's."""
+        bar = tqdm(total=total, initial=pos.step, desc=desc, unit="upd", disable=not progress,
+                   dynamic_ncols=True)  # fmt: skip
+        clock, items, last = Stopwatch(), 0, {}
+        checkpoint_due = Periodically(self.checkpoint_every_s)
+
+        def log_validation() -> dict[str, float]:
+            row = validate() if validate is not None else {}
+            if row:
+                metrics.log(pos.step, **row)
+            return row
+
+        stop = GracefulStop("update").start()
+        try:
+            while pos.step < total:
+                for batch in epoch(pos.epoch, pos.batch):
+                    loss, last, n = update(batch, pos.step)
+                    check_finite(loss.item(), f"{self.name}'s loss", pos.step, self.path)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if self.grad_clip:
+                        torch.nn.utils.clip_grad_value_(self.model.parameters(), self.grad_clip)
+                    set_lr(self.optimizer, scheduled_lr(self.lr, self.lr_final, pos.step, total))
+                    self.optimizer.step()
+                    pos.step, pos.batch, items = pos.step + 1, pos.batch + 1, items + n
+                    bar.update(1)
+                    if pos.step % 10 == 0 or pos.step == total:
+                        per_s = items / clock()
+                        lr = self.optimizer.param_groups[0]["lr"]
+                        metrics.log(
+                            pos.step, **last, **{f"{self.kind}/lr": lr, f"perf/{rate}": per_s}
+                        )
+                        first = next(iter(last))
+                        bar.set_postfix(
+                            {first.split("/")[-1]: f"{last[first]:.3f}", rate: f"{per_s:.0f}"}
+                        )
+                    if val_every and pos.step % val_every == 0 and pos.step < total:
+                        log_validation()
+                    if pos.step >= total:
+                        break
+                    if checkpoint_due() or stop:
+                        self.save(pos)
+                        stop.check()
+                else:
+                    pos.epoch, pos.batch = pos.epoch + 1, 0
+                    if validate_each_epoch:
+                        log_validation()
+        finally:
+            stop.close()
+            bar.close()
+        final = log_validation()
+        pos.finished = True
+        self.model.to(memory_format=torch.contiguous_format)  # a checkpoint loads into any layout
+        self.save(pos)
+        return {**last, **final}

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from worldmodels.config import Config
 from worldmodels.data.datasets import SequenceStream, split
@@ -20,20 +19,10 @@ from worldmodels.models.checkpoints import check_mdnrnn_header
 from worldmodels.models.mdnrnn import MDNOutput, mdn_nll
 from worldmodels.models.vae import sample_z
 from worldmodels.rundir import RunDir
-from worldmodels.train.common import (
-    GracefulStop,
-    Periodically,
-    Position,
-    check_finite,
-    load_training,
-    save_training,
-    scheduled_lr,
-    set_lr,
-)
+from worldmodels.train.common import Trainer
 from worldmodels.utils import (
     STREAM_MDN,
     Metrics,
-    Stopwatch,
     atomic_write_text,
     autocast,
     checkpoint_finished,
@@ -205,29 +194,25 @@ def train_mdnrnn(
     progress: bool = True,
     r: int = 0,
 ) -> dict[str, float]:
-    """Train round r's M on every latent file of the run, resumable: round 0 from a fresh initialisation
-    (`train-mdnrnn`), round r >= 1 (iterative training) from round r - 1's weights."""
+    """Train round r's M on every latent file of the run, z resampled from (mu, logvar) in every batch,
+    resumable: round 0 from a fresh initialisation (`train-mdnrnn`), round r >= 1 (iterative training)
+    from round r - 1's weights."""
     run_dir = Path(run_dir)
-    this = RunDir(run_dir).round(r)
-    path, stage = this.mdnrnn, this.stage("train-mdnrnn")
-    init = RunDir(run_dir).round(r - 1).mdnrnn if r > 0 else None
+    run, m = RunDir(run_dir), cfg.mdnrnn
+    this = run.round(r)
     device = resolve_device(cfg.device)
     paths = latent_files(run_dir, cfg)
     action_dim = action_dim_of(paths)
     torch.manual_seed(seed_for(cfg.seed, STREAM_MDN))
     model = build_mdnrnn(cfg, action_dim).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.mdnrnn.lr)
-    generator = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_MDN, 1))
-    pos = Position()
-    if path.exists():
-        check_mdnrnn_header(path, cfg)
-        _, pos = load_training(path, "mdnrnn", model, optimizer, generator)
-        if pos.finished:
-            return {"mdnrnn/step": pos.step}
-    elif init is not None:
-        check_mdnrnn_header(Path(init), cfg)
-        load_training(Path(init), "mdnrnn", model, None, None)
-    m = cfg.mdnrnn
+    trainer = Trainer(
+        this.mdnrnn, "mdnrnn", "M", cfg, model, torch.optim.Adam(model.parameters(), lr=m.lr),
+        torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_MDN, 1)),
+        m.lr, m.lr_final, m.checkpoint_every_s, m.grad_clip, {"action_dim": action_dim},
+    )  # fmt: skip
+    pos = trainer.resume(check_mdnrnn_header, run.round(r - 1).mdnrnn if r > 0 else None)
+    if pos.finished:
+        return {"mdnrnn/step": pos.step}
     train_paths, val_paths = split(paths, cfg.seed, cfg.val_fraction)
     stream = SequenceStream(
         train_paths, m.seq_len, m.batch_size, m.shuffle_episodes, cfg.seed, STREAM_MDN
@@ -236,69 +221,32 @@ def train_mdnrnn(
         val_paths, m.seq_len, m.batch_size, m.shuffle_episodes, cfg.seed, STREAM_MDN
     )
     total = sum(stream.batches_in_epoch(e) for e in range(m.epochs))
-    if m.max_updates:
-        total = min(total, m.max_updates)
-    val_every = max(1, total // 20)
+    total = min(total, m.max_updates) if m.max_updates else total
+
+    def update(raw: dict, step: int) -> tuple[torch.Tensor, dict[str, float], int]:
+        losses, loss = training_losses(
+            model, to_tensors(raw, device), cfg, trainer.generator, m.amp
+        )
+        return (
+            loss,
+            {f"mdnrnn/{NAMES[k]}": v.item() for k, v in losses.items()},
+            int(raw["mask"].sum()),
+        )
+
+    def validation() -> dict[str, float]:
+        if not val_paths:
+            return {}
+        val, usage = validate(getattr(model, "primary", model), val_stream, cfg, device)
+        atomic_write_text(
+            run.mixture_usage, json.dumps({"step": pos.step, "usage": usage.tolist()})
+        )
+        return val
+
+    stage = this.stage("train-mdnrnn")
     metrics = Metrics(run_dir, stage, cfg.tensorboard)
-    checkpoint_due = Periodically(m.checkpoint_every_s)
-    bar = tqdm(total=total, initial=pos.step, desc=stage, unit="upd", disable=not progress,
-               dynamic_ncols=True)  # fmt: skip
-    clock, steps, last = Stopwatch(), 0, {}
-    header_extra = {"action_dim": action_dim}
-    val: dict = {}
-
-    def run_validation() -> None:
-        nonlocal val
-        if val_paths:
-            val, usage = validate(getattr(model, "primary", model), val_stream, cfg, device)
-            metrics.log(pos.step, **val)
-            atomic_write_text(
-                RunDir(run_dir).mixture_usage,
-                json.dumps({"step": pos.step, "usage": usage.tolist()}),
-            )
-
-    stop = GracefulStop("update").start()
-    try:
-        while pos.step < total:
-            for raw in stream.epoch(pos.epoch, skip=pos.batch):
-                batch = to_tensors(raw, device)
-                losses, loss = training_losses(model, batch, cfg, generator, m.amp)
-                check_finite(loss.item(), "M's loss", pos.step, path)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_value_(model.parameters(), m.grad_clip)
-                set_lr(optimizer, scheduled_lr(cfg.mdnrnn.lr, cfg.mdnrnn.lr_final, pos.step, total))
-                optimizer.step()
-                pos.step, pos.batch = pos.step + 1, pos.batch + 1
-                steps += int(raw["mask"].sum())
-                last = {f"mdnrnn/{NAMES[k]}": v.item() for k, v in losses.items()}
-                bar.update(1)
-                bar.set_postfix(nll=f"{last['mdnrnn/nll']:.3f}", steps_s=f"{steps / clock():.0f}")
-                if pos.step % 10 == 0 or pos.step == total:
-                    metrics.log(
-                        pos.step,
-                        **last,
-                        **{
-                            "mdnrnn/lr": optimizer.param_groups[0]["lr"],
-                            "perf/steps_per_s": steps / clock(),
-                        },
-                    )
-                if pos.step % val_every == 0 and pos.step < total:
-                    run_validation()
-                if pos.step >= total:
-                    break
-                if checkpoint_due() or stop:
-                    save_training(
-                        path, "mdnrnn", cfg, pos, model, optimizer, generator, header_extra
-                    )
-                    stop.check()
-            else:
-                pos.epoch, pos.batch = pos.epoch + 1, 0
-    finally:
-        stop.close()
-        bar.close()
-    run_validation()
-    pos.finished = True
-    save_training(path, "mdnrnn", cfg, pos, model, optimizer, generator, header_extra)
+    last = trainer.run(
+        pos, total, lambda e, skip: stream.epoch(e, skip=skip), update, metrics, stage, progress,
+        "steps_per_s", validation, val_every=max(1, total // 20),
+    )  # fmt: skip
     metrics.close()
-    return {"mdnrnn/step": pos.step, **last, **val}
+    return {"mdnrnn/step": pos.step, **last}

@@ -17,16 +17,7 @@ from worldmodels.errors import WorldModelsError
 from worldmodels.models.checkpoints import check_vae_header, load_vae
 from worldmodels.models.vae import ConvVAE, frames_to_tensor, reconstruct, vae_loss
 from worldmodels.rundir import RunDir
-from worldmodels.train.common import (
-    GracefulStop,
-    Periodically,
-    Position,
-    check_finite,
-    load_training,
-    save_training,
-    scheduled_lr,
-    set_lr,
-)
+from worldmodels.train.common import Trainer
 from worldmodels.utils import (
     STREAM_VAE,
     Metrics,
@@ -81,91 +72,57 @@ def validation_loss(model: ConvVAE, frames: np.ndarray, cfg: Config, device: tor
 
 
 def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, float]:
+    """V on frames streamed from the run's episodes (the paper's loss with its KL floor), resumable."""
     run_dir = Path(run_dir)
-    path = RunDir(run_dir).vae
+    v = cfg.vae
     device = resolve_device(cfg.device)
     torch.manual_seed(seed_for(cfg.seed, STREAM_VAE))
-    model = ConvVAE(cfg.vae.z_dim).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.vae.lr)
-    generator = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_VAE, 1))
-    pos = Position()
-    if path.exists():
-        check_vae_header(path, cfg)
-        _, pos = load_training(path, "vae", model, optimizer, generator)
-        if pos.finished:
-            return {"vae/step": pos.step}
-    channels_last = cfg.vae.amp and device.type == "cpu"
+    model = ConvVAE(v.z_dim).to(device)
+    trainer = Trainer(
+        RunDir(run_dir).vae, "vae", "V", cfg, model, torch.optim.Adam(model.parameters(), lr=v.lr),
+        torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_VAE, 1)),
+        v.lr, v.lr_final, v.checkpoint_every_s,
+    )  # fmt: skip
+    pos = trainer.resume(check_vae_header)
+    if pos.finished:
+        return {"vae/step": pos.step}
+    channels_last = v.amp and device.type == "cpu"
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)
 
     train_paths, val_paths = split(episodes_of(run_dir), cfg.seed, cfg.val_fraction)
-    stream = FrameStream(
-        train_paths, cfg.vae.batch_size, cfg.vae.shuffle_episodes, cfg.seed, STREAM_VAE
-    )
-    per_epoch = [stream.batches_in_epoch(e) for e in range(cfg.vae.epochs)]
-    total = sum(per_epoch)
-    if cfg.vae.max_updates:
-        total = min(total, cfg.vae.max_updates)
+    stream = FrameStream(train_paths, v.batch_size, v.shuffle_episodes, cfg.seed, STREAM_VAE)
+    total = sum(stream.batches_in_epoch(e) for e in range(v.epochs))
+    total = min(total, v.max_updates) if v.max_updates else total
     val_frames = validation_frames(val_paths)
-    val_every = max(1, total // 10)
+
+    def update(frames: np.ndarray, step: int) -> tuple[torch.Tensor, dict[str, float], int]:
+        x = frames_to_tensor(torch.from_numpy(frames).to(device), channels_last)
+        with autocast(device, v.amp):
+            recon, mu, logvar = model(x, trainer.generator)
+        loss, recon_err, kl = vae_loss(x, recon, mu, logvar, v.kl_tolerance)
+        return (
+            loss,
+            {"vae/loss": loss.item(), "vae/recon": recon_err.item(), "vae/kl": kl.item()},
+            len(x),
+        )
+
+    def validate() -> dict[str, float]:
+        return (
+            {"vae/val_loss": validation_loss(model, val_frames, cfg, device)}
+            if len(val_frames)
+            else {}
+        )
+
     metrics = Metrics(run_dir, "train-vae", cfg.tensorboard)
-    checkpoint_due = Periodically(cfg.vae.checkpoint_every_s)
-    bar = tqdm(total=total, initial=pos.step, desc="train-vae", unit="upd", disable=not progress,
-               dynamic_ncols=True)  # fmt: skip
-    clock, images, last = Stopwatch(), 0, {}
-    stop = GracefulStop("update").start()
-    try:
-        while pos.step < total:
-            for frames in stream.epoch(pos.epoch, skip=pos.batch):
-                x = frames_to_tensor(torch.from_numpy(frames).to(device), channels_last)
-                with autocast(device, cfg.vae.amp):
-                    recon, mu, logvar = model(x, generator)
-                loss, recon_err, kl = vae_loss(x, recon, mu, logvar, cfg.vae.kl_tolerance)
-                check_finite(loss.item(), "V's loss", pos.step, path)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                set_lr(optimizer, scheduled_lr(cfg.vae.lr, cfg.vae.lr_final, pos.step, total))
-                optimizer.step()
-                pos.step, pos.batch, images = pos.step + 1, pos.batch + 1, images + len(x)
-                last = {"vae/loss": loss.item(), "vae/recon": recon_err.item(), "vae/kl": kl.item()}
-                bar.update(1)
-                if pos.step % 10 == 0 or pos.step == total:
-                    ips = images / clock()
-                    metrics.log(
-                        pos.step,
-                        **last,
-                        **{"vae/lr": optimizer.param_groups[0]["lr"], "perf/images_per_s": ips},
-                    )
-                    bar.set_postfix(loss=f"{last['vae/loss']:.1f}", img_s=f"{ips:.0f}")
-                if pos.step >= total:
-                    break
-                if len(val_frames) and pos.step % val_every == 0:
-                    val = validation_loss(model, val_frames, cfg, device)
-                    metrics.log(pos.step, **{"vae/val_loss": val})
-                if checkpoint_due() or stop:
-                    save_training(path, "vae", cfg, pos, model, optimizer, generator)
-                    stop.check()
-            else:
-                pos.epoch, pos.batch = pos.epoch + 1, 0
-                if len(val_frames):
-                    metrics.log(
-                        pos.step,
-                        **{"vae/val_loss": validation_loss(model, val_frames, cfg, device)},
-                    )
-                continue
-    finally:
-        stop.close()
-        bar.close()
-    val = validation_loss(model, val_frames, cfg, device) if len(val_frames) else float("nan")
-    if len(val_frames):
-        metrics.log(pos.step, **{"vae/val_loss": val})
-    pos.finished = True
-    save_training(path, "vae", cfg, pos, model.to(memory_format=torch.contiguous_format), optimizer,
-                  generator)  # fmt: skip
+    last = trainer.run(
+        pos, total, lambda e, skip: stream.epoch(e, skip=skip), update, metrics, "train-vae", progress,
+        "images_per_s", validate, val_every=max(1, total // 10), validate_each_epoch=True,
+    )  # fmt: skip
     if len(val_frames):
         save_reconstructions(RunDir(run_dir).reconstructions, model, val_frames, device)
     metrics.close()
-    return {"vae/step": pos.step, "vae/val_loss": val, **last}
+    return {"vae/step": pos.step, "vae/val_loss": last.get("vae/val_loss", float("nan")), **last}
 
 
 def save_reconstructions(
