@@ -173,11 +173,12 @@ def test_both_shipped_dreams_pass_the_env_checker(name, observation):
 
 
 def test_the_vector_dream_plays_what_cs_training_dream_plays(doom):
-    dream = doom._dream
-    seeds = [3, 4, 5, 6, 7, 8]
-    params = np.stack([doom.controller.params] * len(seeds))
-    returns, lengths = dream.rollout(params, seeds)
-    env = doom.dream_vector(len(seeds))
+    dream = doom._dream_at(
+        1.6, 250
+    )  # C's training dream, hotter (shorter lives), at most 250 steps
+    seeds = [3, 4, 5, 6]
+    returns, lengths = dream.rollout(np.stack([doom.controller.params] * len(seeds)), seeds)
+    env = doom.dream_vector(len(seeds), temperature=1.6, max_steps=250)
     obs, _ = env.reset(seed=seeds)
     total, steps = np.zeros(len(seeds)), np.zeros(len(seeds), int)
     first = np.ones(len(seeds), bool)  # each env's first episode only
@@ -188,12 +189,12 @@ def test_the_vector_dream_plays_what_cs_training_dream_plays(doom):
         first &= ~(terminated | truncated)
     np.testing.assert_array_equal(total, returns)
     np.testing.assert_array_equal(steps, lengths)
+    assert lengths.min() < 250  # the done head ended some, so ends were compared too
 
 
 def test_the_single_dream_env_plays_what_cs_training_dream_plays(doom):
-    dream = doom._dream
-    returns, lengths = dream.rollout(np.stack([doom.controller.params]), [21])
-    env = gym.make("worldmodels/DoomDream-v0")
+    returns, lengths = doom._dream_at(None, 250).rollout(np.stack([doom.controller.params]), [21])
+    env = gym.make("worldmodels/DoomDream-v0", max_steps=250)
     obs, _ = env.reset(seed=21)
     total, steps, done = 0.0, 0, False
     while not done:

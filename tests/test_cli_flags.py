@@ -166,3 +166,25 @@ def test_a_refusal_suggests_redoing_just_that_stage_and_the_suggestion_works(
     cfg = C.load_config(run / "config.json")
     assert cfg.collect.hold_max == 4
     assert not (run / "vae.pt").exists()  # collect only: no later stage ran
+
+
+def test_device_names_a_gpu_user_gives():
+    import torch
+
+    from worldmodels.errors import WorldModelsError
+    from worldmodels.utils import resolve_device
+
+    for name in ("auto", "cpu", "cuda", "cuda:1", "mps"):
+        assert C.with_overrides(C.preset("debug"), {"device": name}).device == name
+    with pytest.raises(
+        WorldModelsError, match="device 'tpu': must be auto, cpu, cuda, cuda:N or mps"
+    ):
+        C.with_overrides(C.preset("debug"), {"device": "tpu"})
+    if not torch.cuda.is_available():
+        with pytest.raises(
+            WorldModelsError, match=r"--device cuda:1: no CUDA device is available here"
+        ):
+            resolve_device("cuda:1")
+    elif torch.cuda.device_count() < 8:
+        with pytest.raises(WorldModelsError, match="CUDA device"):
+            resolve_device("cuda:7")

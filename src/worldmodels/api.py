@@ -309,8 +309,6 @@ class WorldModel:
             load_controller(c_path, cfg), cfg.vae.z_dim, cfg.mdnrnn.hidden,
             self.adapter.controller_outputs, cfg.controller.use_cell, cfg.controller.bias,
         )  # fmt: skip
-        if self.device.type != "cpu":  # the batched real-env agent runs on the CPU: its own copies
-            self._models = load_models(self.folder, self.config, "cpu")
 
     def __repr__(self) -> str:
         return f"WorldModel({str(self.folder)!r}, env={self.env_id!r})"
@@ -389,13 +387,10 @@ class WorldModel:
 
 
 def _to(model: torch.nn.Module, device: torch.device) -> Any:
-    return model if device.type == "cpu" else _copy(model).to(device)
-
-
-def _copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The model on `device`: itself on the CPU, else a copy (the real-env agent keeps the CPU one)."""
     import copy
 
-    return copy.deepcopy(model)
+    return model if device.type == "cpu" else copy.deepcopy(model).to(device)
 
 
 def _frames(frames: Any, who: str) -> tuple[np.ndarray, bool]:
