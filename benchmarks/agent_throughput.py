@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import report  # noqa: E402
 
-from worldmodels.agent import Models, load_controller  # noqa: E402
+from worldmodels.agent import AgentModels, load_controller  # noqa: E402
 from worldmodels.config import ParallelConfig, load_config, preset, with_overrides  # noqa: E402
 from worldmodels.envs import adapter_for  # noqa: E402
 from worldmodels.episodes import play_episode, worker_env  # noqa: E402
@@ -63,7 +63,7 @@ def bare_episodes(task: Bare) -> int:
 class OneFrameAgent:
     """The agent before batching, kept here as the baseline: fp32 V on one frame, M.step with its head."""
 
-    def __init__(self, models: Models, params: np.ndarray) -> None:
+    def __init__(self, models: AgentModels, params: np.ndarray) -> None:
         self.m, self.params = models, torch.as_tensor(np.asarray(params, np.float32))[None]
 
     def reset(self, seed: int) -> None:

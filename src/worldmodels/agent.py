@@ -17,14 +17,17 @@ from worldmodels.config import Config, load_config
 from worldmodels.envs import Adapter, adapter_for
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNN, ConvVAE, controller_dims
-from worldmodels.models import controller as C
+from worldmodels.models import controller as linear
 from worldmodels.models.vae import frames_to_tensor
 from worldmodels.rundir import RunDir
 from worldmodels.utils import autocast, load_checkpoint, rng_for
 
 
 @dataclass
-class Models:
+class AgentModels:
+    """V and M of a run (C's parameters come apart: one V and M serve many Cs), with the run's config and
+    its env's adapter: what the real-env agent and the workers build once."""
+
     cfg: Config
     vae: ConvVAE
     mdnrnn: MDNRNN
@@ -33,13 +36,13 @@ class Models:
 
 def load_models(
     run_dir: Path, cfg: Config | None = None, device: str = "cpu", mdnrnn: Path | None = None
-) -> Models:
+) -> AgentModels:
     """V, M and the adapter of a run; M is the run's agent's (RunDir.agent) unless given."""
     from worldmodels.models.checkpoints import load_mdnrnn, load_vae
 
     run_dir = Path(run_dir)
     cfg = cfg or load_config(RunDir(run_dir).config)
-    return Models(
+    return AgentModels(
         cfg,
         load_vae(RunDir(run_dir).vae, cfg, device),
         load_mdnrnn(Path(mdnrnn) if mdnrnn else RunDir(run_dir).agent(cfg)[0], cfg, device),
@@ -57,7 +60,7 @@ def load_controller(path: Path, cfg: Config) -> np.ndarray:
     header, blob = load_checkpoint(path, "controller")
     params = blob["params"].numpy().astype(np.float32)
     in_dim, out_dim = controller_dims(cfg, adapter_for(cfg.env.id).controller_outputs)
-    want = C.n_params(in_dim, out_dim, cfg.controller.bias)
+    want = linear.n_params(in_dim, out_dim, cfg.controller.bias)
     if params.shape != (want,):
         raise WorldModelsError(
             f"{path}: controller has {params.size} parameters, this run's C needs {want}"
@@ -90,7 +93,7 @@ class BatchedAgent:
 
     def __init__(
         self,
-        models: Models,
+        models: AgentModels,
         slots: int,
         explore: float = 0.0,
         controller: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -100,7 +103,7 @@ class BatchedAgent:
         self.m, self.explore, self.controller = models, explore, controller
         self.out_dim = models.adapter.controller_outputs
         in_dim, _ = controller_dims(models.cfg, self.out_dim)
-        size = C.n_params(in_dim, self.out_dim, models.cfg.controller.bias)
+        size = linear.n_params(in_dim, self.out_dim, models.cfg.controller.bias)
         self.params = torch.zeros(slots, size)
         self.h, self.c = models.mdnrnn.initial_state(slots)
         self.rngs: list[np.random.Generator | None] = [None] * slots
@@ -141,7 +144,7 @@ class BatchedAgent:
         elif self.controller is not None:
             a = self.controller(x)
         else:
-            a = C.act(self.params[rows], x, self.out_dim, cfg.controller.bias)
+            a = linear.act(self.params[rows], x, self.out_dim, cfg.controller.bias)
         vec = adapter.controller_to_vector(a)
         actions = [adapter.vector_to_action(v) for v in vec.numpy()]
         if self.explore > 0:
@@ -164,7 +167,7 @@ class Agent:
     """One env's agent: `reset(seed)` at the start of an episode, then `agent(obs) -> env action`. The
     batched agent with one env, so both play the same episodes."""
 
-    def __init__(self, models: Models, params: np.ndarray, explore: float = 0.0) -> None:
+    def __init__(self, models: AgentModels, params: np.ndarray, explore: float = 0.0) -> None:
         self.batch, self.params = BatchedAgent(models, 1, explore), params
 
     def reset(self, seed: int) -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from worldmodels import config as C
+from worldmodels import config as settings
 from worldmodels.errors import WorldModelsError
 from worldmodels.lock import RunDirLock
 from worldmodels.rundir import RunDir
@@ -127,7 +127,7 @@ def _add_config_flags(p: argparse.ArgumentParser, command: str) -> None:
     run = p.add_argument_group(
         "run settings (saved in RUN_DIR/config.json; defaults come from the preset)"
     )
-    for name, tp, doc in C.leaf_fields():
+    for name, tp, doc in settings.leaf_fields():
         if name == "preset" or name.replace("_", "-") in aliases:
             continue
         kind = getattr(tp, "__name__", str(tp))
@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p.add_argument("--run-dir", type=Path, required=name not in PRETRAINED_COMMANDS,
                        help="The run directory every stage reads and writes.")  # fmt: skip
-        p.add_argument("--preset", help=f"Start a run from a preset: {', '.join(C.PRESETS)}.")
+        p.add_argument(
+            "--preset", help=f"Start a run from a preset: {', '.join(settings.PRESETS)}."
+        )
         p.add_argument("--quiet", action="store_true", help="No progress bars.")
         if name == "collect":
             p.add_argument("--verify", action="store_true",
@@ -212,12 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    types = {name: tp for name, tp, _ in C.leaf_fields()}
+    types = {name: tp for name, tp, _ in settings.leaf_fields()}
     out = {}
     for key, value in vars(args).items():
         if key.startswith("set:") and value is not None:
             name = key[4:]
-            out[name] = C.parse_value(name, types[name], value)
+            out[name] = settings.parse_value(name, types[name], value)
     return out
 
 
@@ -225,7 +227,7 @@ def _info(args: argparse.Namespace) -> int:
     from worldmodels.models import model_sizes
     from worldmodels.versions import package_versions
 
-    cfg = C.preset(args.preset)
+    cfg = settings.preset(args.preset)
     sizes = model_sizes(cfg)
     versions = package_versions()
     if (

@@ -27,7 +27,7 @@ from worldmodels.data.starts import dream_starts
 from worldmodels.data.storage import episode_length, list_episodes, load_npz
 from worldmodels.envs import FRAME, Adapter, adapter_for
 from worldmodels.errors import WorldModelsError
-from worldmodels.models import controller as C
+from worldmodels.models import controller as linear
 from worldmodels.models.checkpoints import load_mdnrnn, load_vae
 from worldmodels.models.mdnrnn import MDNRNN, MDNOutput, MDNRNNEnsemble, sample_mixture_from
 from worldmodels.models.vae import ConvVAE, sample_z
@@ -273,7 +273,7 @@ class Dream:
         lengths = torch.zeros(N, dtype=torch.long, device=self.device)
         for t in range(self.spec.max_steps):
             if policy is None:
-                a = C.act(P[alive], self.features(z, state), self.out_dim, self.spec.bias)
+                a = linear.act(P[alive], self.features(z, state), self.out_dim, self.spec.bias)
             else:
                 a = policy(alive, t)
             u, eps, u_done, u_member = streams.next(alive)

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from worldmodels import config as C
+from worldmodels import config as settings
 from worldmodels.errors import WorldModelsError
 from worldmodels.lock import LOCK_FILE
 from worldmodels.rundir import RunDir
@@ -38,50 +38,52 @@ def resolve(
     overrides: dict[str, Any],
     force: str | None = None,
     unsaved: dict[str, Any] | None = None,
-) -> C.Config:
+) -> settings.Config:
     """The run's config: config.json (or the preset, for a new run) with overrides, saved before work;
     `unsaved` overrides apply to this command alone (evaluate --out) and are not saved."""
-    return C.with_overrides(
+    return settings.with_overrides(
         _resolve_saved(Path(run_dir), preset_name, overrides, force), unsaved or {}
     )
 
 
 def _resolve_saved(
     run_dir: Path, preset_name: str | None, overrides: dict[str, Any], force: str | None
-) -> C.Config:
+) -> settings.Config:
     check_run_dir(run_dir)
     path = RunDir(run_dir).config
     if path.exists() and preset_name and not any_stage_started(run_dir):
         path.unlink()  # a config no stage used pins nothing: the new command starts the run afresh
     if path.exists():
-        old = C.load_config(path)
+        old = settings.load_config(path)
         if preset_name and preset_name != old.preset:
             raise WorldModelsError(
                 f"--preset {preset_name}: {run_dir} was started with preset {old.preset!r}; "
                 "use another --run-dir"
             )
-        new = with_env_needs(C.with_overrides(old, overrides), overrides)
-        changed = C.diff(old, new)
+        new = with_env_needs(settings.with_overrides(old, overrides), overrides)
+        changed = settings.diff(old, new)
         if changed:
             _refuse_pinned(run_dir, old, new, changed, force)
-            C.save_config(new, path)
+            settings.save_config(new, path)
         return new
     if not preset_name:
         raise WorldModelsError(f"{path}: no config.json here; start the run with --preset NAME")
-    cfg = with_env_needs(C.with_overrides(C.preset(preset_name), overrides), overrides)
+    cfg = with_env_needs(
+        settings.with_overrides(settings.preset(preset_name), overrides), overrides
+    )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise WorldModelsError(f"--run-dir {run_dir}: cannot create it ({e.strerror})") from None
-    C.save_config(cfg, path)
+    settings.save_config(cfg, path)
     return cfg
 
 
-def read_config(run_dir: Path, unsaved: dict[str, Any]) -> C.Config:
+def read_config(run_dir: Path, unsaved: dict[str, Any]) -> settings.Config:
     """The run's config with this command's overrides, for a command that only reads the run: nothing is
     saved (it may run beside a command that holds the run directory)."""
     check_run_dir(Path(run_dir))
-    return C.with_overrides(C.load_config(RunDir(run_dir).config), unsaved)
+    return settings.with_overrides(settings.load_config(RunDir(run_dir).config), unsaved)
 
 
 def any_stage_started(run_dir: Path) -> bool:
@@ -115,7 +117,7 @@ def check_run_dir(run_dir: Path) -> None:
         raise WorldModelsError(f"--run-dir {run_dir}: not writable by this user")
 
 
-def with_env_needs(cfg: C.Config, overrides: dict[str, Any]) -> C.Config:
+def with_env_needs(cfg: settings.Config, overrides: dict[str, Any]) -> settings.Config:
     """What the env needs that the preset may not give: a dream scores with +1 per step alive (Doom) or
     with M's reward head, so a run whose C is trained in the dream (controller.where=dream or iterative
     training) on any other env gets the reward head. Explicitly switching it off there is refused now,
@@ -134,7 +136,7 @@ def with_env_needs(cfg: C.Config, overrides: dict[str, Any]) -> C.Config:
 
 
 def _refuse_pinned(
-    run_dir: Path, old: C.Config, new: C.Config, changed: list[str], force: str | None
+    run_dir: Path, old: settings.Config, new: settings.Config, changed: list[str], force: str | None
 ) -> None:
     """Refuse a change that a stage's written output depends on. A finished stage pins its own and every
     earlier stage's fields; an unfinished one that has written something pins its own (except those a
@@ -161,7 +163,9 @@ def _refuse_pinned(
             )
 
 
-def _iterate_can_change(run_dir: Path, old: C.Config, new: C.Config, changed: list[str]) -> bool:
+def _iterate_can_change(
+    run_dir: Path, old: settings.Config, new: settings.Config, changed: list[str]
+) -> bool:
     """Iterative training may be switched on or extended after the run's other stages finished: no
     round has started yet, or only iterate.rounds grows and/or iterate.choose changes (finished rounds
     stay valid; choosing reads their scores). The iterate stage then removes what the old agent's
@@ -186,11 +190,11 @@ def force_from(run_dir: Path, name: str) -> None:
     first = get(name)
     for stage in STAGES[STAGES.index(first) :]:
         if stage.name == "iterate" and RunDir(run_dir).config.exists():
-            _remove_round_episodes(Path(run_dir), C.load_config(RunDir(run_dir).config))
+            _remove_round_episodes(Path(run_dir), settings.load_config(RunDir(run_dir).config))
         stage.remove_outputs(Path(run_dir))
 
 
-def _remove_round_episodes(run_dir: Path, cfg: C.Config) -> None:
+def _remove_round_episodes(run_dir: Path, cfg: settings.Config) -> None:
     """Iterative training's episodes (and latents): every index after the random-policy ones."""
     from worldmodels.data.storage import episode_index, list_episodes
 
@@ -203,7 +207,7 @@ def _remove_round_episodes(run_dir: Path, cfg: C.Config) -> None:
 # ------------------------------------------------------------------------------------------ running stages
 
 
-def run_stage(stage: Stage, run_dir: Path, cfg: C.Config, progress: bool = True) -> None:
+def run_stage(stage: Stage, run_dir: Path, cfg: settings.Config, progress: bool = True) -> None:
     """Run one stage and add its wall time to RUN_DIR/timings.json."""
     start = time.perf_counter()
     stage.execute(run_dir, cfg, progress)
@@ -218,7 +222,7 @@ def record_time(run_dir: Path, stage: str, seconds: float) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def run_all(run_dir: Path, cfg: C.Config, progress: bool = True) -> int:
+def run_all(run_dir: Path, cfg: settings.Config, progress: bool = True) -> int:
     """Every stage in order, skipping what is done. The top bar shows the stage, how many are done and the
     time spent so far; each stage's own bar (below it) shows that stage's progress."""
     from tqdm import tqdm

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodels.agent import BatchedAgent, Models, load_models
+from worldmodels.agent import AgentModels, BatchedAgent, load_models
 from worldmodels.config import Config, from_dict
 from worldmodels.data.storage import EPISODE_KEYS, encode_npz
 from worldmodels.envs import adapter_for
@@ -68,16 +68,16 @@ class VMWeights:
     def config_object(self) -> Config:
         return from_dict(self.config)
 
-    def models(self) -> Models:
+    def models(self) -> AgentModels:
         """V and M built from the weights, once per worker process (see _worker_models)."""
         return _worker_models(self)
 
 
-_built: dict[str, Models] = {}
+_built: dict[str, AgentModels] = {}
 """A worker process's models, by VMWeights.key (at most two: the newest ones)."""
 
 
-def _worker_models(w: VMWeights) -> Models:
+def _worker_models(w: VMWeights) -> AgentModels:
     from worldmodels.models import MDNRNN, ConvVAE, build_mdnrnn
 
     if w.key not in _built:
@@ -88,7 +88,7 @@ def _worker_models(w: VMWeights) -> Models:
             return model.eval()
 
         assert w.vae is not None and w.mdnrnn is not None
-        models = Models(cfg, load(ConvVAE(cfg.vae.z_dim), w.vae),
+        models = AgentModels(cfg, load(ConvVAE(cfg.vae.z_dim), w.vae),
                         load(build_mdnrnn(cfg, w.action_dim), w.mdnrnn), adapter_for(cfg.env.id))  # fmt: skip
         while len(_built) >= 2:
             _built.pop(next(iter(_built)))

@@ -29,33 +29,30 @@ def load_weights(path: Path, kind: str, model: torch.nn.Module) -> dict[str, Any
     return blob
 
 
-def check_vae_header(path: Path, cfg: Config) -> dict:
-    header = read_header(path, "vae")
+def _checked_header(path: Path, kind: str, cfg: Config) -> dict:
+    """The header of a V or M checkpoint whose z size is the run's."""
+    header = read_header(path, kind)
     z = header["config"]["vae"]["z_dim"]
     if z != cfg.vae.z_dim:
+        what = "V has z_dim" if kind == "vae" else "M was trained on z size"
         raise WorldModelsError(
-            f"{path}: V has z_dim {z}, this run's config says vae.z_dim {cfg.vae.z_dim}"
+            f"{path}: {what} {z}, this run's config says vae.z_dim {cfg.vae.z_dim}"
         )
     return header
 
 
+def check_vae_header(path: Path, cfg: Config) -> dict:
+    return _checked_header(path, "vae", cfg)
+
+
 def check_mdnrnn_header(path: Path, cfg: Config) -> dict:
-    header = read_header(path, "mdnrnn")
-    z = header["config"]["vae"]["z_dim"]
-    if z != cfg.vae.z_dim:
-        raise WorldModelsError(
-            f"{path}: M was trained on z size {z}, but V's z_dim is {cfg.vae.z_dim}"
-        )
-    hidden = header["config"]["mdnrnn"]["hidden"]
-    if hidden != cfg.mdnrnn.hidden:
-        raise WorldModelsError(
-            f"{path}: M has {hidden} units, this run's mdnrnn.hidden is {cfg.mdnrnn.hidden}"
-        )
-    members = header["config"]["mdnrnn"].get("members", 1)
-    if members != cfg.mdnrnn.members:
-        raise WorldModelsError(
-            f"{path}: M has {members} member(s), this run's mdnrnn.members is {cfg.mdnrnn.members}"
-        )
+    header = _checked_header(path, "mdnrnn", cfg)
+    for field, default in (("hidden", None), ("members", 1)):
+        have, want = header["config"]["mdnrnn"].get(field, default), getattr(cfg.mdnrnn, field)
+        if have != want:
+            raise WorldModelsError(
+                f"{path}: M has {field} {have}, this run's mdnrnn.{field} is {want}"
+            )
     return header
 
 

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodels.agent import BatchedAgent, Models, load_controller, load_models
+from worldmodels.agent import AgentModels, BatchedAgent, load_controller, load_models
 from worldmodels.config import agent_temperature, load_config
 from worldmodels.data.starts import dream_starts
 from worldmodels.dream import Dream, DreamEnv, DreamSpec
 from worldmodels.errors import WorldModelsError
-from worldmodels.models import controller as C
+from worldmodels.models import controller as linear
 from worldmodels.rundir import RunDir
 from worldmodels.utils import read_header
 
@@ -33,7 +33,7 @@ class Source:
     """An agent to play with: its models, C's parameters (None without a trained C), the dream's starts."""
 
     name: str
-    models: Models
+    models: AgentModels
     params: np.ndarray | None
     starts: tuple[np.ndarray, np.ndarray]
 
@@ -165,7 +165,7 @@ class PlaySession:
         if mine is None:
             x = torch.from_numpy(env.observation())[None]
             params = torch.from_numpy(self.src.params)[None]
-            mine = C.act(params, x, self.adapter.controller_outputs, self.cfg.controller.bias)
+            mine = linear.act(params, x, self.adapter.controller_outputs, self.cfg.controller.bias)
         vec = self.adapter.controller_to_vector(mine)
         _, reward, terminated, truncated, _ = env.step(mine[0].numpy())
         self.z = env.z
