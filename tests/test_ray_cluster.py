@@ -19,7 +19,7 @@ import pytest
 
 from worldmodels.data.storage import list_episodes
 
-from .conftest import cli, copy_run
+from .conftest import cli, cli_process, copy_run
 
 pytestmark = pytest.mark.slow
 RAY = Path(sys.executable).parent / "ray"
@@ -52,6 +52,10 @@ def cluster():
 
 def _ray_flags(address: str) -> list[str]:
     return ["--backend", "ray", "--ray-address", address, "--quiet"]
+
+
+# A command that joins the cluster runs in a process of its own, as a user's does: a Ray driver outlives
+# nothing it started, and one left in the test process would be ended by Ray once the cluster stops.
 
 
 def _files(run: Path) -> dict[str, bytes]:
@@ -97,7 +101,7 @@ def test_fitness_and_evaluation_on_the_cluster_match_the_local_backend(
     )
     out = cli("run", "--run-dir", str(local), *flags, "--quiet")
     assert out.returncode == 0, out.stderr[-2000:]
-    out = cli("run", "--run-dir", str(remote), *flags, *_ray_flags(cluster))
+    out = cli_process("run", "--run-dir", str(remote), *flags, *_ray_flags(cluster))
     assert out.returncode == 0, out.stderr[-2000:]
     for name in ("eval.json", "eval_random.json"):
         a, b = (json.loads((d / name).read_text()) for d in (local, remote))

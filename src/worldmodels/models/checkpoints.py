@@ -47,11 +47,13 @@ def check_vae_header(path: Path, cfg: Config) -> dict:
 
 def check_mdnrnn_header(path: Path, cfg: Config) -> dict:
     header = _checked_header(path, "mdnrnn", cfg)
-    for field, default in (("hidden", None), ("members", 1)):
-        have, want = header["config"]["mdnrnn"].get(field, default), getattr(cfg.mdnrnn, field)
+    saved = header["config"]["mdnrnn"]
+    for field, have, unit in (("hidden", saved["hidden"], "units"),
+                              ("members", saved.get("members", 1), "member(s)")):  # fmt: skip
+        want = getattr(cfg.mdnrnn, field)
         if have != want:
             raise WorldModelsError(
-                f"{path}: M has {field} {have}, this run's mdnrnn.{field} is {want}"
+                f"{path}: M has {have} {unit}, this run's mdnrnn.{field} is {want}"
             )
     return header
 
