@@ -81,10 +81,7 @@ def collected_run(tmp_path_factory) -> Path:
 def trained_run(tmp_path_factory) -> Path:
     """A debug run with V, latents and M trained (seconds); copy it before changing it."""
     run = tmp_path_factory.mktemp("trained") / "run"
-    out = subprocess.run(
-        [sys.executable, "-m", "worldmodels.cli", "run", "--preset", "debug", "--run-dir", str(run), "--quiet"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    out = cli("run", "--preset", "debug", "--run-dir", str(run), "--quiet")
     assert out.returncode == 0, out.stderr[-2000:]
     return run
 

@@ -30,7 +30,7 @@ def _carracing_agent(env_id: str, steps: int) -> tuple[VMWeights, np.ndarray]:
 
 def test_batched_doom_agent_plays_the_episodes_one_env_at_a_time_would():
     run = ROOT / "doom"
-    cfg = with_overrides(load_config(run / "config.json"), {"env.max_steps": 400})
+    cfg = with_overrides(load_config(run / "config.json"), {"env.max_steps": 250})
     weights = VMWeights.of_run(run, cfg)
     shipped = load_controller(RunDir(run).agent(cfg)[1], cfg)
     # a worse C than the shipped one, so that episodes end at different steps and envs leave the batch
@@ -59,23 +59,3 @@ def test_batched_carracing_agent_and_both_carracing_envs_agree():
     official = play_task(EpisodesTask(params, seeds), theirs)
     assert batched == alone == official
     assert len({r for r, _ in batched}) == len(seeds)  # the episodes differ: the agent drove
-
-
-def test_evaluate_on_gymnasiums_carracing_gives_the_same_returns(tmp_path):
-    import json
-
-    from .conftest import cli, one_line_error
-
-    run = tmp_path / "run"
-    out = cli("run", "--preset", "debug", "--env", "worldmodels/CarRacing-v3", "--run-dir", str(run),
-              "--quiet")  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    ours = json.loads((run / "eval.json").read_text())
-    out = cli("evaluate", "--run-dir", str(run), "--env", "CarRacing-v3", "--quiet")
-    assert out.returncode == 0, out.stderr[-2000:]
-    theirs = json.loads((run / "eval.json").read_text())
-    assert theirs["env"] == "CarRacing-v3" and ours["env"] == "worldmodels/CarRacing-v3"
-    assert theirs["returns"] == ours["returns"] and theirs["lengths"] == ours["lengths"]
-    assert load_config(run / "config.json").env.id == "worldmodels/CarRacing-v3"  # unchanged
-    line = one_line_error(cli("evaluate", "--run-dir", str(run), "--env", "VizdoomBasic-v1"))
-    assert "not the same game" in line

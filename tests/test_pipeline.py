@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from worldmodels.config import load_config
 from worldmodels.data.storage import list_episodes
 from worldmodels.pipeline import STAGES
 
@@ -153,14 +154,25 @@ def test_report_opens_in_a_real_browser(trained_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_carracing_pipeline_with_real_env_fitness(tmp_path):
+def test_carracing_pipeline_with_real_env_fitness_then_scored_on_gymnasiums_env(tmp_path):
+    """C trained in the real env (worldmodels/CarRacing-v3); then `evaluate --env CarRacing-v3` scores the
+    same agent on gymnasium's own env: the same returns, the run's config unchanged."""
     run = tmp_path / "car"
-    out = cli("run", "--preset", "debug", "--env", "CarRacing-v3", "--where", "real", "--run-dir", str(run),
-              "--controller.population", "4", "--collect.episodes", "4", "--quiet")  # fmt: skip
+    out = cli("run", "--preset", "debug", "--env", "worldmodels/CarRacing-v3", "--where", "real",
+              "--run-dir", str(run), "--controller.population", "4", "--collect.episodes", "4",
+              "--quiet")  # fmt: skip
     assert out.returncode == 0, out.stderr
-    e = json.loads((run / "eval.json").read_text())
-    assert e["env"] == "CarRacing-v3" and len(e["returns"]) == 4
+    ours = json.loads((run / "eval.json").read_text())
+    assert ours["env"] == "worldmodels/CarRacing-v3" and len(ours["returns"]) == 4
     assert not (
         run / "eval_dream.json"
     ).exists()  # no reward head: the dream cannot score CarRacing
     assert (run / "dream.gif").exists() and (run / "report.html").exists()
+    out = cli("evaluate", "--run-dir", str(run), "--env", "CarRacing-v3", "--quiet")
+    assert out.returncode == 0, out.stderr[-2000:]
+    theirs = json.loads((run / "eval.json").read_text())
+    assert theirs["env"] == "CarRacing-v3"
+    assert theirs["returns"] == ours["returns"] and theirs["lengths"] == ours["lengths"]
+    assert load_config(run / "config.json").env.id == "worldmodels/CarRacing-v3"  # unchanged
+    line = one_line_error(cli("evaluate", "--run-dir", str(run), "--env", "VizdoomBasic-v1"))
+    assert "not the same game" in line

@@ -60,9 +60,9 @@ def test_a_few_hundred_steps_on_a_fixed_batch_cut_the_loss(collected_run):
     frames = load_episode(list_episodes(collected_run / "episodes")[0])["obs"][::4][:12]
     x = frames_to_tensor(torch.from_numpy(np.ascontiguousarray(frames)))
     vae = ConvVAE(8)
-    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(vae.parameters(), lr=2e-3)
     losses = []
-    for _ in range(200):
+    for _ in range(100):
         recon, mu, logvar = vae(x)
         loss, _, _ = vae_loss(x, recon, mu, logvar, 0.5)
         opt.zero_grad()
