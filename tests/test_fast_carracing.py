@@ -73,7 +73,7 @@ def assert_same(a, b):
 
 @pytest.mark.parametrize(
     "seed, policy, steps",
-    [(3, "brownian", 1000), (11, "follow", 1000), (29, "brownian", 250), (47, "follow", 250)],
+    [(11, "follow", 1000), (3, "brownian", 400), (29, "brownian", 250), (47, "follow", 250)],
 )
 def test_fresh_envs_give_identical_episodes(seed, policy, steps):
     theirs = gym.make("CarRacing-v3", max_episode_steps=steps)

@@ -69,7 +69,7 @@ def _kill_when(cmd: list[str], ready, timeout: float = 120) -> None:
 def test_kill_in_each_stage_then_rerun_completes(tmp_path):
     run = tmp_path / "run"
     base = [sys.executable, "-m", "worldmodels.cli", "run", "--preset", "debug", "--run-dir", str(run), "--quiet",
-            "--vae.checkpoint_every_s", "0", "--mdnrnn.checkpoint_every_s", "0", "--collect.episodes", "8"]  # fmt: skip
+            "--vae.checkpoint_every_s", "0", "--mdnrnn.checkpoint_every_s", "0", "--collect.episodes", "6"]  # fmt: skip
     stage_markers = [
         lambda: len(list_episodes(run / "episodes")) >= 2,
         lambda: (run / "vae.pt").exists(),
@@ -83,9 +83,9 @@ def test_kill_in_each_stage_then_rerun_completes(tmp_path):
     out = cli(*base[3:])
     assert out.returncode == 0, out.stderr
     assert [p.name for p in list_episodes(run / "episodes")] == [
-        f"ep_{i:06d}.npz" for i in range(8)
+        f"ep_{i:06d}.npz" for i in range(6)
     ]
-    assert len(list_episodes(run / "latents")) == 8
+    assert len(list_episodes(run / "latents")) == 6
     assert not list(run.rglob(".*.tmp"))
     assert (run / "report.html").exists()
     e = json.loads((run / "eval.json").read_text())

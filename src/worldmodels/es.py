@@ -6,7 +6,6 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-import cma
 import numpy as np
 
 from worldmodels.errors import WorldModelsError
@@ -28,6 +27,8 @@ class CMAES:
         self, n_params: int, population: int, sigma0: float, seed: int, x0: np.ndarray | None = None
     ) -> None:
         """x0: the starting mean (default 0, the paper's)."""
+        import cma  # here, not at the top: it imports matplotlib (0.3 s for every command that loads C)
+
         opts = {
             "popsize": population,
             "seed": seed,
