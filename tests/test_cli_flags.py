@@ -118,6 +118,11 @@ def test_abbreviated_or_misspelt_flags_are_errors_naming_the_nearest(tmp_path, t
     assert not run.exists()  # nothing was started
 
 
+def test_an_unknown_flag_before_the_command_names_the_nearest_too():
+    line = one_line_error(cli("--vers"))
+    assert "unknown flag --vers; did you mean --version?" in line
+
+
 def test_no_parser_accepts_abbreviations():
     parser = build_parser()
     subs = parser._subparsers._group_actions[0].choices

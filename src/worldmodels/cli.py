@@ -364,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command is None:
+        if extra:
+            parser.error(_unknown_flag(parser, extra))
         parser.print_help()
         return 2
     if extra:
