@@ -437,7 +437,7 @@ def _replace_path(obj: Any, parts: list[str], value: Any, full: str) -> Any:
     return replace(obj, **{parts[0]: _replace_path(getattr(obj, parts[0]), parts[1:], value, full)})
 
 
-def from_dict(data: dict[str, Any], cls: type = Config, where: str = "config.json") -> Any:
+def from_dict(data: dict[str, Any], cls: type = Config, where: str = "config") -> Any:
     """Rebuild a config from its JSON form; unknown or mistyped keys give a one-line error."""
     if not isinstance(data, dict):
         raise WorldModelsError(f"{where}: expected an object")
