@@ -91,7 +91,10 @@ def dream_score(agent: wm.WorldModel, act, rollouts: int, seed: int) -> dict:
 
 
 def real_score(agent: wm.WorldModel, controller, seeds: list[int], batch: int = 16) -> dict:
-    """Real episodes on the given env seeds, `batch` envs at a time; `controller` None plays C."""
+    """Real episodes on the given env seeds, `batch` envs at a time; `controller` None plays C. On one
+    torch thread, as `worldmodels evaluate`'s workers play them, so C's episodes are theirs bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     returns = {}
     envs = [agent.make_env() for _ in range(batch)]
     for start in range(0, len(seeds), batch):
@@ -112,6 +115,7 @@ def real_score(agent: wm.WorldModel, controller, seeds: list[int], batch: int = 
         returns.update(zip(wave, total.tolist(), strict=True))
     for env in envs:
         env.close()
+    torch.set_num_threads(threads)
     r = np.array([returns[s] for s in seeds])
     return {"mean": float(r.mean()), "std": float(r.std()), "stderr": float(r.std(ddof=1) / np.sqrt(len(r))),
             "episodes": len(r), "returns": r.tolist()}  # fmt: skip
