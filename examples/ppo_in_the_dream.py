@@ -92,7 +92,7 @@ def dream_score(agent: wm.WorldModel, act, rollouts: int, seed: int) -> dict:
 
 def real_score(agent: wm.WorldModel, controller, seeds: list[int], batch: int = 16) -> dict:
     """Real episodes on the given env seeds, `batch` envs at a time; `controller` None plays C. On one
-    torch thread, as `worldmodels evaluate`'s workers play them, so C's episodes are theirs bit for bit."""
+    torch thread, as `worldmodels evaluate`'s workers play them."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     returns = {}
