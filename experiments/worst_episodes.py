@@ -12,8 +12,7 @@ Along each, M is fed the real z and actions (teacher-forced, as the agent's memo
 and done probability per step go beside the real ones. Writes OUT/eval.json, OUT/worst_K_seedS.gif (real |
 V's reconstruction | dream), OUT/worst_K_seedS.png (cumulative real reward, M's predicted reward along the
 real episode, the dream's reward), and OUT/worst.json (per episode: real return and length, M's predicted
-return along it, the dream's return and length from its first frame, steps on grass: frames where the ground
-beside the car is green).
+return along it, the dream's return and length from its first frame, the longest stretch without a new tile).
 """
 
 from __future__ import annotations
@@ -76,18 +75,16 @@ def dream_from(agent: wm.WorldModel, frame: np.ndarray, seed: int, steps: int) -
     return {"frames": np.stack(frames), "rewards": np.array(rewards)}
 
 
-def on_grass(frames: np.ndarray) -> np.ndarray:
-    """Per frame: whether the ground on both sides of the car is green rather than the grey road (rows
-    51-56, columns 27-28 and 36-37 of the 64x64 frame; the car sits at rows 51-58, columns 30-33). The
-    first 50 frames (the start's zoom) count as road."""
-
-    def green(patch: np.ndarray) -> np.ndarray:
-        rgb = patch.reshape(len(patch), -1, 3).astype(int).mean(1)
-        return (rgb[:, 1] > rgb[:, 0] + 40) & (rgb[:, 1] > rgb[:, 2] + 40)
-
-    out = green(frames[:, 51:57, 27:29]) & green(frames[:, 51:57, 36:38])
-    out[:50] = False
-    return out
+def longest_stall(rewards: np.ndarray) -> tuple[int, int]:
+    """The longest run of steps that reached no new tile (CarRacing pays -0.1 a frame and about +3.5 a new
+    tile: a step without a tile is negative), and the step it began: the car off the track, spinning or
+    stopped. (0, -1) when there is none."""
+    best, start, run = 0, -1, 0
+    for t, r in enumerate(rewards):
+        run = run + 1 if r < 0 else 0
+        if run > best:
+            best, start = run, t - run + 1
+    return best, start
 
 
 def plot(path: Path, real: dict, dream: dict, title: str) -> None:
@@ -144,7 +141,7 @@ def main() -> None:
         panels = np.concatenate([real["frames"], recon, dream_frames], axis=2)
         name = f"worst_{k + 1}_seed{seed}"
         atomic_write_bytes(args.out / f"{name}.gif", gif_bytes(list(panels[::2]), scale=2, fps=25))
-        grass = on_grass(real["frames"])
+        stall, stall_at = longest_stall(real["rewards"])
         title = (f"#{k + 1} worst, seed {seed}: real {real['rewards'].sum():.1f} in {n} steps; "
                  f"M along it {np.nansum(real['pred_reward']):.1f}; dream {dream['rewards'].sum():.1f}")  # fmt: skip
         plot(args.out / f"{name}.png", real, dream, title)
@@ -154,8 +151,7 @@ def main() -> None:
             "length": n, "m_predicted_return": float(np.nansum(real["pred_reward"])),
             "m_max_done_p": float(np.nanmax(real["pred_done"])) if n else None,
             "dream_return": float(dream["rewards"].sum()), "dream_length": len(dream["rewards"]),
-            "steps_on_grass": int(grass.sum()),
-            "first_grass_step": int(np.argmax(grass)) if grass.any() else None,
+            "longest_stall": stall, "stall_starts": stall_at,
         })  # fmt: skip
         print(json.dumps(rows[-1]))
     summary = {"agent": args.agent, "seed": args.seed, "episodes": args.episodes,
