@@ -12,6 +12,7 @@ reward head.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,17 @@ class DreamSpec:
         )
 
 
+def _start_draw(g: torch.Generator, n_starts: int, z_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A rollout's first draws from its stream: which real start it takes, and its initial z's noise."""
+    return torch.randint(n_starts, (1,), generator=g)[0], torch.randn(z_dim, generator=g)
+
+
+def _split_row(row: torch.Tensor, z_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step's uniforms (N, 2Z + 1) -> u (mixture choice), eps ~ N(0, 1) (its noise), u for done."""
+    u = row[:, z_dim : 2 * z_dim].clamp(1e-7, 1 - 1e-7)
+    return row[:, :z_dim], torch.erfinv(2 * u - 1) * (2**0.5), row[:, 2 * z_dim]
+
+
 class _RolloutNoise:
     """Per-rollout random numbers, CHUNK steps at a time: u and eps for z (Z each), u for done (1). With an
     ensemble M, u for the member comes from a second stream of the rollout's seed, so the first stream
@@ -101,9 +113,8 @@ class _RolloutNoise:
 
     def start(self, n_starts: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Which real first frame each rollout starts from, and the noise of its initial z."""
-        idx = torch.stack([torch.randint(n_starts, (1,), generator=g) for g in self.gens])[:, 0]
-        eps = torch.stack([torch.randn(self.z_dim, generator=g) for g in self.gens])
-        return idx.to(self.device), eps.to(self.device)
+        idx, eps = zip(*(_start_draw(g, n_starts, self.z_dim) for g in self.gens))
+        return torch.stack(idx).to(self.device), torch.stack(eps).to(self.device)
 
     def next(
         self, alive: torch.Tensor
@@ -121,10 +132,7 @@ class _RolloutNoise:
         row = self.buf[alive, self.t]
         u_member = None if self.member_gens is None else self.members[alive, self.t]
         self.t += 1
-        Z = self.z_dim
-        u = row[:, :Z]
-        eps = torch.erfinv(2 * row[:, Z : 2 * Z].clamp(1e-7, 1 - 1e-7) - 1) * (2**0.5)  # N(0, 1)
-        return u, eps, row[:, 2 * Z], u_member
+        return (*_split_row(row, self.z_dim), u_member)
 
 
 class Dream:
@@ -173,7 +181,9 @@ class Dream:
 
     def with_spec(self, spec: DreamSpec) -> Dream:
         """The same M and starts under another spec (temperature, step limit): shares the weights."""
-        return _with_spec(self, spec)
+        other = copy.copy(self)
+        other.spec = spec
+        return other
 
     def initial_state(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """M's (h, c) at the start frames idx, (1, N, H) each: zero, or the given start states."""
@@ -291,14 +301,6 @@ class Dream:
         return returns.cpu().numpy(), lengths.cpu().numpy()
 
 
-def _with_spec(dream: Dream, spec: DreamSpec) -> Dream:
-    import copy
-
-    other = copy.copy(dream)
-    other.spec = spec
-    return other
-
-
 class DreamSlots:
     """N dream rollouts stepped as one batch, each slot restarted on its own with its own seed: the core of
     the dream envs. A slot's random numbers come from its seed exactly as `Dream.rollout` draws them, so a
@@ -327,10 +329,9 @@ class DreamSlots:
         d = self.dream
         for i, s in zip(slots, seeds, strict=True):
             g = torch.Generator().manual_seed(int(s))
-            idx = torch.randint(len(d.start_mu), (1,), generator=g)
-            eps = torch.randn(d.z_dim, generator=g).to(d.device)
-            idx = idx.to(d.device)
-            self.z[i] = d.start_mu[idx[0]] + d.start_std[idx[0]] * eps
+            k, eps = _start_draw(g, len(d.start_mu), d.z_dim)
+            idx = k[None].to(d.device)
+            self.z[i] = d.start_mu[idx[0]] + d.start_std[idx[0]] * eps.to(d.device)
             h, c = d.initial_state(idx)
             self.h[:, i], self.c[:, i] = h[:, 0], c[:, 0]
             self.gens[i], self.t[i], self.steps[i] = g, CHUNK, 0
@@ -355,11 +356,10 @@ class DreamSlots:
         row = self.buf[self.rows, at]
         u_member = self.members[self.rows, at] if self.dream.ensemble else None
         self.t += 1
-        Z = self.dream.z_dim
-        eps = torch.erfinv(2 * row[:, Z : 2 * Z].clamp(1e-7, 1 - 1e-7) - 1) * (2**0.5)
+        u, eps, u_done = _split_row(row, self.dream.z_dim)
         vec = self.dream.adapter.controller_to_vector(outputs.to(self.dream.device))
         self.z, reward, done, (self.h, self.c) = self.dream.step(
-            self.z, vec, (self.h, self.c), row[:, :Z], eps, row[:, 2 * Z], u_member
+            self.z, vec, (self.h, self.c), u, eps, u_done, u_member
         )
         self.steps += 1
         return reward.float().cpu().numpy(), done.cpu().numpy()

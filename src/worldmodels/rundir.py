@@ -45,6 +45,12 @@ AGENT_FILES = (CONFIG, VAE, MDNRNN, CONTROLLER, SHIPPED_STARTS)
 """What a shipped or exported agent's folder holds (a run directory's own agent files, at its top level)."""
 
 
+def is_temporary(path: Path) -> bool:
+    """A file an atomic write was making (.NAME.XXXX.tmp, utils.atomic_write_bytes): never read, removed
+    when found stale."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 @dataclass(frozen=True)
 class Round:
     """Round r of a run: its M and C, where CMA-ES keeps its state, and its records (the real episodes

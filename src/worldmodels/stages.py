@@ -54,9 +54,7 @@ class Stage:
         for name in self.outputs:
             p = Path(run_dir) / name
             if p.is_dir():
-                if any(
-                    not (f.name.startswith(".") and f.name.endswith(".tmp")) for f in p.iterdir()
-                ):
+                if any(not rundir.is_temporary(f) for f in p.iterdir()):
                     return True
             elif p.exists():
                 return True

@@ -45,7 +45,7 @@ def naming(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        if not e.filename or str(e.filename).endswith(".tmp"):
+        if not e.filename or str(e.filename).endswith(".tmp"):  # the temporary: name the file
             e.filename = str(path)
         raise
 

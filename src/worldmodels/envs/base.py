@@ -15,7 +15,7 @@ import torch
 from worldmodels.config import CollectConfig
 from worldmodels.envs.actions import KEYS, ActionCodec, Controls, codec_for
 from worldmodels.envs.resize import area_resize
-from worldmodels.errors import WorldModelsError
+from worldmodels.errors import WorldModelsError, install_hint
 
 FRAME = 64
 
@@ -114,6 +114,17 @@ class HeldRandom(Policy):
             self.left = int(self.rng.integers(self.lo, self.hi + 1))
         self.left -= 1
         return self.action
+
+
+def require(module: str, env_id: str, what: str, extra: str) -> None:
+    """Import an env's optional package, or fail in one line naming the extra that installs it (the
+    package's own hint would name its own extras, not ours)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise WorldModelsError(f"--env {env_id}: needs {what}: {install_hint(extra)}") from None
 
 
 class Adapter:

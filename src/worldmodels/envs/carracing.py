@@ -7,8 +7,7 @@ import torch
 
 from worldmodels.config import CollectConfig
 from worldmodels.envs.actions import Control, Controls
-from worldmodels.envs.base import Adapter, Policy
-from worldmodels.errors import WorldModelsError, install_hint
+from worldmodels.envs.base import Adapter, Policy, require
 
 
 class BrownianActions(Policy):
@@ -38,12 +37,7 @@ class CarRacingAdapter(Adapter):
     crop_bottom = 84  # rows 84:96 hold the indicator bar
 
     def __init__(self, env_id: str) -> None:
-        try:
-            import Box2D  # noqa: F401  (gymnasium's own hint would name gymnasium's extra, not ours)
-        except ImportError:
-            raise WorldModelsError(
-                f"--env {env_id}: needs Box2D: {install_hint('carracing')}"
-            ) from None
+        require("Box2D", env_id, "Box2D", "carracing")
         super().__init__(env_id)
 
     @property

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from worldmodels.envs.actions import Control, Controls
-from worldmodels.envs.base import Adapter
-from worldmodels.errors import WorldModelsError, install_hint
+from worldmodels.envs.base import Adapter, require
 from worldmodels.utils import atomic_write_text
 
 NOOP, LEFT, RIGHT = 0, 1, 2  # VizdoomTakeCover-v1's Discrete(3): no buttons, MOVE_LEFT, MOVE_RIGHT
@@ -36,12 +35,9 @@ class VizdoomAdapter(Adapter):
     )
 
     def __init__(self, env_id: str) -> None:
-        try:
-            from vizdoom import gymnasium_wrapper  # noqa: F401  (registers the Vizdoom* ids)
-        except ImportError:
-            raise WorldModelsError(
-                f"--env {env_id}: needs vizdoom: {install_hint('doom')}"
-            ) from None
+        require(
+            "vizdoom.gymnasium_wrapper", env_id, "vizdoom", "doom"
+        )  # registers the Vizdoom* ids
         super().__init__(env_id)
 
     def _make_raw(self, max_steps: int | None):
