@@ -352,24 +352,29 @@ class WorldModel:
         return build_dream(self.folder, agent_config(self.config), self.device, mdnrnn=self._m_path)
 
     def dream(self, temperature: float | None = None, observation: str = "features",
-              render_mode: str | None = None, max_steps: int | None = None) -> DreamEnv:  # fmt: skip
+              render_mode: str | None = None, max_steps: int | None = None,
+              dropout: float | None = None) -> DreamEnv:  # fmt: skip
         """M's dream as a Gymnasium env, scored as C's training dream is (see `worldmodels.dream`).
         `temperature`: tau (default: the agent's); `observation`: `features` ([z, (c), h], C's input) or
-        `pixels` (V's decoding of z, 64x64x3 uint8)."""
+        `pixels` (V's decoding of z, 64x64x3 uint8); `dropout`: each rollout's dropout rate of M's input
+        and fed-back h, one mask per rollout (default: the agent's `controller.dream_dropout`)."""
         from worldmodels.dream import DreamEnv
 
-        return DreamEnv(self._dream_at(temperature, max_steps), self._models.vae, render_mode,
-                        observation)  # fmt: skip
+        return DreamEnv(self._dream_at(temperature, max_steps, dropout), self._models.vae,
+                        render_mode, observation)  # fmt: skip
 
     def dream_vector(self, num_envs: int, temperature: float | None = None,
-                     observation: str = "features", max_steps: int | None = None) -> DreamVectorEnv:  # fmt: skip
+                     observation: str = "features", max_steps: int | None = None,
+                     dropout: float | None = None) -> DreamVectorEnv:  # fmt: skip
         """`num_envs` dreams stepped as one batch (a `gymnasium.vector.VectorEnv`)."""
         from worldmodels.dream import DreamVectorEnv
 
-        return DreamVectorEnv(self._dream_at(temperature, max_steps), num_envs,
+        return DreamVectorEnv(self._dream_at(temperature, max_steps, dropout), num_envs,
                               self._models.vae, observation)  # fmt: skip
 
-    def _dream_at(self, temperature: float | None, max_steps: int | None) -> Dream:
+    def _dream_at(
+        self, temperature: float | None, max_steps: int | None, dropout: float | None = None
+    ) -> Dream:
         from dataclasses import replace
 
         base = self._dream
@@ -377,9 +382,12 @@ class WorldModel:
             base.spec,
             temperature=base.spec.temperature if temperature is None else float(temperature),
             max_steps=base.spec.max_steps if max_steps is None else int(max_steps),
+            dropout=base.spec.dropout if dropout is None else float(dropout),
         )
-        if spec.temperature <= 0 or spec.max_steps < 1:
-            raise WorldModelsError("dream: temperature must be > 0 and max_steps >= 1")
+        if spec.temperature <= 0 or spec.max_steps < 1 or not 0 <= spec.dropout < 1:
+            raise WorldModelsError(
+                "dream: temperature must be > 0, max_steps >= 1 and dropout in [0, 1)"
+            )
         return base.with_spec(spec)
 
 
@@ -437,11 +445,13 @@ def dream_env(
     render_mode: str | None = None,
     max_steps: int | None = None,
     device: str = "cpu",
+    dropout: float | None = None,
 ) -> DreamEnv:
     """Entry point of the ids `worldmodels/Dream-v0` (any agent), `worldmodels/DoomDream-v0` and
     `worldmodels/CarRacingDream-v0` (the shipped agents): `gymnasium.make(id, agent=..., temperature=...,
-    observation="features" | "pixels", render_mode="rgb_array")`. An agent loaded once per process."""
-    return _agent(agent, device).dream(temperature, observation, render_mode, max_steps)
+    observation="features" | "pixels", render_mode="rgb_array", dropout=...)`. An agent loaded once per
+    process."""
+    return _agent(agent, device).dream(temperature, observation, render_mode, max_steps, dropout)
 
 
 def dream_vector_env(
@@ -452,9 +462,12 @@ def dream_vector_env(
     max_steps: int | None = None,
     device: str = "cpu",
     render_mode: str | None = None,
+    dropout: float | None = None,
 ) -> DreamVectorEnv:
     """Vector entry point of the same ids: `gymnasium.make_vec(id, num_envs=N,
     vectorization_mode="vector_entry_point")` steps N dreams as one batch."""
     if render_mode is not None:
         raise WorldModelsError("the dream's vector env does not render; use observation='pixels'")
-    return _agent(agent, device).dream_vector(num_envs, temperature, observation, max_steps)
+    return _agent(agent, device).dream_vector(
+        num_envs, temperature, observation, max_steps, dropout
+    )

@@ -118,6 +118,12 @@ class MDNRNNConfig:
     """Weight of positive (terminal) steps in the done loss (the reference code: 10)."""
     reward_head: bool = False
     """Predict the reward (not in the paper): lets envs whose reward is not +1 per step train in the dream."""
+    dropout: float = 0.0
+    """Dropout rate in M's training (0: the paper's M): each training sequence draws one mask for the
+    LSTM's input [z, a] and one for the h it feeds back to its next step, held for all its steps
+    (variational dropout, as in Wellmer and Kwok's "Dropout's Dream Land", 2021). The real-env agent uses
+    the whole M; the dream draws a mask per rollout (controller.dream_dropout). About 1.5x M's training
+    time (the LSTM is unrolled step by step)."""
     members: int = 1
     """M as an ensemble of this many members (1: the paper's single M). Each starts from its own
     initialisation and trains on its own bootstrap weights of the sequences (Poisson(1) per sequence and
@@ -181,6 +187,10 @@ class ControllerConfig:
     that long real episodes reach and a dream from the first frame may never imagine faithfully."""
     dream_start_states: int = 4096
     """With dream_starts `any`: how many (frame, memory) start states are drawn."""
+    dream_dropout: float = -1.0
+    """Dropout rate of the dream: every rollout draws its own masks of M's input and fed-back h and keeps
+    them for all its steps, so C trains across many sub-networks of M ("Dropout's Dream Land"); -1: M's
+    training rate (mdnrnn.dropout), 0: the whole M (the paper's dream)."""
 
 
 @dataclass(frozen=True)
@@ -517,6 +527,16 @@ def validate(cfg: Config) -> None:
         (cfg.mdnrnn.batch_size >= 1, "mdnrnn.batch_size must be >= 1"),
         (cfg.mdnrnn.seq_len >= 2, "mdnrnn.seq_len must be >= 2"),
         (cfg.mdnrnn.members >= 1, "mdnrnn.members must be >= 1"),
+        (0 <= cfg.mdnrnn.dropout < 1, "mdnrnn.dropout must be in [0, 1)"),
+        (
+            cfg.controller.dream_dropout == -1 or 0 <= cfg.controller.dream_dropout < 1,
+            "controller.dream_dropout must be in [0, 1), or -1 (mdnrnn.dropout)",
+        ),
+        (
+            cfg.mdnrnn.members == 1
+            or (cfg.mdnrnn.dropout == 0 and cfg.controller.dream_dropout <= 0),
+            "dropout needs one M (mdnrnn.members 1)",
+        ),
         (cfg.mdnrnn.reward_over_weight > 0, "mdnrnn.reward_over_weight must be > 0"),
         (cfg.mdnrnn.done_pos_weight > 0, "mdnrnn.done_pos_weight must be > 0"),
         (0 <= cfg.vae.lr_final <= cfg.vae.lr, "need 0 <= vae.lr_final <= vae.lr"),

@@ -30,13 +30,21 @@ from worldmodels.envs import FRAME, Adapter, adapter_for
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import controller as linear
 from worldmodels.models.checkpoints import load_mdnrnn, load_vae
-from worldmodels.models.mdnrnn import MDNRNN, MDNOutput, MDNRNNEnsemble, sample_mixture_from
+from worldmodels.models.mdnrnn import (
+    MDNRNN,
+    DropoutMasks,
+    MDNOutput,
+    MDNRNNEnsemble,
+    dropout_masks,
+    sample_mixture_from,
+)
 from worldmodels.models.vae import ConvVAE, sample_z
 from worldmodels.rundir import RunDir
 from worldmodels.utils import STREAM_DREAM_STARTS, resolve_device, rng_for, seed_for
 
 CHUNK = 32  # steps of random numbers drawn at a time per rollout
 MEMBER_KEY = 1  # the second random stream of a rollout's seed: which ensemble member it follows
+DROPOUT_KEY = 2  # the third: its dropout masks (controller.dream_dropout)
 
 
 @dataclass
@@ -57,6 +65,8 @@ class DreamSpec:
     """Ensemble M: follow a member drawn per step and rollout (`random`) or member 0 (`first`)."""
     disagreement_penalty: float = 0.0
     """Ensemble M: subtracted from each step's reward, times the members' disagreement."""
+    dropout: float = 0.0
+    """Each rollout's dropout rate of M's input and fed-back h, one mask per rollout (0: the whole M)."""
 
     @classmethod
     def of(
@@ -80,6 +90,7 @@ class DreamSpec:
             alive_reward=alive_reward,
             member_choice=c.member_choice,
             disagreement_penalty=c.disagreement_penalty,
+            dropout=cfg.mdnrnn.dropout if c.dream_dropout < 0 else c.dream_dropout,
         )
 
 
@@ -92,6 +103,24 @@ def _split_row(row: torch.Tensor, z_dim: int) -> tuple[torch.Tensor, torch.Tenso
     """One step's uniforms (N, 2Z + 1) -> u (mixture choice), eps ~ N(0, 1) (its noise), u for done."""
     u = row[:, z_dim : 2 * z_dim].clamp(1e-7, 1 - 1e-7)
     return row[:, :z_dim], torch.erfinv(2 * u - 1) * (2**0.5), row[:, 2 * z_dim]
+
+
+def rollout_masks(
+    m: MDNRNN | MDNRNNEnsemble, seeds: list[int], rate: float, device: torch.device
+) -> DropoutMasks | None:
+    """Each rollout's dropout masks (rows in the order of `seeds`), drawn from a stream of its own seed:
+    the same rollout gets the same masks in a batch, alone, or in a dream env. None at rate 0."""
+    if rate <= 0:
+        return None
+    rows = [
+        dropout_masks(1, m.z_dim, m.action_dim, m.hidden, rate,
+                      torch.Generator().manual_seed(seed_for(int(s), DROPOUT_KEY)))
+        for s in seeds
+    ]  # fmt: skip
+    return DropoutMasks(
+        torch.cat([r.input for r in rows]).to(device),
+        torch.cat([r.hidden for r in rows]).to(device),
+    )
 
 
 class _RolloutNoise:
@@ -178,6 +207,8 @@ class Dream:
         self.ensemble = isinstance(mdnrnn, MDNRNNEnsemble)
         if self.start_state is not None and self.ensemble:
             raise WorldModelsError("dream start states need one M, not an ensemble")
+        if spec.dropout > 0 and self.ensemble:
+            raise WorldModelsError("the dream's dropout needs one M, not an ensemble")
 
     def with_spec(self, spec: DreamSpec) -> Dream:
         """The same M and starts under another spec (temperature, step limit): shares the weights."""
@@ -206,14 +237,15 @@ class Dream:
         eps: torch.Tensor,
         u_done: torch.Tensor,
         u_member: torch.Tensor | None = None,
+        masks: DropoutMasks | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """(z, a) -> (z_next, reward, done, state), the randomness given."""
+        """(z, a) -> (z_next, reward, done, state), the randomness (and each row's dropout masks) given."""
         penalty = None
         if self.ensemble:
             outs, state = self.m.step_members(z, action_vec, state)
             out, penalty = self._follow(outs, u_member)
         else:
-            out, state = self.m.step(z, action_vec, state)
+            out, state = self.m.step(z, action_vec, state, masks)
         z_next = sample_mixture_from(out.logpi[:, 0], out.mu[:, 0], out.logsigma[:, 0],
                                      self.spec.temperature, u, eps)  # fmt: skip
         if self.vae is not None:  # back onto the frames V can produce
@@ -275,6 +307,7 @@ class Dream:
         if policy is None:
             P = torch.as_tensor(np.asarray(params, np.float32), device=self.device)
         streams = _RolloutNoise(seeds, self.z_dim, self.device, member=self.ensemble)
+        masks = rollout_masks(self.m, seeds, self.spec.dropout, self.device)
         idx, eps0 = streams.start(len(self.start_mu))
         z = self.start_mu[idx] + self.start_std[idx] * eps0
         state = self.initial_state(idx)
@@ -288,8 +321,9 @@ class Dream:
                 a = policy(alive, t)
             u, eps, u_done, u_member = streams.next(alive)
             z, reward, done, state = self.step(
-                z, self.adapter.controller_to_vector(a), state, u, eps, u_done, u_member
-            )
+                z, self.adapter.controller_to_vector(a), state, u, eps, u_done, u_member,
+                None if masks is None else DropoutMasks(masks.input[alive], masks.hidden[alive]),
+            )  # fmt: skip
             returns[alive] += reward
             lengths[alive] += 1
             if done.any():
@@ -323,6 +357,8 @@ class DreamSlots:
         self.h = torch.zeros(h0.shape[0], n, h0.shape[2], device=dev)
         self.c = torch.zeros_like(self.h)
         self.steps = np.zeros(n, np.int64)
+        # each slot's dropout masks (None at rate 0), drawn from its seed on restart
+        self.masks = rollout_masks(dream.m, [0] * n, dream.spec.dropout, dev)
 
     def restart(self, slots: list[int], seeds: list[int]) -> None:
         """Start a new rollout in each of `slots`, with the matching seed."""
@@ -337,6 +373,9 @@ class DreamSlots:
             self.gens[i], self.t[i], self.steps[i] = g, CHUNK, 0
             if d.ensemble:
                 self.member_gens[i] = torch.Generator().manual_seed(seed_for(int(s), MEMBER_KEY))
+            if self.masks is not None:
+                mine = rollout_masks(d.m, [s], d.spec.dropout, d.device)
+                self.masks.input[i], self.masks.hidden[i] = mine.input[0], mine.hidden[0]  # type: ignore[union-attr]
 
     def features(self) -> torch.Tensor:
         """C's input for every slot, (N, in)."""
@@ -359,7 +398,7 @@ class DreamSlots:
         u, eps, u_done = _split_row(row, self.dream.z_dim)
         vec = self.dream.adapter.controller_to_vector(outputs.to(self.dream.device))
         self.z, reward, done, (self.h, self.c) = self.dream.step(
-            self.z, vec, (self.h, self.c), u, eps, u_done, u_member
+            self.z, vec, (self.h, self.c), u, eps, u_done, u_member, self.masks
         )
         self.steps += 1
         return reward.float().cpu().numpy(), done.cpu().numpy()

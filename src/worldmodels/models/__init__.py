@@ -26,7 +26,7 @@ def build_mdnrnn(cfg: Config, action_dim: int) -> MDNRNN | MDNRNNEnsemble:
     def one() -> MDNRNN:
         return MDNRNN(
             cfg.vae.z_dim, action_dim, m.hidden, m.n_mixtures, m.done_head, m.reward_head,
-            m.joint_mixture,
+            m.joint_mixture, m.dropout,
         )  # fmt: skip
 
     if m.members == 1:

@@ -66,8 +66,11 @@ def mdnrnn_losses(
     it over-predicts weighted by `mdnrnn.reward_over_weight`.
     """
     z = sample_z(batch["mu"], batch["logvar"], generator)  # resampled every batch, as the paper
+    rate = model.dropout if model.training else 0.0
+    # one mask per sequence (mdnrnn.dropout), from the training's own stream
+    masks = model.masks(len(z), rate, generator)
     with autocast(z.device, amp):
-        out, _ = model(z[:, :-1], batch["action"])
+        out, _ = model(z[:, :-1], batch["action"], masks=masks)
     next_mask, mask = batch["next_mask"].float(), batch["mask"].float()
     nll = mdn_nll(out.logpi, out.mu, out.logsigma, z[:, 1:]).mean(-1)
     losses = {"nll": (nll * next_mask).sum() / next_mask.sum().clamp(min=1)}
