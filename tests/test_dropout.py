@@ -77,9 +77,7 @@ def dropout_run(trained_run, tmp_path_factory):
     return run, cfg
 
 
-def test_training_with_dropout_changes_m_and_resumes_to_the_same_weights(
-    trained_run, dropout_run
-):
+def test_training_with_dropout_changes_m_and_resumes_to_the_same_weights(trained_run, dropout_run):
     run, cfg = dropout_run
     plain = load_checkpoint(trained_run / "mdnrnn.pt", "mdnrnn")[1]["model"]
     ref_header, ref_blob = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")

@@ -317,3 +317,66 @@ def test_done_validation_compares_the_calibrated_probability_with_the_death_rate
     ends = [np.load(p)["terminated"] for p in paths]
     rate = sum(float(t.sum()) for t in ends) / sum(len(t) for t in ends)
     assert rate > 0 and res["mdnrnn/val_done_rate"] == pytest.approx(rate)
+
+
+def test_the_done_head_refit_changes_only_the_done_row_keeps_its_best_and_resumes(
+    trained_run, tmp_path
+):
+    """mdnrnn.done_refit_epochs: after the same training, only the done row of the head differs; its
+    held-out done loss is at most the joint head's; a training stopped and resumed gets the same M."""
+    from worldmodels.train.mdnrnn import done_row
+    from worldmodels.utils import read_metrics
+
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    cfg = with_overrides(preset("debug"), {"mdnrnn.done_refit_epochs": 4})
+    save_config(cfg, run / "config.json")
+    plain = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")[1]["model"]
+    (run / "mdnrnn.pt").unlink()
+    train_mdnrnn(run, cfg, progress=False)
+    refit = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")[1]["model"]
+    i = done_row(load_mdnrnn(run / "mdnrnn.pt", cfg))
+    for k, v in plain.items():
+        if k.startswith("head."):
+            rows = [r for r in range(len(v)) if r != i]
+            torch.testing.assert_close(refit[k][rows], v[rows], rtol=0, atol=0)
+        else:
+            torch.testing.assert_close(refit[k], v, rtol=0, atol=0)
+    row = [r for r in read_metrics(run) if "mdnrnn/done_refit_val_loss" in r][-1]
+    assert row["mdnrnn/done_refit_val_loss"] <= row["mdnrnn/done_refit_joint_val_loss"]
+    kept = row["mdnrnn/done_refit_epochs_kept"]
+    assert (kept == 0) == torch.equal(refit["head.weight"][i], plain["head.weight"][i])
+    # stopped after 2 updates and resumed: the same M, refit included
+    (run / "mdnrnn.pt").unlink()
+    train_mdnrnn(run, with_overrides(cfg, {"mdnrnn.max_updates": 2}), progress=False)
+    from worldmodels.train.common import Position, load_training, save_training
+
+    m2 = MDNRNN(cfg.vae.z_dim, 1, cfg.mdnrnn.hidden)
+    opt, gen = torch.optim.Adam(m2.parameters()), torch.Generator()
+    _, pos = load_training(run / "mdnrnn.pt", "mdnrnn", m2, opt, gen)
+    save_training(run / "mdnrnn.pt", "mdnrnn", cfg, Position(pos.step, pos.epoch, pos.batch, False),
+                  m2, opt, gen, {"action_dim": 1})  # fmt: skip
+    train_mdnrnn(run, cfg, progress=False)
+    again = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")[1]["model"]
+    for k, v in refit.items():
+        torch.testing.assert_close(again[k], v, rtol=0, atol=0)
+
+
+def test_a_refit_replaces_a_bad_done_head_by_a_better_one_on_held_out_episodes(trained_run):
+    from worldmodels.data.datasets import SequenceStream, split
+    from worldmodels.data.storage import list_episodes
+    from worldmodels.train.mdnrnn import done_row, refit_done_head
+    from worldmodels.utils import STREAM_MDN
+
+    cfg = with_overrides(preset("debug"), {"mdnrnn.done_refit_epochs": 3})
+    m, model = cfg.mdnrnn, load_mdnrnn(trained_run / "mdnrnn.pt", preset("debug"))
+    i = done_row(model)
+    with torch.no_grad():  # a head that calls every step a death
+        model.head.weight[i] = 0.0
+        model.head.bias[i] = 5.0
+    train, val = split(list_episodes(trained_run / "latents"), cfg.seed, cfg.val_fraction)
+    streams = [SequenceStream(p, m.seq_len, m.batch_size, m.shuffle_episodes, cfg.seed, STREAM_MDN)
+               for p in (train, val)]  # fmt: skip
+    row = refit_done_head(model, *streams, cfg, torch.device("cpu"))
+    assert row["mdnrnn/done_refit_epochs_kept"] >= 1
+    assert row["mdnrnn/done_refit_val_loss"] < row["mdnrnn/done_refit_joint_val_loss"] - 1.0
+    assert model.head.bias[i].item() < 0.1  # the fresh row, not the bad one

@@ -116,6 +116,12 @@ class MDNRNNConfig:
     """Predict episode termination (the paper's Doom M); trained with sigmoid cross-entropy."""
     done_pos_weight: float = 10.0
     """Weight of positive (terminal) steps in the done loss (the reference code: 10)."""
+    done_refit_epochs: int = 0
+    """After M's training, fit the done head again on M's frozen memory: a fresh logistic regression on h
+    (the same weighted loss), kept at its best held-out done loss over at most this many passes over the
+    training episodes (stopping after 2 without a better one), and only if it beats the jointly trained
+    head there (0: the jointly trained head, the paper's). The done head overfits long before the z head
+    stops improving; each pass costs about one epoch of M's forward pass."""
     reward_head: bool = False
     """Predict the reward (not in the paper): lets envs whose reward is not +1 per step train in the dream."""
     dropout: float = 0.0
@@ -528,6 +534,11 @@ def validate(cfg: Config) -> None:
         (cfg.mdnrnn.seq_len >= 2, "mdnrnn.seq_len must be >= 2"),
         (cfg.mdnrnn.members >= 1, "mdnrnn.members must be >= 1"),
         (0 <= cfg.mdnrnn.dropout < 1, "mdnrnn.dropout must be in [0, 1)"),
+        (cfg.mdnrnn.done_refit_epochs >= 0, "mdnrnn.done_refit_epochs must be >= 0 (0: off)"),
+        (
+            cfg.mdnrnn.done_refit_epochs == 0 or (cfg.mdnrnn.done_head and cfg.mdnrnn.members == 1),
+            "mdnrnn.done_refit_epochs needs a done head and one M (mdnrnn.members 1)",
+        ),
         (
             cfg.controller.dream_dropout == -1 or 0 <= cfg.controller.dream_dropout < 1,
             "controller.dream_dropout must be in [0, 1), or -1 (mdnrnn.dropout)",

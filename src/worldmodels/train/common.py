@@ -217,11 +217,13 @@ class Trainer:
         validate: Callable[[], dict[str, float]] | None = None,
         val_every: int = 0,
         validate_each_epoch: bool = False,
+        finish: Callable[[], dict[str, float]] | None = None,
     ) -> dict[str, float]:
         """Train from `pos` to `total` updates and save the finished checkpoint. `epoch(e, skip)`: the
         batches of epoch e after the first `skip`; `update(batch, step)`: the loss (backpropagated here),
-        its metrics and the items it trained on (counted into `perf/<rate>`). Returns the last update's
-        metrics and the final validation's."""
+        its metrics and the items it trained on (counted into `perf/<rate>`); `finish()`: a last step on
+        the trained model before the final validation (deterministic: after a stop it runs again from the
+        same weights), its metrics logged. Returns the last update's metrics and the final validation's."""
         bar = tqdm(total=total, initial=pos.step, desc=desc, unit="upd", disable=not progress,
                    dynamic_ncols=True)  # fmt: skip
         clock, items, last = Stopwatch(), 0, {}
@@ -271,6 +273,8 @@ class Trainer:
         finally:
             stop.close()
             bar.close()
+        if finish is not None:
+            metrics.log(pos.step, **finish())
         final = log_validation()
         pos.finished = True
         self.model.to(memory_format=torch.contiguous_format)  # a checkpoint loads into any layout

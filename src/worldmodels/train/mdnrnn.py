@@ -187,6 +187,87 @@ def validate(
     return res, usage
 
 
+def done_row(model: MDNRNN) -> int:
+    """Which output of M's head is the done logit (the one before the reward's, if any)."""
+    return model.head.out_features - 1 - int(model.reward_head)
+
+
+def refit_done_head(
+    model: MDNRNN,
+    stream: SequenceStream,
+    val_stream: SequenceStream,
+    cfg: Config,
+    device: torch.device,
+) -> dict[str, float]:
+    """`mdnrnn.done_refit_epochs`: the done row of M's head fitted again, from zero, on M's frozen memory h
+    (teacher-forced on the training episodes, z drawn from their (mu, logvar)), with the done loss's
+    weight, by Adam at M's learning rate; kept at its best held-out done loss, and only where that beats
+    the jointly trained row's. Deterministic (its own random streams), so a resumed stage gets the same."""
+    m = cfg.mdnrnn
+    i = done_row(model)
+    pos_weight = torch.tensor(m.done_pos_weight, device=device)
+
+    @torch.no_grad()
+    def memory(raw: dict, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = to_tensors(raw, device)
+        z = sample_z(b["mu"], b["logvar"], gen)
+        with autocast(device, m.amp):
+            h, _ = model.lstm(torch.cat([z[:, :-1], b["action"]], dim=-1))
+        return h.float(), b["terminated"], b["mask"].float()
+
+    def loss_of(w: torch.Tensor, bias: torch.Tensor, h, y, mask) -> tuple[torch.Tensor, float]:
+        bce = F.binary_cross_entropy_with_logits(h @ w + bias, y, pos_weight=pos_weight,
+                                                 reduction="none")  # fmt: skip
+        return (bce * mask).sum() / mask.sum().clamp(min=1), float(mask.sum())
+
+    def held_out(w: torch.Tensor, bias: torch.Tensor) -> float:
+        gen = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_MDN, 97))
+        total = n = 0.0
+        with torch.no_grad():
+            for raw in val_stream.epoch(0):
+                loss, k = loss_of(w, bias, *memory(raw, gen))
+                total, n = total + float(loss) * k, n + k
+        return total / max(n, 1.0)
+
+    was_training = model.training
+    model.eval()
+    head_w, head_b = model.head.weight[i].detach().clone(), model.head.bias[i].detach().clone()
+    joint = best = held_out(head_w, head_b)
+    best_w, best_b, kept, since = head_w, head_b, 0, 0
+    w = torch.zeros_like(head_w, requires_grad=True)
+    bias = torch.zeros_like(head_b, requires_grad=True)
+    opt = torch.optim.Adam([w, bias], lr=m.lr)
+    gen = torch.Generator(device=device).manual_seed(seed_for(cfg.seed, STREAM_MDN, 98))
+    for epoch in range(m.done_refit_epochs):
+        for raw in stream.epoch(1000 + epoch):  # an order of its own, not M's epochs'
+            loss, _ = loss_of(w, bias, *memory(raw, gen))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        now = held_out(w.detach(), bias.detach())
+        if now < best:
+            best, best_w, best_b, kept, since = (
+                now,
+                w.detach().clone(),
+                bias.detach().clone(),
+                epoch + 1,
+                0,
+            )
+        else:
+            since += 1
+            if since >= 2:
+                break
+    with torch.no_grad():
+        model.head.weight[i] = best_w
+        model.head.bias[i] = best_b
+    model.train(was_training)
+    return {
+        "mdnrnn/done_refit_joint_val_loss": joint,
+        "mdnrnn/done_refit_val_loss": best,
+        "mdnrnn/done_refit_epochs_kept": float(kept),  # 0: the joint head was kept
+    }
+
+
 def mdnrnn_done(run_dir: Path, cfg: Config) -> bool:
     return checkpoint_finished(RunDir(run_dir).round(0).mdnrnn, "mdnrnn")
 
@@ -250,6 +331,8 @@ def train_mdnrnn(
     last = trainer.run(
         pos, total, lambda e, skip: stream.epoch(e, skip=skip), update, metrics, stage, progress,
         "steps_per_s", validation, val_every=max(1, total // 20),
+        finish=(lambda: refit_done_head(model, stream, val_stream, cfg, device))
+        if m.done_refit_epochs and val_paths else None,
     )  # fmt: skip
     metrics.close()
     return {"mdnrnn/step": pos.step, **last}
