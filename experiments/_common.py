@@ -1,8 +1,9 @@
-"""What the experiment scripts share: a run directory for a new C on an exported agent, C's timed training,
-and the summary of a list of scores."""
+"""What the experiments share: their command line (`parser`: one style, `python -m experiments.NAME`), a run
+directory for a new C on an exported agent, C's timed training, and the summary of a list of scores."""
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from collections.abc import Callable
@@ -15,6 +16,22 @@ from worldmodels.config import Config, load_config, save_config, with_overrides
 from worldmodels.pretrained import export_agent
 
 TRAIN_S = "train_s.txt"
+
+RUN_FLAGS = ("--run-dir", "--run-dirs", "--agent")
+"""How an experiment is given what it reads: one run directory (`--run-dir`), several (`--run-dirs`), or an
+agent, a shipped one's name or a run or exported folder (`--agent`); what it writes goes to `--out`."""
+
+
+def parser(doc: str | None, module: str) -> argparse.ArgumentParser:
+    """The command line of experiment `module` (its __name__): `python -m experiments.NAME`, the first
+    paragraph of its docstring as the description and the rest as the epilog, `--quiet` for every one."""
+    head, _, rest = (doc or "").strip().partition("\n\n")
+    ap = argparse.ArgumentParser(
+        prog=f"python -m experiments.{module.rsplit('.', 1)[-1]}", description=head, epilog=rest,
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+    )  # fmt: skip
+    ap.add_argument("--quiet", action="store_true", help="No progress bars.")
+    return ap
 
 
 def new_c_dir(

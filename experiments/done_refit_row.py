@@ -2,7 +2,7 @@
 fit M's done head again on M's frozen memory exactly as `mdnrnn.done_refit_epochs` does at the end of M's
 training, and leave the copy ready for `worldmodels run` to train and score C in that M's dream.
 
-    python experiments/done_refit_row.py FROM TO [--epochs 10]
+    python -m experiments.done_refit_row --run-dir FROM --out TO [--epochs 10]
     worldmodels run --run-dir TO --quiet
 
 The copy's M is the M a run from scratch with `--mdnrnn.done_refit_epochs N` gives (the refit is the last
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from experiments._common import parser
 from worldmodels.config import load_config, save_config
 from worldmodels.data.datasets import SequenceStream, split
 from worldmodels.errors import WorldModelsError
@@ -29,23 +30,30 @@ from worldmodels.train.mdnrnn import latent_files, refit_done_head
 from worldmodels.utils import STREAM_MDN, load_checkpoint, save_checkpoint
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("source", type=Path, help="A run directory with M trained (one pass, no rounds).")
-    ap.add_argument("target", type=Path, help="The new run directory (must not exist).")
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
+    ap.add_argument("--run-dir", type=Path, required=True,
+                    help="A run directory with M trained (one pass, no rounds).")  # fmt: skip
+    ap.add_argument(
+        "--out", type=Path, required=True, help="The new run directory (must not exist)."
+    )
     ap.add_argument("--epochs", type=int, default=10, help="mdnrnn.done_refit_epochs of the copy.")
-    args = ap.parse_args()
-    src, dst = RunDir(args.source), RunDir(args.target)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    src = RunDir(args.run_dir)
     cfg = load_config(src.config)
     if cfg.mdnrnn.done_refit_epochs:
         raise WorldModelsError(f"{src.config}: M's done head was refit already")
-    if args.target.exists():
-        raise WorldModelsError(f"{args.target}: exists; give a new directory")
-    tmp = args.target.with_name(args.target.name + ".tmp")
+    if args.out.exists():
+        raise WorldModelsError(f"{args.out}: exists; give a new directory")
+    tmp = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in ("episodes", "latents"):
-        shutil.copytree(args.source / name, tmp / name, copy_function=os.link)
+        shutil.copytree(args.run_dir / name, tmp / name, copy_function=os.link)
     shutil.copy2(src.vae, tmp / src.vae.name)
     cfg = replace(cfg, mdnrnn=replace(cfg.mdnrnn, done_refit_epochs=args.epochs))
     save_config(cfg, tmp / src.config.name)
@@ -53,7 +61,7 @@ def main() -> None:
     device = torch.device("cpu")
     m = cfg.mdnrnn
     model = load_mdnrnn(src.round(0).mdnrnn, cfg, device)
-    train_paths, val_paths = split(latent_files(args.source, cfg), cfg.seed, cfg.val_fraction)
+    train_paths, val_paths = split(latent_files(args.run_dir, cfg), cfg.seed, cfg.val_fraction)
     stream = SequenceStream(train_paths, m.seq_len, m.batch_size, m.shuffle_episodes, cfg.seed,
                             STREAM_MDN)  # fmt: skip
     val_stream = SequenceStream(val_paths, m.seq_len, m.batch_size, m.shuffle_episodes, cfg.seed,
@@ -64,8 +72,8 @@ def main() -> None:
     blob["model"] = {k: v.clone() for k, v in model.state_dict().items()}
     header = {**header, "config": cfg.to_dict()}
     save_checkpoint(tmp / src.round(0).mdnrnn.name, header, blob)
-    tmp.rename(args.target)
-    print(f"{args.target}: ready; `worldmodels run --run-dir {args.target}` trains and scores C")
+    tmp.rename(args.out)
+    print(f"{args.out}: ready; `worldmodels run --run-dir {args.out}` trains and scores C")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How many fireballs end a DoomTakeCover episode? Health as the game reports it, never shown to V or M.
 
-    python experiments/doom_hits.py [--episodes 100] [--seed 0]
+    python -m experiments.doom_hits [--episodes 100] [--seed 0]
 
 Random-policy episodes of VizdoomTakeCover-v1 in the env and with the random policy `worldmodels collect`
 uses (the adapter's env, 160x120 and the 2,100-step limit; uniform action held 1-10 frames), reading the
@@ -16,15 +16,20 @@ from collections import Counter
 
 import numpy as np
 
+from experiments._common import parser
 from worldmodels.config import CollectConfig
 from worldmodels.envs import adapter_for
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
     ap.add_argument("--episodes", type=int, default=100, help="Random-policy episodes.")
     ap.add_argument("--seed", type=int, default=0, help="Seed of the env and of the policy.")
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     from vizdoom import GameVariable
 
     adapter = adapter_for("VizdoomTakeCover-v1")

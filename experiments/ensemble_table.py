@@ -3,7 +3,7 @@ training): for each ensemble size K an M trained on the same latents with the sa
 dream setting (tau, member choice, disagreement penalty, done read at p > 0.5 or sampled) a new C trained
 only in that dream, scored in the dream and over real episodes.
 
-    python experiments/ensemble_table.py --run-dir runs/doom-cpu --out runs/ensemble \
+    python -m experiments.ensemble_table --run-dir runs/doom-cpu --out runs/ensemble \
         [--members 1 3] [--taus 1.15 0.5] [--penalties 0 1] [--choices random] \
         [--done threshold sampled] [--generations 20] [--trials 8] [--episodes 100] [--seeds 1234 7]
 
@@ -19,9 +19,9 @@ import argparse
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
+from experiments._common import parser, stats, timed
 from worldmodels.config import load_config, save_config, with_overrides
 from worldmodels.data.starts import dream_starts
 from worldmodels.data.storage import encode_npz, list_episodes
@@ -30,9 +30,6 @@ from worldmodels.rundir import SHIPPED_STARTS
 from worldmodels.train.controller import controller_done, train_controller
 from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.utils import atomic_write_bytes, read_header
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import stats, timed  # noqa: E402
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -99,8 +96,8 @@ def train_c(m_dir: Path, setting: dict, args: argparse.Namespace) -> dict:
     return row
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
     ap.add_argument(
         "--run-dir", type=Path, required=True, help="A run after encode (V and latents)."
     )
@@ -120,8 +117,11 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=8, help="Dream rollouts per candidate.")
     ap.add_argument("--episodes", type=int, default=100, help="Real (and dream) episodes per seed.")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1234, 7], help="Evaluation seeds.")
-    ap.add_argument("--quiet", action="store_true", help="No progress bars.")
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     rows = []
     for k in args.members:
         m_dir = train_m(args.run_dir, args.out, k, args.quiet)

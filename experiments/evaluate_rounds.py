@@ -1,6 +1,6 @@
 """Score every round of iterative training on the same real episodes: is the last round the best one?
 
-    python experiments/evaluate_rounds.py --run-dir runs/doom-cpu [--rounds 3 4 5] [--episodes 100] \
+    python -m experiments.evaluate_rounds --run-dir runs/doom-cpu [--rounds 3 4 5] [--episodes 100] \
         [--seeds 1234 7]
 
 For each round R (round 0: the first M and C, before iterative training) and each seed, round R's M and C
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments._common import parser
 from worldmodels.agent import load_controller
 from worldmodels.config import load_config
 from worldmodels.evaluate import evaluate_real
@@ -26,8 +27,8 @@ from worldmodels.rundir import RunDir
 from worldmodels.utils import atomic_write_text
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
     ap.add_argument("--run-dir", type=Path, required=True, help="A run with finished rounds.")
     ap.add_argument(
         "--rounds",
@@ -37,8 +38,11 @@ def main() -> None:
     )
     ap.add_argument("--episodes", type=int, default=100, help="Real episodes per round and seed.")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1234, 7], help="Evaluation seeds.")
-    ap.add_argument("--quiet", action="store_true", help="No progress bars.")
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     run = RunDir(args.run_dir)
     cfg = load_config(run.config)
     rounds = args.rounds or [0] + sorted(

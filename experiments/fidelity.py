@@ -1,7 +1,7 @@
 """How faithful is M's dream? For each run directory given: M's held-out NLL, death recall and false alarms
 (the last validation of its training), and fixed policies scored in its dream against the real env.
 
-    python experiments/fidelity.py RUN [RUN ...] [--rollouts 256] [--episodes 100] [--seed 1234] \
+    python -m experiments.fidelity --run-dirs RUN [RUN ...] [--rollouts 256] [--episodes 100] [--seed 1234] \
         [--tau T] [--modes threshold ...] [--reproject] [--out fidelity.json]
 
 RUN is any run after train-mdnrnn (for instance the ensemble table's OUT/m1 and OUT/m3), or a directory
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments._common import parser, stats
 from worldmodels.agent import load_controller
 from worldmodels.config import Config, agent_temperature, load_config, with_overrides
 from worldmodels.dream import build_dream
@@ -38,9 +39,6 @@ from worldmodels.evaluate import evaluate_real
 from worldmodels.models import controller_dims
 from worldmodels.rundir import RunDir
 from worldmodels.utils import atomic_write_text, read_metrics
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import stats  # noqa: E402
 
 FIXED = {"always left": -1.0, "always right": 1.0, "no-op": 0.0}
 # How the dream reads M's done probability: (name, sampled, calibrated). Calibrated: the logit lowered by
@@ -152,9 +150,10 @@ def dream_scores(
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", type=Path, nargs="+", help="Run directories (M, or M and one C).")
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
+    ap.add_argument("--run-dirs", type=Path, nargs="+", required=True,
+                    help="Run directories (M, or M and one C).")  # fmt: skip
     ap.add_argument("--rollouts", type=int, default=256, help="Dream rollouts per policy.")
     ap.add_argument("--episodes", type=int, default=100, help="Real episodes per policy.")
     ap.add_argument("--seed", type=int, default=1234, help="Evaluation seed list (dream and real).")
@@ -171,12 +170,15 @@ def main() -> None:
         "as 'RUN (reprojected)'.",
     )  # fmt: skip
     ap.add_argument("--out", type=Path, help="Write the measurements here as JSON.")
-    ap.add_argument("--quiet", action="store_true", help="No progress bars.")
-    args = ap.parse_args()
-    for run in args.runs:
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    for run in args.run_dirs:
         if not (run / "config.json").exists():
             sys.exit(f"error: {run}: not a run directory (no config.json)")
-    first = load_config(args.runs[0] / "config.json")
+    first = load_config(args.run_dirs[0] / "config.json")
     old = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
     real_of = {"episodes": args.episodes, "seed": args.seed, "env": first.env.id}
     same = (
@@ -185,9 +187,9 @@ def main() -> None:
     if same:  # the fixed policies' real scores do not depend on the run: kept from the last call
         real = old["real"]
     else:
-        real = real_fixed(args.runs[0], first, args.episodes, args.seed, args.quiet)
+        real = real_fixed(args.run_dirs[0], first, args.episodes, args.seed, args.quiet)
     result = {"real_of": real_of, "real": real, "runs": old.get("runs", {}) if same else {}}  # fmt: skip
-    for run in args.runs:
+    for run in args.run_dirs:
         cfg = load_config(run / "config.json")
         if args.reproject:
             cfg = with_overrides(cfg, {"controller.reproject_z": True})
@@ -207,7 +209,7 @@ def main() -> None:
           "sampled done | calibrated p > 0.5 | calibrated, sampled | members' disagreement a step | "
           "real |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for run in (key(r, args.reproject) for r in args.runs):
+    for run in (key(r, args.reproject) for r in args.run_dirs):
         e = result["runs"][run]
         v = e["m_validation"]
         m = (

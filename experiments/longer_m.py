@@ -1,7 +1,7 @@
 """Does a longer-trained M give a better C? The shipped Doom agent's M trained further, for a round's updates
 or several times as many, on the same episodes; then new Cs in each M's dream, scored in the real env.
 
-    python experiments/longer_m.py --out runs/longer-m [--updates 600 3000] [--c-seeds 0 1] \
+    python -m experiments.longer_m --out runs/longer-m [--updates 600 3000] [--c-seeds 0 1] \
         [--eval-seeds 1234 7] [--episodes 100]
 
 OUT holds `doom-cpu`'s 2,000 random-policy episodes (collected again: the same seed gives the same
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments._common import parser
 from worldmodels.agent import load_controller
 from worldmodels.config import Config, load_config, save_config, with_overrides
 from worldmodels.data.collect import collect
@@ -64,8 +65,8 @@ def paired(a: list[float], b: list[float]) -> str:
     return f"{diff.mean():+.1f} ({diff.std(ddof=1) / math.sqrt(len(diff)):.1f})"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
     ap.add_argument("--out", type=Path, required=True, help="Where the episodes, Ms and Cs go.")
     ap.add_argument(
         "--updates", type=int, nargs="+", default=[600, 3000], help="M's further updates."
@@ -77,7 +78,11 @@ def main() -> None:
         "--eval-seeds", type=int, nargs="+", default=[1234, 7], help="Evaluation seeds."
     )
     ap.add_argument("--episodes", type=int, default=100, help="Real episodes per C and seed.")
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     out, src = args.out, pretrained_dir("doom")
     out.mkdir(parents=True, exist_ok=True)
     times = out / "times.json"

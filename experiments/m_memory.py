@@ -1,6 +1,6 @@
 """Does M's memory hold over a whole long episode, though it trains on pieces of at most seq_len steps?
 
-    python experiments/m_memory.py --out runs/m-memory [--agent doom] [--episodes 128] [--seed 555]
+    python -m experiments.m_memory --out runs/m-memory [--agent doom] [--episodes 128] [--seed 555]
 
 M trains on episodes cut into pieces of `mdnrnn.seq_len` (500 for Doom) steps, each piece from a zero
 memory, but the real-env agent and the dream run M from the first frame to the last, up to 2,100 steps. The
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments._common import parser
 from worldmodels.agent import load_controller
 from worldmodels.config import load_config, save_config, with_overrides
 from worldmodels.data.storage import list_episodes, load_npz
@@ -68,13 +69,17 @@ def read(m: torch.nn.Module, z: torch.Tensor, a: torch.Tensor, piece: int) -> tu
     return torch.cat(nll).numpy(), torch.cat(logit).numpy()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
     ap.add_argument("--out", type=Path, required=True, help="Where the episodes and copies go.")
     ap.add_argument("--agent", default="doom", help="A shipped agent's name or a run directory.")
     ap.add_argument("--episodes", type=int, default=128, help="Real episodes to record.")
     ap.add_argument("--seed", type=int, default=555, help="Seed of the recorded episodes.")
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     agent = Path(args.agent) if Path(args.agent).is_dir() else pretrained_dir(args.agent)
     if len(list_episodes(args.out / "episodes")) < args.episodes:
         record(agent, args.out, args.episodes, args.seed)

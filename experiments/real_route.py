@@ -3,7 +3,7 @@ V and first M of a finished run, on the run's parallel backend (local processes,
 `ray start --head`, then `--backend ray --ray-address auto`). Measures the cost of a generation and what the
 paper's budget (64 x 16 rollouts a generation, 1,800 generations, 64 cores) would take at that cost.
 
-    python experiments/real_route.py --run-dir runs/carracing-cpu --out runs/carracing-real \
+    python -m experiments.real_route --run-dir runs/carracing-cpu --out runs/carracing-real \
         [--population 16] [--trials 1] [--generations 10] [--episodes 100] [--seed 1234] \
         [--backend ray --ray-address auto] [--cores N]
 
@@ -17,22 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
+from experiments._common import new_c_dir, parser, timed, train_seconds
 from worldmodels.config import save_config, with_overrides
 from worldmodels.evaluate import evaluate_command, evaluation_is_current
 from worldmodels.train.controller import controller_done, train_controller
 from worldmodels.utils import read_metrics
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import new_c_dir, timed, train_seconds  # noqa: E402
-
 PAPER = {"population": 64, "trials": 16, "generations": 1800, "cores": 64}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
     ap.add_argument(
         "--run-dir", type=Path, required=True, help="A run whose V and first M are trained."
     )
@@ -51,8 +48,11 @@ def main() -> None:
     ap.add_argument("--ray-address", default="", help="Existing Ray cluster (e.g. auto).")
     ap.add_argument("--cores", type=int, default=os.cpu_count(),
                     help="Cores the rollouts ran on (for the per-core cost).")  # fmt: skip
-    ap.add_argument("--quiet", action="store_true", help="No progress bars.")
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     d = args.out
     cfg = new_c_dir(args.run_dir, d, {

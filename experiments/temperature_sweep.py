@@ -1,7 +1,7 @@
 """The paper's temperature experiment on a finished run: for each tau, a new C trained only inside the
 dream of the run's final M, then scored inside the dream (at that tau) and in the real env.
 
-    python experiments/temperature_sweep.py --run-dir runs/doom-cpu --out runs/doom-cpu-sweep \
+    python -m experiments.temperature_sweep --run-dir runs/doom-cpu --out runs/doom-cpu-sweep \
         [--taus 0.1 0.5 1.0 1.15 1.3] [--population 64] [--trials 8] [--generations 20] [--episodes 100] \
         [--seed S] [--first-pass]
 
@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from experiments._common import new_c_dir, parser, timed, train_seconds
 from worldmodels.evaluate import evaluate_command, evaluation_is_current
 from worldmodels.train.controller import controller_done, train_controller
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import new_c_dir, timed, train_seconds  # noqa: E402
 
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
     ap.add_argument(
         "--run-dir", type=Path, required=True, help="A finished run (its final M is used)."
     )
@@ -41,8 +38,11 @@ def main() -> None:
                     help="Seed of the scores' episodes (default: the run's evaluate.seed).")  # fmt: skip
     ap.add_argument("--first-pass", action="store_true",
                     help="Use the run's first M (before iterative training), not its final one.")  # fmt: skip
-    ap.add_argument("--quiet", action="store_true", help="No progress bars.")
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     rows = []
     for tau in args.taus:

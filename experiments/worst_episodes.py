@@ -1,7 +1,7 @@
 """An agent's worst real episodes, looked at: each as a GIF of the real frames, V's reconstruction and M's
 dream started from the same first frame (C driving in both), with what M predicted along the real episode.
 
-    python experiments/worst_episodes.py --agent carracing --seed 99 --episodes 100 --worst 4 \
+    python -m experiments.worst_episodes --agent carracing --seed 99 --episodes 100 --worst 4 \
         --out runs/worst-carracing
 
 Scores the agent over `--episodes` real episodes of evaluation seed list `--seed` (as `worldmodels evaluate
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import worldmodels as wm
+from experiments._common import parser
 from worldmodels.dream import Dream, DreamEnv
 from worldmodels.episodes import eval_seeds
 from worldmodels.evaluate import evaluate_real
@@ -106,8 +107,8 @@ def plot(path: Path, real: dict, dream: dict, title: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
     ap.add_argument(
         "--agent", default="carracing", help="Shipped agent, exported folder or run dir."
     )
@@ -115,7 +116,11 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100, help="Real episodes to choose from.")
     ap.add_argument("--worst", type=int, default=4, help="How many of the lowest to replay.")
     ap.add_argument("--out", type=Path, required=True, help="Folder for the GIFs, plots and JSON.")
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     agent = wm.load(args.agent)
     cfg = agent.config

@@ -135,7 +135,7 @@ def test_dream_starts_anywhere_carry_m_memory_of_the_real_episode_up_to_there(dr
 
 
 def test_a_fixed_policy_in_the_batched_dream_plays_as_in_the_single_dream(dream_run):
-    # experiments/fidelity.py scores fixed policies this way; the rows still alive are the policy's to act
+    # experiments.fidelity scores fixed policies this way; the rows still alive are the policy's to act
     dream = build_dream(dream_run, preset("debug"), "cpu")
     seen = []
 

@@ -1,0 +1,19 @@
+"""The experiments behind docs/results.md, each a module run from the repository root as
+`python -m experiments.NAME` (`--help` explains every flag). One command-line style (`_common.parser`):
+what an experiment reads comes as `--run-dir`, `--run-dirs` or `--agent`, what it writes goes to `--out`,
+and `--quiet` turns off progress bars.
+
+average_cs         one C whose weights are the mean of several Cs' (a vote in one linear C)
+done_refit_row     issue 34's done-head refit applied to an already trained M, ready for `worldmodels run`
+doom_hits          how many fireballs end a DoomTakeCover episode (the game's health, never seen by V or M)
+ensemble_table     does an ensemble M make the dream harder to cheat (one pass on random data)
+evaluate_rounds    every round of iterative training on the same real episodes
+fidelity           fixed policies in M's dream against the real env, and M's death recall
+longer_m           does a longer-trained M give a better C
+m_memory           does M's memory hold over a whole long episode
+real_route         the paper's route: C trained with CMA-ES in the real env (local or Ray)
+temperature_sweep  the paper's temperature table on a finished run
+worst_episodes     an agent's worst real episodes as GIFs, with what M predicted along them
+
+experiments/dropout_rows.sh (issue 34's dropout rows) is a shell script of `worldmodels` commands.
+"""
