@@ -9,11 +9,11 @@ doom_hits          how many fireballs end a DoomTakeCover episode (the game's he
 ensemble_table     does an ensemble M make the dream harder to cheat (one pass on random data)
 evaluate_rounds    every round of iterative training on the same real episodes
 fidelity           fixed policies in M's dream against the real env, and M's death recall
-longer_m           does a longer-trained M give a better C
 m_memory           does M's memory hold over a whole long episode
 real_route         the paper's route: C trained with CMA-ES in the real env (local or Ray)
 temperature_sweep  the paper's temperature table on a finished run
 worst_episodes     an agent's worst real episodes as GIFs, with what M predicted along them
 
+Retired, with the commit that ran them named in docs/results.md: longer_m (d92a31f).
 experiments/dropout_rows.sh (issue 34's dropout rows) is a shell script of `worldmodels` commands.
 """

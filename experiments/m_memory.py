@@ -29,7 +29,7 @@ from worldmodels.models.checkpoints import load_mdnrnn
 from worldmodels.models.mdnrnn import mdn_nll
 from worldmodels.models.vae import sample_z
 from worldmodels.pretrained import pretrained_dir
-from worldmodels.train.iterate import collect_round
+from worldmodels.train.iterate import record_agent_episodes
 from worldmodels.train.vae import encode_latents
 
 EDGES = [0, 250, 500, 750, 1000, 1500, 2100]
@@ -41,14 +41,11 @@ def record(agent: Path, out: Path, episodes: int, seed: int) -> None:
     for name in ("vae.pt", "mdnrnn.pt", "controller.pt"):
         if not (out / name).exists():
             shutil.copy(agent / name, out / name)
-    cfg = with_overrides(
-        load_config(agent / "config.json"),
-        {"collect.episodes": 1, "iterate.episodes": episodes, "iterate.explore": 0.0, "seed": seed},
-    )
+    cfg = with_overrides(load_config(agent / "config.json"), {"iterate.explore": 0.0, "seed": seed})
     save_config(cfg, out / "config.json")
     params = load_controller(out / "controller.pt", cfg)
-    # "round 1" of a run with one random episode: the episodes get indices 1..N (no random one is made)
-    collect_round(out, cfg, 1, out / "mdnrnn.pt", params, progress=True)
+    # indices 1..N: the episodes (and seeds) this experiment recorded before record_agent_episodes existed
+    record_agent_episodes(out, cfg, range(1, episodes + 1), out / "mdnrnn.pt", params)
     encode_latents(out, cfg, progress=True)
 
 

@@ -53,16 +53,34 @@ def round_episodes(cfg: Config, r: int) -> range:
 def collect_round(
     run_dir: Path, cfg: Config, r: int, mdnrnn: Path, params: np.ndarray, progress: bool
 ) -> dict[str, float]:
+    """Round r's real episodes, played by C (`params`) with `mdnrnn` and the run's V."""
+    return record_agent_episodes(run_dir, cfg, round_episodes(cfg, r), mdnrnn, params, progress,
+                                 f"round {r}: collect with C")  # fmt: skip
+
+
+def record_agent_episodes(
+    run_dir: Path,
+    cfg: Config,
+    indices: range | list[int],
+    mdnrnn: Path,
+    params: np.ndarray,
+    progress: bool = True,
+    desc: str = "record with C",
+) -> dict[str, float]:
+    """Real episodes `indices` played by C (`params`) with `mdnrnn` and the run's V, handing over to the
+    random policy at `iterate.explore`, written to RUN_DIR/episodes as episode files of those indices (each
+    index fixes its episode's seed); the ones already there are kept (resumable). Returns the episodes,
+    steps and mean return of what it played."""
     folder = RunDir(run_dir).episodes
     remove_stale_temporaries(folder)
     have = {p.name for p in list_episodes(folder)}
-    todo = [i for i in round_episodes(cfg, r) if episode_path(folder, i).name not in have]
+    todo = [i for i in indices if episode_path(folder, i).name not in have]
     tasks = [RecordEpisodesTask(params, cfg.iterate.explore, cfg.seed, tuple(todo[p]))
              for p in split_into_tasks(len(todo), cfg)]  # fmt: skip
     weights = VMWeights.of_run(run_dir, cfg, mdnrnn) if tasks else None
     clock, steps, returns = Stopwatch(), 0, []
-    n = cfg.iterate.episodes
-    with tqdm(total=n, initial=n - len(todo), desc=f"round {r}: collect with C", unit="ep",
+    n = len(indices)
+    with tqdm(total=n, initial=n - len(todo), desc=desc, unit="ep",
               disable=not progress, dynamic_ncols=True) as bar:  # fmt: skip
         for task, results in run_tasks(record_episodes, tasks, cfg.parallel, weights):
             for index, result in zip(task.indices, results, strict=True):
