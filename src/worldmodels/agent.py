@@ -126,8 +126,8 @@ class BatchedAgent:
         self, obs: np.ndarray, rows: list[int], outputs: torch.Tensor | None = None
     ) -> list[Any]:
         """Frames (k, 64, 64, 3) of the slots `rows` -> their env actions. `outputs` (k, C's outputs), when
-        given, stands in for C's (a person driving, `worldmodels play`). The step's z and action vectors
-        are kept in `last_z` and `last_vec`."""
+        given, stands in for C's (a person driving, `worldmodels play`). The step's z and the action vectors
+        M read (`mdnrnn.action_input`) are kept in `last_z` and `last_vec`."""
         cfg, adapter, k = self.m.cfg, self.m.adapter, len(rows)
         frames = torch.from_numpy(np.ascontiguousarray(obs))
         if k < V_MIN_BATCH:
@@ -147,6 +147,7 @@ class BatchedAgent:
             a = linear.act(self.params[rows], x, self.out_dim, cfg.controller.bias)
         vec = adapter.controller_to_vector(a)
         actions = [adapter.vector_to_action(v) for v in vec.numpy()]
+        m_vec = adapter.m_action(a, cfg.mdnrnn.action_input)  # what M reads (mdnrnn.action_input)
         if self.explore > 0:
             hold = cfg.collect
             for j, i in enumerate(rows):
@@ -156,10 +157,12 @@ class BatchedAgent:
                 if self.exploring[i] > 0:
                     self.exploring[i] -= 1
                     actions[j] = self.random[i](obs[j])
-                    vec[j] = torch.as_tensor(adapter.encode_action(actions[j]), dtype=torch.float32)
-        h, c = self.m.mdnrnn.advance(z, vec, (h, c))
+                    m_vec[j] = torch.as_tensor(
+                        adapter.encode_action(actions[j]), dtype=torch.float32
+                    )
+        h, c = self.m.mdnrnn.advance(z, m_vec, (h, c))
         self.h[:, rows], self.c[:, rows] = h, c
-        self.last_z, self.last_vec = z, vec
+        self.last_z, self.last_vec = z, m_vec
         return actions
 
 

@@ -333,9 +333,10 @@ class WorldModel:
         return adapter_for(env_id or self.env_id).make(max_steps or self.config.env.max_steps)
 
     def action_vector(self, outputs: np.ndarray) -> np.ndarray:
-        """C's outputs (N, O) in [-1, 1] -> the action vectors M sees (N, A) (Doom: -1, 0, +1)."""
+        """C's outputs (N, O) in [-1, 1] -> the action vectors M reads (N, A): the env's (Doom: -1, 0,
+        +1), or C's outputs themselves for an M trained with `mdnrnn.action_input controller`."""
         x = torch.as_tensor(np.atleast_2d(np.asarray(outputs, np.float32)))
-        return self.adapter.controller_to_vector(x).numpy()
+        return self.adapter.m_action(x, self.config.mdnrnn.action_input).numpy()
 
     def env_action(self, vector: np.ndarray) -> Any:
         """One action vector (A,) -> the env's action."""

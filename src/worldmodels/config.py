@@ -130,6 +130,11 @@ class MDNRNNConfig:
     (variational dropout, as in Wellmer and Kwok's "Dropout's Dream Land", 2021). The real-env agent uses
     the whole M; the dream draws a mask per rollout (controller.dream_dropout). About 1.5x M's training
     time (the LSTM is unrolled step by step)."""
+    action_input: str = "env"
+    """What M reads as the action of a step: `env`, the action the env played, as M's action vector (Doom:
+    -1, 0 or +1 after C's output is thresholded at +-1/3); `controller`, C's own output in [-1, 1] where C
+    acted (the reference code's Doom M), the played action's vector where the random policy did (random
+    episodes, exploration). Needs C's outputs to be M's action vector (Doom: one number)."""
     members: int = 1
     """M as an ensemble of this many members (1: the paper's single M). Each starts from its own
     initialisation and trains on its own bootstrap weights of the sequences (Poisson(1) per sequence and
@@ -533,6 +538,10 @@ def validate(cfg: Config) -> None:
         (cfg.mdnrnn.batch_size >= 1, "mdnrnn.batch_size must be >= 1"),
         (cfg.mdnrnn.seq_len >= 2, "mdnrnn.seq_len must be >= 2"),
         (cfg.mdnrnn.members >= 1, "mdnrnn.members must be >= 1"),
+        (
+            cfg.mdnrnn.action_input in ("env", "controller"),
+            "mdnrnn.action_input must be 'env' or 'controller'",
+        ),
         (0 <= cfg.mdnrnn.dropout < 1, "mdnrnn.dropout must be in [0, 1)"),
         (cfg.mdnrnn.done_refit_epochs >= 0, "mdnrnn.done_refit_epochs must be >= 0 (0: off)"),
         (

@@ -67,6 +67,8 @@ class DreamSpec:
     """Ensemble M: subtracted from each step's reward, times the members' disagreement."""
     dropout: float = 0.0
     """Each rollout's dropout rate of M's input and fed-back h, one mask per rollout (0: the whole M)."""
+    action_input: str = "env"
+    """What M reads as C's action: the env's action vector (`env`) or C's output (`controller`)."""
 
     @classmethod
     def of(
@@ -91,6 +93,7 @@ class DreamSpec:
             member_choice=c.member_choice,
             disagreement_penalty=c.disagreement_penalty,
             dropout=cfg.mdnrnn.dropout if c.dream_dropout < 0 else c.dream_dropout,
+            action_input=cfg.mdnrnn.action_input,
         )
 
 
@@ -321,7 +324,7 @@ class Dream:
                 a = policy(alive, t)
             u, eps, u_done, u_member = streams.next(alive)
             z, reward, done, state = self.step(
-                z, self.adapter.controller_to_vector(a), state, u, eps, u_done, u_member,
+                z, self.adapter.m_action(a, self.spec.action_input), state, u, eps, u_done, u_member,
                 None if masks is None else DropoutMasks(masks.input[alive], masks.hidden[alive]),
             )  # fmt: skip
             returns[alive] += reward
@@ -396,7 +399,8 @@ class DreamSlots:
         u_member = self.members[self.rows, at] if self.dream.ensemble else None
         self.t += 1
         u, eps, u_done = _split_row(row, self.dream.z_dim)
-        vec = self.dream.adapter.controller_to_vector(outputs.to(self.dream.device))
+        d = self.dream
+        vec = d.adapter.m_action(outputs.to(d.device), d.spec.action_input)
         self.z, reward, done, (self.h, self.c) = self.dream.step(
             self.z, vec, (self.h, self.c), u, eps, u_done, u_member, self.masks
         )

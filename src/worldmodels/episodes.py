@@ -124,10 +124,14 @@ def play_batch(
     while job_of:
         alive = sorted(job_of)
         actions = agent.act(np.stack([obs[i] for i in alive]), alive)
-        if record:
-            for i, action in zip(alive, actions, strict=True):
+        if record:  # the action as M reads it: the env's action vector, or C's own output
+            m_input = agent.m.cfg.mdnrnn.action_input == "controller"
+            read = agent.last_vec.numpy() if m_input else None
+            for k, (i, action) in enumerate(zip(alive, actions, strict=True)):
                 eps[job_of[i]]["obs"].append(obs[i])
-                eps[job_of[i]]["action"].append(adapter.encode_action(action))
+                eps[job_of[i]]["action"].append(
+                    read[k].copy() if read is not None else adapter.encode_action(action)
+                )
         steps = [(envs[i], a) for i, a in zip(alive, actions, strict=True)]
         results = (
             list(_env_threads().map(_step, steps))

@@ -189,6 +189,18 @@ class Adapter:
         The dream and the real-env agent both go through this one mapping."""
         return self.codec.from_controller(a)
 
+    def m_action(self, a: torch.Tensor, action_input: str) -> torch.Tensor:
+        """C's outputs (N, O) -> what M reads as the step's action: the env's action vector
+        (`mdnrnn.action_input env`) or C's outputs themselves (`controller`, which needs O = action_dim)."""
+        if action_input == "env":
+            return self.controller_to_vector(a)
+        if self.controller_outputs != self.action_dim:
+            raise WorldModelsError(
+                f"mdnrnn.action_input controller: C's {self.controller_outputs} output(s) are not "
+                f"M's action vector ({self.action_dim} numbers) in {self.env_id}; use env"
+            )
+        return a.clone()
+
     def vector_to_action(self, v: np.ndarray) -> Any:
         """The inverse of encode_action: an action vector (action_dim,) -> the env's action."""
         return self.codec.decode(v)

@@ -106,8 +106,9 @@ class DoomAdapter(VizdoomAdapter):
         return (x > 1 / 3).to(a.dtype) - (x < -1 / 3).to(a.dtype)
 
     def vector_to_action(self, v: np.ndarray) -> int:
+        # the paper's thresholds, so C's own output (mdnrnn.action_input controller) maps as its vector does
         x = float(np.asarray(v).reshape(-1)[0])
-        return LEFT if x < -0.5 else RIGHT if x > 0.5 else NOOP
+        return LEFT if x < -1 / 3 else RIGHT if x > 1 / 3 else NOOP
 
     def controls(self) -> Controls:
         return Controls([0.0], [Control("ArrowLeft", "left", {0: -1.0}),
