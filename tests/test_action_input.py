@@ -40,13 +40,18 @@ def test_cs_output_as_ms_action_needs_one_output_per_action_number():
 
 @pytest.fixture(scope="module")
 def controller_input_run(trained_run, tmp_path_factory):
-    """The debug run with M reading C's outputs, after one round of C's own play (no exploration)."""
+    """The debug run with M reading C's outputs, and two real episodes of its C recorded (no exploration)
+    after its random ones, as a round of iterative training records them."""
+    from worldmodels.agent import load_controller
+    from worldmodels.train.iterate import record_agent_episodes
+
     run = copy_run(trained_run, tmp_path_factory.mktemp("action-input") / "run")
-    cfg = with_overrides(load_config(run / "config.json"), {"mdnrnn.action_input": "controller"})
+    cfg = with_overrides(load_config(run / "config.json"),
+                         {"mdnrnn.action_input": "controller", "iterate.explore": 0.0})  # fmt: skip
     save_config(cfg, run / "config.json")
-    out = cli("iterate", "--run-dir", str(run), "--quiet", "--iterate.rounds", "1",
-              "--iterate.episodes", "2", "--iterate.eval_episodes", "0", "--iterate.explore", "0")  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
+    first = cfg.collect.episodes
+    params = load_controller(run / "controller.pt", cfg)
+    record_agent_episodes(run, cfg, range(first, first + 2), run / "mdnrnn.pt", params, False)
     return run
 
 
