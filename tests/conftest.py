@@ -125,3 +125,26 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 
 
 __all__ = ["FakePixelEnv", "cli", "cli_process", "copy_run", "one_line_error", "with_overrides"]
+
+
+def stop_m_training(run: Path, cfg, updates: int = 2) -> None:
+    """Leave RUN's M as a training stopped after `updates` updates leaves it: a checkpoint at that step that
+    is not finished (trained with mdnrnn.max_updates and no done refit, then marked unfinished), so the
+    next train_mdnrnn resumes from there."""
+    import torch
+
+    from worldmodels.config import with_overrides
+    from worldmodels.models import build_mdnrnn
+    from worldmodels.train.common import Position, load_training, save_training
+    from worldmodels.train.mdnrnn import train_mdnrnn
+
+    path = Path(run) / "mdnrnn.pt"
+    path.unlink(missing_ok=True)
+    short = {"mdnrnn.max_updates": updates, "mdnrnn.done_refit_epochs": 0}
+    train_mdnrnn(run, with_overrides(cfg, short), progress=False)
+    m = build_mdnrnn(cfg, 1)
+    opt, gen = torch.optim.Adam(m.parameters()), torch.Generator()
+    _, pos = load_training(path, "mdnrnn", m, opt, gen)
+    assert pos.step == updates and pos.finished
+    save_training(path, "mdnrnn", cfg, Position(pos.step, pos.epoch, pos.batch, False), m, opt, gen,
+                  {"action_dim": 1})  # fmt: skip

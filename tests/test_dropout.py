@@ -12,13 +12,11 @@ import torch
 
 from worldmodels.config import preset, save_config, with_overrides
 from worldmodels.dream import DreamSpec, build_dream, rollout_masks
-from worldmodels.models import build_mdnrnn
 from worldmodels.models.mdnrnn import MDNRNN, DropoutMasks, dropout_masks
-from worldmodels.train.common import Position, load_training, save_training
 from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.utils import load_checkpoint
 
-from .conftest import cli, one_line_error
+from .conftest import cli, one_line_error, stop_m_training
 
 
 def _m() -> MDNRNN:
@@ -85,14 +83,7 @@ def test_training_with_dropout_changes_m_and_resumes_to_the_same_weights(trained
     assert not torch.equal(ref["lstm.weight_hh_l0"], plain["lstm.weight_hh_l0"])
     # stopped after 2 updates, then resumed: the masks come from the training's saved stream
     again = shutil.copytree(run, run.parent / "again")
-    (again / "mdnrnn.pt").unlink()
-    train_mdnrnn(again, with_overrides(cfg, {"mdnrnn.max_updates": 2}), progress=False)
-    m = build_mdnrnn(cfg, 1)
-    opt, gen = torch.optim.Adam(m.parameters()), torch.Generator()
-    _, pos = load_training(again / "mdnrnn.pt", "mdnrnn", m, opt, gen)
-    assert pos.step == 2
-    save_training(again / "mdnrnn.pt", "mdnrnn", cfg, Position(pos.step, pos.epoch, pos.batch, False),
-                  m, opt, gen, {"action_dim": 1})  # fmt: skip
+    stop_m_training(again, cfg)
     train_mdnrnn(again, cfg, progress=False)
     header, blob = load_checkpoint(again / "mdnrnn.pt", "mdnrnn")
     assert header["step"] == ref_header["step"] > 2

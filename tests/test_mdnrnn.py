@@ -18,7 +18,7 @@ from worldmodels.train.controller import train_controller
 from worldmodels.train.mdnrnn import mdnrnn_losses, train_mdnrnn
 from worldmodels.utils import load_checkpoint
 
-from .conftest import cli, one_line_error
+from .conftest import cli, one_line_error, stop_m_training
 
 
 def test_nll_matches_mixture_same_family():
@@ -227,20 +227,7 @@ def test_train_resume_and_refusals(trained_run, tmp_path):
     torch.testing.assert_close(model(z, a)[0].mu, again(z, a)[0].mu, rtol=0, atol=0)
     # resume: an unfinished checkpoint continues to the same final step and weights
     ref_header, ref_blob = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")
-    (run / "mdnrnn.pt").unlink()
-    more = with_overrides(cfg, {"mdnrnn.max_updates": 2})
-    save_config(more, run / "config.json")
-    train_mdnrnn(run, more, progress=False)
-    header, blob = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")
-    assert header["step"] == 2 and header["finished"]
-    from worldmodels.train.common import Position, load_training, save_training
-
-    m2 = MDNRNN(cfg.vae.z_dim, 1, cfg.mdnrnn.hidden)
-    opt = torch.optim.Adam(m2.parameters())
-    gen = torch.Generator()
-    _, pos = load_training(run / "mdnrnn.pt", "mdnrnn", m2, opt, gen)
-    save_training(run / "mdnrnn.pt", "mdnrnn", cfg, Position(pos.step, pos.epoch, pos.batch, False), m2, opt,
-                  gen, {"action_dim": 1})  # fmt: skip
+    stop_m_training(run, cfg)
     save_config(cfg, run / "config.json")
     train_mdnrnn(run, cfg, progress=False)
     header, blob = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")
@@ -346,15 +333,7 @@ def test_the_done_head_refit_changes_only_the_done_row_keeps_its_best_and_resume
     kept = row["mdnrnn/done_refit_epochs_kept"]
     assert (kept == 0) == torch.equal(refit["head.weight"][i], plain["head.weight"][i])
     # stopped after 2 updates and resumed: the same M, refit included
-    (run / "mdnrnn.pt").unlink()
-    train_mdnrnn(run, with_overrides(cfg, {"mdnrnn.max_updates": 2}), progress=False)
-    from worldmodels.train.common import Position, load_training, save_training
-
-    m2 = MDNRNN(cfg.vae.z_dim, 1, cfg.mdnrnn.hidden)
-    opt, gen = torch.optim.Adam(m2.parameters()), torch.Generator()
-    _, pos = load_training(run / "mdnrnn.pt", "mdnrnn", m2, opt, gen)
-    save_training(run / "mdnrnn.pt", "mdnrnn", cfg, Position(pos.step, pos.epoch, pos.batch, False),
-                  m2, opt, gen, {"action_dim": 1})  # fmt: skip
+    stop_m_training(run, cfg)
     train_mdnrnn(run, cfg, progress=False)
     again = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")[1]["model"]
     for k, v in refit.items():
