@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from worldmodels.config import load_config, save_config, with_overrides
-from worldmodels.data.storage import list_episodes, load_npz
 from worldmodels.dream import build_dream
 from worldmodels.envs import adapter_for
 
@@ -40,30 +39,37 @@ def test_cs_output_as_ms_action_needs_one_output_per_action_number():
 
 @pytest.fixture(scope="module")
 def controller_input_run(trained_run, tmp_path_factory):
-    """The debug run with M reading C's outputs, and two real episodes of its C recorded (no exploration)
-    after its random ones, as a round of iterative training records them."""
-    from worldmodels.agent import load_controller
-    from worldmodels.train.iterate import record_agent_episodes
-
+    """The debug run with M reading C's outputs."""
     run = copy_run(trained_run, tmp_path_factory.mktemp("action-input") / "run")
-    cfg = with_overrides(load_config(run / "config.json"),
-                         {"mdnrnn.action_input": "controller", "iterate.explore": 0.0})  # fmt: skip
+    cfg = with_overrides(load_config(run / "config.json"), {"mdnrnn.action_input": "controller"})
     save_config(cfg, run / "config.json")
-    first = cfg.collect.episodes
-    params = load_controller(run / "controller.pt", cfg)
-    record_agent_episodes(run, cfg, range(first, first + 2), run / "mdnrnn.pt", params, False)
     return run
 
 
-def test_cs_episodes_record_its_outputs_and_random_ones_the_played_action(controller_input_run):
-    cfg = load_config(controller_input_run / "config.json")
-    paths = list_episodes(controller_input_run / "episodes")
-    random_eps, cs_eps = paths[: cfg.collect.episodes], paths[cfg.collect.episodes :]
-    assert len(cs_eps) == 2
-    for p in random_eps:
-        assert set(np.unique(load_npz(p, ("action",))["action"])) <= {-1.0, 0.0, 1.0}
-    a = np.concatenate([load_npz(p, ("action",))["action"] for p in cs_eps])
-    assert (np.abs(a) <= 1).all() and not set(np.unique(a)) <= {-1.0, 0.0, 1.0}
+def test_cs_episodes_record_what_m_read_and_the_env_played_the_same(controller_input_run):
+    """Two episodes of C, recorded as a round of iterative training records them (in this process): each
+    step's action is C's output where C acted, the played action's vector where the random policy did;
+    with the env's vectors instead, only vectors are recorded. The first step plays the same action
+    either way (M's memory starts at zero, so what M read has not reached C yet)."""
+    from worldmodels.agent import BatchedAgent, load_controller, load_models
+    from worldmodels.episodes import play_batch, worker_envs
+
+    recorded, explore = {}, 0.3
+    envs = worker_envs("VizdoomTakeCover-v1", 60, 2)  # the debug run's env and step limit
+    for action_input in ("controller", "env"):
+        cfg = with_overrides(load_config(controller_input_run / "config.json"),
+                             {"mdnrnn.action_input": action_input})  # fmt: skip
+        models = load_models(controller_input_run, cfg)
+        params = load_controller(controller_input_run / "controller.pt", cfg)
+        agent = BatchedAgent(models, 2, explore)
+        eps = play_batch(envs, models.adapter, agent, [(11, params), (12, params)], record=True)
+        recorded[action_input] = np.concatenate([e["action"] for e in eps])
+    env, ours = recorded["env"], recorded["controller"]
+    assert set(np.unique(env)) <= {-1.0, 0.0, 1.0}
+    assert (np.abs(ours) <= 1).all() and not set(np.unique(ours)) <= {-1.0, 0.0, 1.0}
+    adapter = adapter_for("VizdoomTakeCover-v1")
+    assert adapter.vector_to_action(ours[0]) == adapter.vector_to_action(env[0])
+    assert np.isin(ours, [-1.0, 0.0, 1.0]).sum() > 0  # the random policy's steps: the played vector
 
 
 @pytest.mark.parametrize("action_input", ["env", "controller"])
