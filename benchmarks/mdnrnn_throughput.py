@@ -1,12 +1,16 @@
-"""M's speed: training throughput (sequence-steps/s) and single-step throughput at batch 1, 64 and 1024.
+"""M's speed: training throughput (sequence-steps/s) with and without dropout, and single-step
+throughput at batch 1, 64 and 1024.
 
-    python benchmarks/mdnrnn_throughput.py
+    python benchmarks/mdnrnn_throughput.py [--device cpu|cuda] [--dropout 0.1] [--batch 100] [--seq 300]
 
-Doom-size M (z 64, 512 units, done head), batch 100 sequences of 300 steps, bf16 autocast on and off.
+Doom-size M (z 64, 512 units, done head), by default batch 100 sequences of 300 steps, bf16 autocast on and off.
+Dropout (`mdnrnn.dropout`) runs the LSTM step by step (its masks are fixed per sequence), the plain M
+runs the fused LSTM: both are measured in the same run, so their ratio is this machine's.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -19,50 +23,80 @@ from _common import report  # noqa: E402
 from worldmodels.config import preset  # noqa: E402
 from worldmodels.models.mdnrnn import MDNRNN  # noqa: E402
 from worldmodels.train.mdnrnn import mdnrnn_losses  # noqa: E402
+from worldmodels.utils import autocast  # noqa: E402
 
 
-def train_steps_per_s(amp: bool, B: int = 100, T: int = 300, n: int = 4) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_steps_per_s(
+    device: torch.device, amp: bool, dropout: float, B: int = 100, T: int = 300, n: int = 4
+) -> float:
     torch.manual_seed(0)
-    m = MDNRNN(64, 1, 512, 5, done_head=True)
+    m = MDNRNN(64, 1, 512, 5, done_head=True, dropout=dropout).to(device).train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     batch = {
         "mu": torch.randn(B, T + 1, 64), "logvar": torch.full((B, T + 1, 64), -2.0),
         "action": torch.randn(B, T, 1), "reward": torch.zeros(B, T), "terminated": torch.zeros(B, T),
         "mask": torch.ones(B, T, dtype=torch.bool), "next_mask": torch.ones(B, T, dtype=torch.bool),
     }  # fmt: skip
+    batch = {k: v.to(device) for k, v in batch.items()}
+    gen = torch.Generator(device=device).manual_seed(0)
     cfg = preset("doom")
     for i in range(n + 1):
         if i == 1:
+            _sync(device)
             t = time.perf_counter()
-        losses, _ = mdnrnn_losses(m, batch, cfg, None, amp)
+        losses, _ = mdnrnn_losses(m, batch, cfg, gen, amp)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_value_(m.parameters(), 1.0)
         opt.step()
+    _sync(device)
     return B * T * n / (time.perf_counter() - t)
 
 
 @torch.no_grad()
-def step_per_s(batch: int, amp: bool, n: int = 200) -> float:
-    m = MDNRNN(64, 1, 512, 5, done_head=True).eval()
-    z, a = torch.randn(batch, 64), torch.randn(batch, 1)
-    state = m.initial_state(batch)
+def step_per_s(device: torch.device, batch: int, amp: bool, n: int = 200) -> float:
+    m = MDNRNN(64, 1, 512, 5, done_head=True).to(device).eval()
+    z, a = torch.randn(batch, 64, device=device), torch.randn(batch, 1, device=device)
+    state = m.initial_state(batch, device)
     for i in range(n + 10):
         if i == 10:
+            _sync(device)
             t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        with autocast(device, amp):
             _, state = m.step(z, a, state)
+    _sync(device)
     return batch * n / (time.perf_counter() - t)
 
 
 def main() -> None:
-    result = {}
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="torch device to measure on (default: cpu)")
+    p.add_argument("--dropout", type=float, default=0.1,
+                   help="dropout rate of the step-by-step LSTM row (default: 0.1)")  # fmt: skip
+    p.add_argument(
+        "--batch", type=int, default=100, help="training batch, sequences (default: 100)"
+    )
+    p.add_argument("--seq", type=int, default=300, help="training sequence length (default: 300)")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    result = {"device": str(device)}
     for amp in (False, True):
+        fused = train_steps_per_s(device, amp, 0.0, args.batch, args.seq)
+        unrolled = train_steps_per_s(device, amp, args.dropout, args.batch, args.seq)
         result[f"amp_{amp}"] = {
-            "train_sequence_steps_per_s": round(train_steps_per_s(amp)),
-            **{f"step_batch_{b}_per_s": round(step_per_s(b, amp)) for b in (1, 64, 1024)},
+            "train_sequence_steps_per_s": round(fused),
+            f"train_dropout_{args.dropout}_sequence_steps_per_s": round(unrolled),
+            "dropout_time_ratio": round(fused / unrolled, 2),
+            **{f"step_batch_{b}_per_s": round(step_per_s(device, b, amp)) for b in (1, 64, 1024)},
         }
-    report("mdnrnn_throughput", result)
+    report(
+        "mdnrnn_throughput" if device.type == "cpu" else f"mdnrnn_throughput_{device.type}", result
+    )
 
 
 if __name__ == "__main__":

@@ -137,13 +137,15 @@ def stop_m_training(run: Path, cfg, updates: int = 2) -> None:
     from worldmodels.models import build_mdnrnn
     from worldmodels.train.common import Position, load_training, save_training
     from worldmodels.train.mdnrnn import train_mdnrnn
+    from worldmodels.utils import resolve_device
 
     path = Path(run) / "mdnrnn.pt"
     path.unlink(missing_ok=True)
     short = {"mdnrnn.max_updates": updates, "mdnrnn.done_refit_epochs": 0}
     train_mdnrnn(run, with_overrides(cfg, short), progress=False)
     m = build_mdnrnn(cfg, 1)
-    opt, gen = torch.optim.Adam(m.parameters()), torch.Generator()
+    # the training's generator lives on its device (a CUDA machine's `auto`), so must this one
+    opt, gen = torch.optim.Adam(m.parameters()), torch.Generator(resolve_device(cfg.device))
     _, pos = load_training(path, "mdnrnn", m, opt, gen)
     assert pos.step == updates and pos.finished
     save_training(path, "mdnrnn", cfg, Position(pos.step, pos.epoch, pos.batch, False), m, opt, gen,

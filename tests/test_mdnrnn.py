@@ -242,6 +242,35 @@ def test_train_resume_and_refusals(trained_run, tmp_path):
         load_mdnrnn(run / "mdnrnn.pt", with_overrides(cfg, {"vae.z_dim": 4}))
 
 
+def test_a_random_stream_saved_on_another_device_type_seeds_one_from_it(tmp_path, capsys):
+    # a training stopped on a GPU keeps a CUDA generator's 16-byte state; resumed on the CPU (whose
+    # generator state is 5,056 bytes) it continues from a stream seeded from that state, the same each time
+    from worldmodels.train.common import restore_generator
+
+    cuda_state = torch.arange(16, dtype=torch.uint8)
+    draws = []
+    for _ in range(2):
+        g = torch.Generator()
+        restore_generator(g, cuda_state, tmp_path / "m.pt")
+        draws.append(torch.rand(5, generator=g))
+    torch.testing.assert_close(draws[0], draws[1], rtol=0, atol=0)
+    note = capsys.readouterr().err.strip().splitlines()
+    assert len(note) == 2 and "m.pt" in note[0] and "another device type" in note[0]
+    g = torch.Generator()
+    restore_generator(g, torch.arange(1, 17, dtype=torch.uint8), tmp_path / "m.pt")
+    assert not torch.equal(torch.rand(5, generator=g), draws[0])
+    capsys.readouterr()
+    # a state of the same device type is restored exactly, without a note
+    saved = torch.Generator().manual_seed(3)
+    torch.rand(7, generator=saved)
+    g = torch.Generator()
+    restore_generator(g, saved.get_state(), tmp_path / "m.pt")
+    torch.testing.assert_close(
+        torch.rand(5, generator=g), torch.rand(5, generator=saved), rtol=0, atol=0
+    )
+    assert capsys.readouterr().err == ""
+
+
 def test_reward_head_validation_measures_step_error_and_returns(trained_run):
     """A reward head that predicts Doom's +1 a step exactly: no error, no bias, returns correlate fully;
     one that predicts 0.5: the error and the bias show it."""

@@ -20,7 +20,7 @@ from worldmodels.models.checkpoints import load_vae
 from worldmodels.models.vae import ConvVAE, frames_to_tensor, vae_loss
 from worldmodels.models.vae import kl_divergence as our_kl
 from worldmodels.train.vae import encode_frames, encode_latents, train_vae
-from worldmodels.utils import load_checkpoint
+from worldmodels.utils import load_checkpoint, resolve_device
 
 from .conftest import cli, one_line_error
 
@@ -89,10 +89,12 @@ def test_training_streams_episodes_saves_and_loads_identically(collected_run, tm
     np.testing.assert_array_equal(lat["action"], ep["action"])
     # episodes are read ahead on threads and latents written on another: each file is still its own
     # episode's, exactly as encoding that episode alone gives
+    device = resolve_device(cfg.device)  # encode_latents' device (CUDA where there is one)
+    a = a.to(device)
     for path in sorted((run / "episodes").glob("ep_*.npz")):
         ep = np.load(path)
         lat = np.load(run / "latents" / path.name)
-        mu, logvar = encode_frames(a, ep["obs"], "cpu", cfg.vae.amp)
+        mu, logvar = encode_frames(a, ep["obs"], device, cfg.vae.amp)
         np.testing.assert_array_equal(lat["mu"], mu)
         np.testing.assert_array_equal(lat["logvar"], logvar)
         for k in ("action", "reward", "terminated", "truncated"):

@@ -130,7 +130,8 @@ class MDNRNNConfig:
     (variational dropout, as in Wellmer and Kwok's "Dropout's Dream Land", 2021). The real-env agent uses
     the whole M; the dream draws a mask per rollout (controller.dream_dropout). The LSTM then runs step by
     step: about 1.5x the fused LSTM's own time (batch 32 x 500 steps, H 512, 2 cores); a whole doom-cpu
-    update measured 0.94 s alone, near the fused one's."""
+    update measured 0.94 s alone, near the fused one's. On a GPU it costs far more: 8.6x (fp32) to 9.6x
+    (bf16) the fused LSTM's training time on an H200 (benchmarks/mdnrnn_throughput.py --device cuda)."""
     action_input: str = "env"
     """What M reads as the action of a step: `env`, the action the env played, as M's action vector (Doom:
     -1, 0 or +1 after C's output is thresholded at +-1/3); `controller`, C's own output in [-1, 1] where C

@@ -4,6 +4,7 @@ left, and the graceful stop on SIGINT / SIGTERM that saves that position before 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import signal
 import sys
@@ -53,6 +54,23 @@ def save_training(
     save_checkpoint(path, header, tensors)
 
 
+def restore_generator(generator: torch.Generator, state: torch.Tensor, path: Path) -> None:
+    """Set `generator` to a saved state. A state saved by a generator of another device type (a training
+    stopped on a GPU and resumed on the CPU, or back) cannot be carried over: the generator is then seeded
+    from the saved state's bytes (so a rerun resumes the same way) and a one-line note says so."""
+    if len(state) == len(generator.get_state()):
+        generator.set_state(state)
+        return
+    seed = int.from_bytes(hashlib.sha256(bytes(state.tolist())).digest()[:8], "little") >> 1
+    generator.manual_seed(seed)
+    print(
+        f"note: {path}: its random stream was saved on another device type than this run's "
+        f"{generator.device.type}; training resumes with its weights and optimizer, and a stream seeded "
+        "from the saved one",
+        file=sys.stderr,
+    )
+
+
 def load_training(
     path: Path,
     kind: str,
@@ -67,7 +85,7 @@ def load_training(
         if optimizer is not None:
             optimizer.load_state_dict(blob["optimizer"])
         if generator is not None:
-            generator.set_state(blob["generator"])
+            restore_generator(generator, blob["generator"], path)
     except (RuntimeError, KeyError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:160]
         raise WorldModelsError(f"{path}: does not match this run's {kind} ({first})") from None
