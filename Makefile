@@ -23,7 +23,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check src tests benchmarks experiments examples
 	$(BIN)/ruff format --check src tests benchmarks experiments examples
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 # Build the sdist and wheel, install the wheel into a fresh venv, run the shipped agents and the README's API
 # example from outside the repository (CI runs it after the tests).

@@ -22,6 +22,14 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+# Under pytest-xdist (`pytest -n 2`) every worker, and every command a test starts, computes on one thread:
+# two workers of two threads each on two cores spin against each other.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 class FakePixelEnv(gym.Env):
     """A tiny env with a Dict observation holding an image; the episode ends (terminated) after 12 steps."""

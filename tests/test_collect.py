@@ -139,6 +139,7 @@ def test_local_executor_gives_up_on_a_task_that_keeps_killing_workers():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # with the cluster tests: see test_ray_cluster.py
 def test_ray_backend_gives_the_same_episodes_and_retries_dead_workers(collected_run, tmp_path):
     ray = pytest.importorskip("ray")
     cfg = with_overrides(preset("debug"), {"collect.episodes": 3, "parallel.backend": "ray"})

@@ -21,7 +21,8 @@ from worldmodels.data.storage import list_episodes
 
 from .conftest import cli, cli_process, copy_run
 
-pytestmark = pytest.mark.slow
+# `ray stop --force` ends every Ray process on the machine: under `pytest -n 2` the Ray tests share a worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 RAY = Path(sys.executable).parent / "ray"
 
 
