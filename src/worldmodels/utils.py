@@ -174,13 +174,12 @@ def resolve_device(name: str) -> torch.device:
             raise WorldModelsError(
                 f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
             )
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     if name == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     ):
         raise WorldModelsError("--device mps: no Apple GPU (MPS) is available to this torch")
-    if name.startswith("cuda"):
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
     return torch.device(name)
 
 

@@ -61,7 +61,7 @@ def restore_generator(generator: torch.Generator, state: torch.Tensor, path: Pat
     if len(state) == len(generator.get_state()):
         generator.set_state(state)
         return
-    seed = int.from_bytes(hashlib.sha256(bytes(state.tolist())).digest()[:8], "little") >> 1
+    seed = int.from_bytes(hashlib.sha256(state.numpy().tobytes()).digest()[:8], "little") >> 1
     generator.manual_seed(seed)
     print(
         f"note: {path}: its random stream was saved on another device type than this run's "
