@@ -63,6 +63,23 @@ def test_a_failed_command_in_an_existing_run_keeps_it(collected_run, tmp_path):
 # ------------------------------------------------------------------- watching a run that is going on
 
 
+def test_a_command_that_holds_the_run_removes_what_killed_writes_left(trained_run, tmp_path):
+    """A kill between an atomic write's temporary and its rename leaves .NAME.XXXX.tmp; the next command
+    that holds the run deletes those at the top level and in rounds/R, and keeps every real file."""
+    run = copy_run(trained_run, tmp_path / "run")
+    before = sorted(p.relative_to(run) for p in run.rglob("*") if p.is_file() and p.name != ".lock")
+    (run / "rounds" / "0").mkdir(parents=True, exist_ok=True)
+    stale = [run / ".mixture_usage.json.h8p3rneo.tmp", run / ".timings.json.x1.tmp",
+             run / "rounds" / "0" / ".eval.json.y2.tmp"]  # fmt: skip
+    for p in stale:
+        p.write_bytes(b"half a file")
+    out = cli("run", "--run-dir", str(run), "--quiet")  # every stage done: skipped
+    assert out.returncode == 0, out.stderr
+    assert not any(p.exists() for p in stale)
+    after = sorted(p.relative_to(run) for p in run.rglob("*") if p.is_file() and p.name != ".lock")
+    assert set(before) <= set(after)
+
+
 def test_reading_commands_work_beside_the_command_that_holds_the_run(trained_run, tmp_path):
     run = copy_run(trained_run, tmp_path / "run")
     config = (run / "config.json").read_bytes()

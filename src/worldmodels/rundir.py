@@ -168,6 +168,20 @@ class RunDir:
         r = self.agent_round(cfg)
         return r.mdnrnn, r.controller
 
+    def remove_stale_temporaries(self) -> None:
+        """Delete what killed atomic writes left at the run's top level and in rounds/R (never read). Call it
+        only as the run directory's one writer (the CLI's RunDirLock): another writer's temporary is live.
+        The episode and latent folders are swept by the stages that fill them."""
+        folders = (
+            [self.root, *(p for p in self.rounds.glob("*") if p.is_dir())]
+            if self.root.is_dir()
+            else []
+        )
+        for folder in folders:
+            for path in folder.iterdir():
+                if path.is_file() and is_temporary(path):
+                    path.unlink(missing_ok=True)
+
     def relative(self, path: Path) -> str:
         """A path inside the run, as the run's records name it."""
         return str(Path(path).relative_to(self.root))
