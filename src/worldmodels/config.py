@@ -365,7 +365,8 @@ def _debug() -> Config:
         controller=ControllerConfig(
             population=6, trials=2, generations=3, eval_every=2, eval_rollouts=8, max_steps=40
         ),
-        iterate=IterateConfig(mdnrnn_updates=20),
+        # 6 episodes a round, as collect: with the default 500 a debug round took minutes
+        iterate=IterateConfig(episodes=6, mdnrnn_updates=20),
         evaluate=EvalConfig(episodes=4),
         val_fraction=0.2,
     )
