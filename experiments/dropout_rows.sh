@@ -26,18 +26,6 @@ if [ ! -f "$BASE/.base-done" ]; then
     stamp base end
 fi
 
-for R in "$@"; do
-    ROW=$OUT/rate-$R
-    if [ ! -d "$ROW" ]; then
-        mkdir -p "$ROW.tmp"
-        cp -al "$BASE/episodes" "$BASE/latents" "$ROW.tmp/"
-        cp "$BASE/vae.pt" "$BASE/config.json" "$ROW.tmp/"
-        cp "$BASE/metrics.jsonl" "$ROW.tmp/" 2>/dev/null || true
-        mv "$ROW.tmp" "$ROW"
-    fi
-    stamp "rate-$R" start
-    $WM run --run-dir "$ROW" --mdnrnn.dropout "$R" --iterate.rounds 0 --quiet
-    stamp "rate-$R" run-end
-    [ -f "$ROW/eval_seed7.json" ] || $WM evaluate --run-dir "$ROW" --seed 7 --out "$ROW/eval_seed7.json" --quiet
-    stamp "rate-$R" end
+for R in "$@"; do  # each rate's one pass (lever_row.sh without its rounds)
+    ONE_PASS_ONLY=1 bash "$(dirname "$0")/lever_row.sh" "$OUT" "rate-$R" --mdnrnn.dropout "$R"
 done

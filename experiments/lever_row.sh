@@ -10,7 +10,8 @@
 #   bash experiments/lever_row.sh OUT rate-0.2 --mdnrnn.dropout 0.2
 #   bash experiments/lever_row.sh OUT refit --mdnrnn.done_refit_epochs 10
 #   bash experiments/lever_row.sh OUT action --mdnrnn.action_input controller
-# Every step resumes: run it again after a stop. Logs step times to OUT/times.tsv.
+# ONE_PASS_ONLY=1: stop after the one pass (dropout_rows.sh's rows). Every step resumes: run it again after
+# a stop. Logs step times to OUT/times.tsv.
 set -euo pipefail
 OUT=$1
 NAME=$2
@@ -33,6 +34,7 @@ stamp "$NAME" start
 $WM run --run-dir "$ROW" "$@" --iterate.rounds 0 --quiet
 [ -f "$ROW/eval_seed7.json" ] || $WM evaluate --run-dir "$ROW" --seed 7 --out "$ROW/eval_seed7.json" --quiet
 stamp "$NAME" end
+[ -z "${ONE_PASS_ONLY:-}" ] || exit 0
 
 if [ ! -d "$ROUNDS" ]; then  # the one pass's seed-7 score is not the agent's
     cp -a "$ROW" "$ROUNDS.tmp" && rm -f "$ROUNDS.tmp/eval_seed7.json" && mv "$ROUNDS.tmp" "$ROUNDS"
