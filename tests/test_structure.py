@@ -76,8 +76,13 @@ def test_the_package_has_no_import_cycles():
 
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "versions", "lock"),  # torch-free basics
-    ("config", "utils", "rundir"),  # settings, file I/O, the run directory's paths
+    ("errors", "versions"),  # torch-free basics
+    (
+        "config",
+        "utils",
+        "rundir",
+        "lock",
+    ),  # settings, file I/O, the run directory's paths and its lock
     (
         "models",
         "envs",

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from worldmodels.errors import WorldModelsError
+from worldmodels.rundir import RunDir
 
 LOCK_FILE = ".lock"
 """RUN_DIR/.lock: held (flock) by the command working in the run directory; says which one."""
@@ -27,7 +28,8 @@ class RunDirLock:
         return cls(enabled=False)
 
     def acquire(self, run_dir: Path, command: str) -> None:
-        """Lock run_dir if it exists and is not locked by this object already (else do nothing)."""
+        """Lock run_dir if it exists and is not locked by this object already (else do nothing). The holder
+        is the run's one writer: what killed commands' atomic writes left there is deleted on taking it."""
         run_dir = Path(run_dir)
         if not self.enabled or self.fd is not None or not run_dir.is_dir():
             return
@@ -49,6 +51,7 @@ class RunDirLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} (worldmodels {command})\n".encode())
         self.fd = fd
+        RunDir(run_dir).remove_stale_temporaries()
 
     def release(self) -> None:
         if self.fd is not None:

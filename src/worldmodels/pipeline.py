@@ -208,9 +208,7 @@ def _remove_round_episodes(run_dir: Path, cfg: settings.Config) -> None:
 
 
 def run_stage(stage: Stage, run_dir: Path, cfg: settings.Config, progress: bool = True) -> None:
-    """Run one stage and add its wall time to RUN_DIR/timings.json. The caller is the run directory's one
-    writer, so what a killed command's atomic writes left behind goes first."""
-    RunDir(run_dir).remove_stale_temporaries()
+    """Run one stage and add its wall time to RUN_DIR/timings.json."""
     start = time.perf_counter()
     stage.execute(run_dir, cfg, progress)
     record_time(run_dir, stage.name, time.perf_counter() - start)
@@ -230,7 +228,6 @@ def run_all(run_dir: Path, cfg: settings.Config, progress: bool = True) -> int:
     from tqdm import tqdm
 
     t0 = time.perf_counter()
-    RunDir(run_dir).remove_stale_temporaries()  # a done stage is skipped: sweep once up front too
     bar = tqdm(total=len(STAGES), desc="pipeline", disable=not progress, dynamic_ncols=True,
                bar_format="{desc}: {n_fmt}/{total_fmt} stages done, {elapsed} so far")  # fmt: skip
     with bar:

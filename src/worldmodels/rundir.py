@@ -51,6 +51,14 @@ def is_temporary(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporaries killed writers left in `folder` (they are never read). Only the folder's one
+    writer may call it: another writer's temporary is live."""
+    for path in Path(folder).glob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class Round:
     """Round r of a run: its M and C, where CMA-ES keeps its state, and its records (the real episodes
@@ -169,18 +177,10 @@ class RunDir:
         return r.mdnrnn, r.controller
 
     def remove_stale_temporaries(self) -> None:
-        """Delete what killed atomic writes left at the run's top level and in rounds/R (never read). Call it
-        only as the run directory's one writer (the CLI's RunDirLock): another writer's temporary is live.
-        The episode and latent folders are swept by the stages that fill them."""
-        folders = (
-            [self.root, *(p for p in self.rounds.glob("*") if p.is_dir())]
-            if self.root.is_dir()
-            else []
-        )
-        for folder in folders:
-            for path in folder.iterdir():
-                if path.is_file() and is_temporary(path):
-                    path.unlink(missing_ok=True)
+        """remove_stale_temporaries at the run's top level and in rounds/R, as the run's one writer (the
+        lock's holder). The episode and latent folders are swept by the stages that fill them."""
+        for folder in [self.root, *(p for p in self.rounds.glob("*") if p.is_dir())]:
+            remove_stale_temporaries(folder)
 
     def relative(self, path: Path) -> str:
         """A path inside the run, as the run's records name it."""

@@ -54,12 +54,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete temporaries a killed writer left behind (they are never read)."""
-    for tmp in Path(folder).glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
 def save_checkpoint(path: Path, header: dict[str, Any], tensors: dict[str, Any]) -> None:
     """A checkpoint is data: a JSON header plus state dicts, loadable with weights_only=True."""
     header = {"format": CHECKPOINT_FORMAT, **header}

@@ -27,13 +27,12 @@ from worldmodels.envs.base import PixelObservation, preprocess_batch
 from worldmodels.episodes import play_episode, worker_env
 from worldmodels.errors import WorldModelsError
 from worldmodels.parallel import run_tasks
-from worldmodels.rundir import RunDir
+from worldmodels.rundir import RunDir, remove_stale_temporaries
 from worldmodels.utils import (
     STREAM_COLLECT,
     Metrics,
     Stopwatch,
     atomic_write_bytes,
-    remove_stale_temporaries,
     rng_for,
     seed_for,
     usable_cores,

@@ -28,7 +28,7 @@ from worldmodels.config import Config, agent_config, with_overrides
 from worldmodels.data.storage import episode_path, list_episodes
 from worldmodels.evaluate import evaluate_real
 from worldmodels.parallel import run_tasks
-from worldmodels.rundir import RunDir
+from worldmodels.rundir import RunDir, remove_stale_temporaries
 from worldmodels.train.controller import train_controller
 from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.train.vae import encode_latents
@@ -38,7 +38,6 @@ from worldmodels.utils import (
     Stopwatch,
     atomic_write_bytes,
     atomic_write_text,
-    remove_stale_temporaries,
     seed_for,
 )
 from worldmodels.workers import RecordEpisodesTask, VMWeights, record_episodes, split_into_tasks

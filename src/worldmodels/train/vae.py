@@ -16,7 +16,7 @@ from worldmodels.data.storage import encode_npz, episode_path, list_episodes, lo
 from worldmodels.errors import WorldModelsError
 from worldmodels.models.checkpoints import check_vae_header, load_vae
 from worldmodels.models.vae import ConvVAE, frames_to_tensor, reconstruct, vae_loss
-from worldmodels.rundir import RunDir
+from worldmodels.rundir import RunDir, remove_stale_temporaries
 from worldmodels.train.common import Trainer
 from worldmodels.utils import (
     STREAM_VAE,
@@ -25,7 +25,6 @@ from worldmodels.utils import (
     atomic_write_bytes,
     autocast,
     checkpoint_finished,
-    remove_stale_temporaries,
     resolve_device,
     seed_for,
     usable_cores,
