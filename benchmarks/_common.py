@@ -34,3 +34,9 @@ def report(name: str, result: dict) -> None:
     out = Path(os.environ.get("BENCH_OUT", "benchmarks/results"))
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def sync_device(device: torch.device) -> None:
+    """Wait for a CUDA device's queued work, so a timer measures it (nothing on a CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -13,74 +13,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import report  # noqa: E402
-
-from worldmodels.config import preset  # noqa: E402
-from worldmodels.models.mdnrnn import MDNRNN  # noqa: E402
-from worldmodels.models.vae import ConvVAE, vae_loss  # noqa: E402
-from worldmodels.train.mdnrnn import mdnrnn_losses  # noqa: E402
-from worldmodels.utils import autocast  # noqa: E402
+from mdnrnn_throughput import train_steps_per_s  # noqa: E402
+from vae_throughput import bare_images_per_s  # noqa: E402
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def vae_images_per_s(device: torch.device, amp: bool, updates: int) -> float:
+    return bare_images_per_s(updates, amp, device, channels_last=False)
+
+
+def mdnrnn_steps_per_s(device: torch.device, amp: bool, updates: int) -> float:
+    """`doom-cpu`'s batch: 32 sequences of 500 steps, 2 untimed updates, no gradient clipping."""
+    return train_steps_per_s(device, amp, 0.0, B=32, T=500, n=updates, warmup=2, clip=False)
 
 
 def _set_deterministic(on: bool) -> None:
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = False
-
-
-def vae_images_per_s(device: torch.device, amp: bool, updates: int) -> float:
-    torch.manual_seed(0)
-    model = ConvVAE(64).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.rand(100, 3, 64, 64, device=device)
-    for i in range(updates + 5):
-        if i == 5:
-            _sync(device)
-            t = time.perf_counter()
-        with autocast(device, amp):
-            recon, mu, logvar = model(x)
-        loss, _, _ = vae_loss(x, recon, mu, logvar, 0.5)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    _sync(device)
-    return 100 * updates / (time.perf_counter() - t)
-
-
-def mdnrnn_steps_per_s(
-    device: torch.device, amp: bool, updates: int, B: int = 32, T: int = 500
-) -> float:
-    torch.manual_seed(0)
-    m = MDNRNN(64, 1, 512, 5, done_head=True).to(device).train()
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    batch = {
-        "mu": torch.randn(B, T + 1, 64), "logvar": torch.full((B, T + 1, 64), -2.0),
-        "action": torch.randn(B, T, 1), "reward": torch.zeros(B, T), "terminated": torch.zeros(B, T),
-        "mask": torch.ones(B, T, dtype=torch.bool), "next_mask": torch.ones(B, T, dtype=torch.bool),
-    }  # fmt: skip
-    batch = {k: v.to(device) for k, v in batch.items()}
-    gen = torch.Generator(device=device).manual_seed(0)
-    cfg = preset("doom")
-    for i in range(updates + 2):
-        if i == 2:
-            _sync(device)
-            t = time.perf_counter()
-        losses, _ = mdnrnn_losses(m, batch, cfg, gen, amp)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        opt.step()
-    _sync(device)
-    return B * T * updates / (time.perf_counter() - t)
 
 
 def main() -> None:

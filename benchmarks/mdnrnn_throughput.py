@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import report  # noqa: E402
+from _common import report, sync_device  # noqa: E402
 
 from worldmodels.config import preset  # noqa: E402
 from worldmodels.models.mdnrnn import MDNRNN  # noqa: E402
@@ -26,14 +26,17 @@ from worldmodels.train.mdnrnn import mdnrnn_losses  # noqa: E402
 from worldmodels.utils import autocast  # noqa: E402
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def train_steps_per_s(
-    device: torch.device, amp: bool, dropout: float, B: int = 100, T: int = 300, n: int = 4
+    device: torch.device,
+    amp: bool,
+    dropout: float,
+    B: int = 100,
+    T: int = 300,
+    n: int = 4,
+    warmup: int = 1,
+    clip: bool = True,
 ) -> float:
+    """Sequence-steps/s of n timed updates after `warmup` untimed ones (gradients clipped at 1 if clip)."""
     torch.manual_seed(0)
     m = MDNRNN(64, 1, 512, 5, done_head=True, dropout=dropout).to(device).train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
@@ -45,16 +48,17 @@ def train_steps_per_s(
     batch = {k: v.to(device) for k, v in batch.items()}
     gen = torch.Generator(device=device).manual_seed(0)
     cfg = preset("doom")
-    for i in range(n + 1):
-        if i == 1:
-            _sync(device)
+    for i in range(n + warmup):
+        if i == warmup:
+            sync_device(device)
             t = time.perf_counter()
         losses, _ = mdnrnn_losses(m, batch, cfg, gen, amp)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        torch.nn.utils.clip_grad_value_(m.parameters(), 1.0)
+        if clip:
+            torch.nn.utils.clip_grad_value_(m.parameters(), 1.0)
         opt.step()
-    _sync(device)
+    sync_device(device)
     return B * T * n / (time.perf_counter() - t)
 
 
@@ -65,11 +69,11 @@ def step_per_s(device: torch.device, batch: int, amp: bool, n: int = 200) -> flo
     state = m.initial_state(batch, device)
     for i in range(n + 10):
         if i == 10:
-            _sync(device)
+            sync_device(device)
             t = time.perf_counter()
         with autocast(device, amp):
             _, state = m.step(z, a, state)
-    _sync(device)
+    sync_device(device)
     return batch * n / (time.perf_counter() - t)
 
 
