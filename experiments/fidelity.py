@@ -76,9 +76,18 @@ def constant(value: float, outputs: int):
 
 
 def m_validation(run: Path, cfg: Config) -> dict[str, float]:
-    """The last validation row of the training that made the run's M (metrics.jsonl beside mdnrnn.pt)."""
-    m_dir = RunDir(run).agent(cfg)[0].resolve().parent  # a linked M's own run, or a round's folder
-    rows = [r for d in (m_dir, run) for r in read_metrics(d) if "mdnrnn/val_nll" in r]
+    """The last validation row of the training that made the run's agent M: in the metrics beside
+    mdnrnn.pt (a linked M's own run) or the run's, from the agent round's M training only (a run with
+    rounds logs every round's, and its agent may be an earlier round: `iterate.choose best`)."""
+    agent = RunDir(run).agent_round(cfg)
+    m_dir = agent.mdnrnn.resolve().parent  # a linked M's own run, or a round's folder
+    stage = agent.stage("train-mdnrnn")
+    rows = [
+        r
+        for d in (m_dir, run)
+        for r in read_metrics(d)
+        if "mdnrnn/val_nll" in r and r.get("stage", stage) == stage
+    ]
     if not rows:
         return {}
     last = rows[-1]

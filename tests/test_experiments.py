@@ -49,3 +49,25 @@ def test_an_experiment_uses_public_names_of_the_package(name):
         if a.name.startswith("_")
     ]
     assert private == []
+
+
+@pytest.mark.parametrize("choose, want", [("best", 0.9), ("last", 0.8)])
+def test_fidelity_reads_the_agent_rounds_m_statistics(tmp_path, choose, want):
+    """A run with rounds logs every round's M validation; the fidelity table's M columns are the agent's
+    (round 1 chosen among 2 by `choose best`, the last round otherwise), not the last M trained."""
+    import json
+
+    from experiments.fidelity import m_validation
+    from worldmodels.config import preset, with_overrides
+
+    cfg = with_overrides(
+        preset("debug"), {"iterate.rounds": 2, "iterate.choose": choose, "iterate.eval_episodes": 4}
+    )
+    (tmp_path / "rounds" / "2").mkdir(parents=True)
+    (tmp_path / "rounds" / "2" / "done").write_text("")
+    (tmp_path / "rounds" / "chosen.json").write_text(json.dumps({"round": 1, "rounds": 2}))
+    rows = [("train-mdnrnn", 1.0), ("iterate-1/train-mdnrnn", 0.9), ("iterate-2/train-mdnrnn", 0.8)]
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps({"stage": s, "mdnrnn/val_nll": v}) + "\n" for s, v in rows)
+    )
+    assert m_validation(tmp_path, cfg) == {"nll": want}
