@@ -5,8 +5,8 @@
 A CUDA device turns them on (`utils.resolve_device`), because without them two trainings of V from one seed
 differed and a stopped V did not resume to an uninterrupted one's weights. Measured side by side in one
 run: V (batch 100 of 64x64 frames) in images/s and M (Doom size, batch 32 of 500 steps, `doom-cpu`'s batch)
-in sequence-steps/s, fp32 and bf16, deterministic on and off. On a CPU the setting does nothing, so the
-two columns only show the noise of the measurement.
+in sequence-steps/s, fp32 and bf16, deterministic on and off. A GPU benchmark, so not in `make bench`
+(whose rows are the 2-core dev machine's): on a CPU the setting does nothing, and bf16 M without AMX is slow.
 """
 
 from __future__ import annotations

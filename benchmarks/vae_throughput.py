@@ -41,7 +41,9 @@ def bare_images_per_s(
     model = ConvVAE(64).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.rand(100, 3, 64, 64, device=device)
-    if amp if channels_last is None else channels_last:
+    if channels_last is None:
+        channels_last = amp
+    if channels_last:
         model, x = (
             model.to(memory_format=torch.channels_last),
             x.contiguous(memory_format=torch.channels_last),
