@@ -16,7 +16,8 @@ from worldmodels.rundir import RunDir
 from worldmodels.utils import STREAM_ITERATE, read_header, rng_for, seed_for
 
 ROUNDS = ["--iterate.rounds", "2", "--iterate.episodes", "2", "--iterate.eval_episodes", "2",
-          "--iterate.final_temperature", "2.0"]  # fmt: skip
+          "--iterate.final_temperature", "2.0", "--iterate.final_generations", "4",
+          "--iterate.final_trials", "3"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,16 @@ def test_the_run_agent_is_the_last_round_and_evaluate_says_so(iterated_run):
     tau = [read_header(iterated_run / f"rounds/{r}/controller.pt", "controller")["temperature"]
            for r in (1, 2)]  # fmt: skip
     assert tau == [cfg.controller.temperature, 2.0] and cfg.controller.temperature != 2.0
+    # ... and with iterate.final_generations and final_trials (the debug preset's C: 3 generations of 2)
+    headers = [
+        read_header(iterated_run / f"rounds/{r}/controller.pt", "controller") for r in (1, 2)
+    ]
+    assert [h["generation"] for h in headers] == [cfg.controller.generations, 4] != [4, 4]
+    assert (
+        [h["config"]["controller"]["trials"] for h in headers]
+        == [cfg.controller.trials, 3]
+        != [3, 3]
+    )
     out = cli("evaluate", "--run-dir", str(iterated_run), "--where", "dream", "--quiet")
     assert out.returncode == 0, out.stderr
     assert json.loads((iterated_run / "eval_dream.json").read_text())["temperature"] == 2.0

@@ -233,6 +233,12 @@ class IterateConfig:
     final_temperature: float = 0.0
     """Dream temperature of the last round's C, the run's agent (0: controller.temperature). Earlier rounds'
     C train at controller.temperature. `evaluate --where dream` scores the agent at this tau."""
+    final_generations: int = 0
+    """CMA-ES generations of the last round's C, the run's agent (0: as the other rounds'): a longer last
+    search where the agent's C was still improving when it stopped."""
+    final_trials: int = 0
+    """Dream rollouts per candidate for the last round's C (0: controller.trials): a less noisy fitness
+    for the C that becomes the agent."""
 
 
 @dataclass(frozen=True)
@@ -584,6 +590,11 @@ def validate(cfg: Config) -> None:
             cfg.iterate.final_temperature >= 0,
             "iterate.final_temperature must be >= 0 (0: controller.temperature)",
         ),
+        (
+            cfg.iterate.final_generations >= 0,
+            "iterate.final_generations must be >= 0 (0: as the other rounds)",
+        ),
+        (cfg.iterate.final_trials >= 0, "iterate.final_trials must be >= 0 (0: controller.trials)"),
         (cfg.controller.population >= 2, "controller.population must be >= 2"),
         (cfg.controller.trials >= 1, "controller.trials must be >= 1"),
         (cfg.iterate.rounds >= 0, "iterate.rounds must be >= 0"),

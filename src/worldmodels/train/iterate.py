@@ -121,10 +121,13 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
             cfg, {"mdnrnn.max_updates": it.mdnrnn_updates, "mdnrnn.epochs": 1000}
         )
         train_mdnrnn(run_dir, m_cfg, progress, r)
-        c_cfg = with_overrides(  # the last round's C is the run's agent, trained in its own dream
-            agent_config(cfg) if r == it.rounds else cfg,
-            {"controller.generations": it.generations or cfg.controller.generations},
-        )
+        last = r == it.rounds  # the last round's C is the run's agent, trained in its own dream
+        generations = it.generations or cfg.controller.generations
+        c_cfg = with_overrides(
+            agent_config(cfg) if last else cfg,
+            {"controller.generations": (last and it.final_generations) or generations,
+             "controller.trials": (last and it.final_trials) or cfg.controller.trials},
+        )  # fmt: skip
         train_controller(run_dir, c_cfg, progress, r, prev_params if it.warm_start else None)
         row: dict[str, float] = {"iterate/round": r}
         if stats:
