@@ -19,7 +19,7 @@ from worldmodels.data.storage import EPISODE_KEYS, list_episodes, load_episode, 
 from worldmodels.errors import WorldModelsError
 from worldmodels.parallel import run_tasks
 
-from .conftest import cli, one_line_error
+from .conftest import cli, one_line_error, ray_to_itself
 
 
 def _episodes(run: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -144,17 +144,18 @@ def test_ray_backend_gives_the_same_episodes_and_retries_dead_workers(collected_
     ray = pytest.importorskip("ray")
     cfg = with_overrides(preset("debug"), {"collect.episodes": 3, "parallel.backend": "ray"})
     save_config(cfg, tmp_path / "config.json")
-    try:
-        collect(tmp_path, cfg, progress=False)
-        a, b = _episodes(collected_run), _episodes(tmp_path)
-        for name in b:
-            np.testing.assert_array_equal(a[name]["obs"], b[name]["obs"])
-        got = list(run_tasks(_die_once, [str(tmp_path / "m")], cfg.parallel))
-        assert got == [(str(tmp_path / "m"), 1)]
-        with pytest.raises(WorldModelsError, match="three is bad"):
-            list(run_tasks(_boom, [3], cfg.parallel))
-    finally:
-        ray.shutdown()
+    with ray_to_itself():
+        try:
+            collect(tmp_path, cfg, progress=False)
+            a, b = _episodes(collected_run), _episodes(tmp_path)
+            for name in b:
+                np.testing.assert_array_equal(a[name]["obs"], b[name]["obs"])
+            got = list(run_tasks(_die_once, [str(tmp_path / "m")], cfg.parallel))
+            assert got == [(str(tmp_path / "m"), 1)]
+            with pytest.raises(WorldModelsError, match="three is bad"):
+                list(run_tasks(_boom, [3], cfg.parallel))
+        finally:
+            ray.shutdown()
 
 
 def test_split_is_seeded_per_episode_and_stable(collected_run):

@@ -19,9 +19,10 @@ import pytest
 
 from worldmodels.data.storage import list_episodes
 
-from .conftest import cli, cli_process, copy_run
+from .conftest import cli, cli_process, copy_run, ray_to_itself
 
 # `ray stop --force` ends every Ray process on the machine: under `pytest -n 2` the Ray tests share a worker
+# (and hold conftest's ray_to_itself, in case the scheduler splits them)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 RAY = Path(sys.executable).parent / "ray"
 
@@ -39,16 +40,17 @@ def cluster():
     port = _free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
-    start = subprocess.run(
-        [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-         "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
-        capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
-    assert start.returncode == 0, start.stderr[-2000:]
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120, env=env)
+    with ray_to_itself():
+        start = subprocess.run(
+            [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+             "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        assert start.returncode == 0, start.stderr[-2000:]
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120, env=env)
 
 
 def _ray_flags(address: str) -> list[str]:
