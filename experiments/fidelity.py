@@ -86,7 +86,7 @@ def m_validation(run: Path, cfg: Config) -> dict[str, float]:
         r
         for d in (m_dir, run)
         for r in read_metrics(d)
-        if "mdnrnn/val_nll" in r and r.get("stage", stage) == stage
+        if "mdnrnn/val_nll" in r and r.get("stage") == stage
     ]
     if not rows:
         return {}

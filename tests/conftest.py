@@ -26,19 +26,16 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 @contextlib.contextmanager
 def ray_to_itself():
     """Hold this machine's Ray for one test or module: Ray's tests start a cluster and end it with `ray
-    stop --force`, which ends every Ray process on the machine. They share an xdist group, yet one CI run
+    stop --force`, which ends every Ray process on the machine. They share an xdist group, yet two CI runs
     had the cluster module's tests on both workers, and one worker's `ray stop` ended the other's cluster
     mid-test; a lock on a file every worker sees keeps any two of them from overlapping however they are
-    scheduled."""
+    scheduled (closing the file releases it)."""
     import fcntl
     import tempfile
 
     with open(Path(tempfile.gettempdir()) / "worldmodels-tests-ray.lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+        yield
 
 
 # Under pytest-xdist (`pytest -n 2`) every worker, and every command a test starts, computes on one thread:

@@ -122,12 +122,14 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
         )
         train_mdnrnn(run_dir, m_cfg, progress, r)
         last = r == it.rounds  # the last round's C is the run's agent, trained in its own dream
-        generations = it.generations or cfg.controller.generations
-        c_cfg = with_overrides(
-            agent_config(cfg) if last else cfg,
-            {"controller.generations": (last and it.final_generations) or generations,
-             "controller.trials": (last and it.final_trials) or cfg.controller.trials},
-        )  # fmt: skip
+        c_settings: dict[str, int] = {
+            "controller.generations": it.generations or cfg.controller.generations
+        }
+        if last and it.final_generations:
+            c_settings["controller.generations"] = it.final_generations
+        if last and it.final_trials:
+            c_settings["controller.trials"] = it.final_trials
+        c_cfg = with_overrides(agent_config(cfg) if last else cfg, c_settings)
         train_controller(run_dir, c_cfg, progress, r, prev_params if it.warm_start else None)
         row: dict[str, float] = {"iterate/round": r}
         if stats:
