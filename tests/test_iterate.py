@@ -12,6 +12,7 @@ from tests.conftest import cli, copy_run, one_line_error
 from worldmodels.agent import Agent, load_controller, load_models
 from worldmodels.config import load_config
 from worldmodels.data.storage import episode_index, list_episodes, load_episode
+from worldmodels.es import CMAES
 from worldmodels.rundir import RunDir
 from worldmodels.utils import STREAM_ITERATE, read_header, rng_for, seed_for
 
@@ -242,3 +243,46 @@ def test_choose_refuses_what_it_cannot_do(flags, words, tmp_path):
               *flags)  # fmt: skip
     assert words in one_line_error(out)
     assert not (tmp_path / "r").exists()
+
+
+def test_last_round_experiment_continues_redoes_or_adds_rounds(iterated_run, tmp_path):
+    """experiments.last_round makes a row beside a finished run: its last C searched longer from the base's
+    CMA-ES state is the same C as a search of that length from the start; rounds can be added; the base
+    is left as it was and the copy's episodes are the base's files, hard-linked."""
+    import os
+
+    from experiments.last_round import main
+
+    cfg = load_config(iterated_run / "config.json")
+    base_c = (iterated_run / "rounds/2/controller.pt").read_bytes()
+    common = ["--run-dir", str(iterated_run), "--seed", "99", "--episodes", "2", "--quiet"]
+    longer = ["--set", "iterate.final_generations=6"]
+    main([*common, "--out", str(tmp_path / "cont"), *longer, "--continue-search"])
+    main([*common, "--out", str(tmp_path / "fresh"), *longer])
+    cont, fresh = (tmp_path / name / "rounds/2/controller.pt" for name in ("cont", "fresh"))
+    assert read_header(cont, "controller")["generation"] == 6
+    np.testing.assert_array_equal(load_controller(cont, cfg), load_controller(fresh, cfg))
+    states = [CMAES.load(tmp_path / name / "rounds/2/es_state.pkl") for name in ("cont", "fresh")]
+    assert [s.generation for s in states] == [6, 6]
+    np.testing.assert_array_equal(states[0].mean, states[1].mean)
+    assert (iterated_run / "rounds/2/controller.pt").read_bytes() == base_c
+    first = list_episodes(iterated_run / "episodes")[0]
+    assert os.stat(first).st_ino == os.stat(tmp_path / "cont/episodes" / first.name).st_ino
+    row = json.loads((tmp_path / "cont/row.json").read_text())
+    e = json.loads((tmp_path / "cont/eval_seed99.json").read_text())
+    assert (row["seed"], row["episodes"], row["mean"]) == (99, 2, e["mean"]) and e["seed"] == 99
+    assert row["overrides"] == {"iterate.final_generations": 6} and row["train_s"] > 0
+
+    main([*common, "--out", str(tmp_path / "more"), "--set", "iterate.rounds=3"])
+    assert (tmp_path / "more/rounds/3/done").exists()
+    assert (tmp_path / "more/rounds/2/controller.pt").read_bytes() == base_c
+    assert RunDir(tmp_path / "more").agent(load_config(tmp_path / "more/config.json"))[1] == (
+        tmp_path / "more/rounds/3/controller.pt"
+    )
+
+    bad = ["--out", str(tmp_path / "bad"), "--set", "iterate.final_trials=5", "--continue-search"]
+    with pytest.raises(SystemExit, match="--continue-search: only a longer search"):
+        main([*common, *bad])
+    with pytest.raises(SystemExit, match="iterate.nope"):
+        main([*common, "--out", str(tmp_path / "bad"), "--set", "iterate.nope=1"])
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.tmp").exists()
