@@ -8,8 +8,8 @@ done_refit_row     issue 34's done-head refit applied to an already trained M, r
 doom_hits          how many fireballs end a DoomTakeCover episode (the game's health, never seen by V or M)
 ensemble_table     does an ensemble M make the dream harder to cheat (one pass on random data)
 evaluate_rounds    every round of iterative training on the same real episodes
-last_round         a finished run's last round again with other settings (or more rounds), as a row
 fidelity           fixed policies in M's dream against the real env, and M's death recall
+last_round         a finished run's last round again with other settings (or more rounds), as a row
 m_memory           does M's memory hold over a whole long episode
 real_route         the paper's route: C trained with CMA-ES in the real env (local or Ray)
 temperature_sweep  the paper's temperature table on a finished run

@@ -14,7 +14,14 @@ from gymnasium.utils.env_checker import check_env
 from worldmodels.agent import load_controller
 from worldmodels.config import preset, save_config, with_overrides
 from worldmodels.data.storage import encode_npz, list_episodes
-from worldmodels.dream import Dream, DreamEnv, any_step_starts, build_dream
+from worldmodels.dream import (
+    Dream,
+    DreamEnv,
+    any_step_starts,
+    build_dream,
+    failure_points,
+    failure_starts,
+)
 from worldmodels.errors import WorldModelsError
 from worldmodels.es import CMAES
 from worldmodels.evaluate import evaluate_real
@@ -132,6 +139,59 @@ def test_dream_starts_anywhere_carry_m_memory_of_the_real_episode_up_to_there(dr
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     with pytest.raises(WorldModelsError, match="dream_starts"):
         with_overrides(cfg, {"mdnrnn.members": 3})
+
+
+def test_dream_starts_at_failures_are_first_frames_and_places_where_c_lost_ground(dream_run):
+    """`failures`: every first frame with zero memory, then (failure_share of all) starts `failure_lead`
+    steps before a run of `failure_stretch` steps without a positive reward, or before a death, in the
+    episodes C played (index >= collect.episodes), with M's memory of the real episode up to there."""
+    paths = list_episodes(dream_run / "latents")
+    for e, p in enumerate(paths):  # every episode 30 steps; episode e loses ground from step 10 + e
+        d = dict(np.load(p))
+        d = {k: v[:30] for k, v in d.items()} | {"logvar": np.full_like(d["logvar"][:30], -60.0)}
+        d["reward"] = np.ones(30, np.float32)
+        d["reward"][10 + e : 10 + e + 5] = 0.0
+        d["terminated"] = np.zeros(30, bool)
+        d["terminated"][-1] = e == len(paths) - 1  # the last episode ends in a death
+        p.write_bytes(encode_npz(d))
+    (dream_run / "latents" / "starts.npz").unlink()
+    C_FROM = 2  # episodes 2.. were "played by C"
+    cfg = with_overrides(preset("debug"), {"collect.episodes": C_FROM, "controller.failure_lead": 3,
+                                           "controller.failure_stretch": 4,
+                                           "controller.dream_starts": "failures"})  # fmt: skip
+    episodes, steps = failure_points(dream_run, C_FROM, stretch=4, lead=3)
+    last = len(paths) - 1
+    want = [(e, 10 + e - 3) for e in range(C_FROM, len(paths))] + [(last, 29 - 3)]
+    assert sorted(zip(episodes.tolist(), steps.tolist(), strict=True)) == sorted(want)
+    assert len(failure_points(dream_run, C_FROM, stretch=6, lead=3)[0]) == 1  # only the death
+
+    m = load_mdnrnn(dream_run / "mdnrnn.pt", cfg, "cpu")
+    st = failure_starts(dream_run, cfg, m, torch.device("cpu"))
+    n = len(paths)
+    assert len(st.mu) == 2 * n  # failure_share 0.5: as many as the first frames
+    assert (st.steps[:n] == 0).all() and (st.h[:n] == 0).all() and (st.c[:n] == 0).all()
+    assert set(zip(st.episodes[n:].tolist(), st.steps[n:].tolist(), strict=True)) <= set(want)
+    i = n + int(np.argmax(st.steps[n:]))
+    d = np.load(paths[st.episodes[i]])
+    np.testing.assert_array_equal(st.mu[i], d["mu"][st.steps[i]])
+    state = m.initial_state(1)
+    with torch.no_grad():
+        for k in range(int(st.steps[i])):
+            state = m.advance(torch.as_tensor(d["mu"][k])[None],
+                              torch.as_tensor(d["action"][k])[None], state)  # fmt: skip
+    np.testing.assert_allclose(st.h[i], state[0][0, 0].numpy(), atol=1e-5)
+    # no episode played by C yet (round 0), or a share of 0: the paper's first frames only
+    for over in ({"collect.episodes": n}, {"controller.failure_share": 0.0}):
+        assert (
+            len(failure_starts(dream_run, with_overrides(cfg, over), m, torch.device("cpu")).mu)
+            == n
+        )
+    dream = build_dream(dream_run, cfg, "cpu", starts="failures")
+    assert len(dream.start_mu) == 2 * n
+    returns, lengths = dream.rollout(np.zeros((4, dream.z_dim + 2 * m.hidden)), list(range(4)))
+    assert len(returns) == 4 and (lengths > 0).all()
+    with pytest.raises(WorldModelsError, match="failure_share"):
+        with_overrides(cfg, {"controller.failure_share": 1.0})
 
 
 def test_a_fixed_policy_in_the_batched_dream_plays_as_in_the_single_dream(dream_run):

@@ -197,9 +197,22 @@ class ControllerConfig:
     """Where C's training dream starts: `first`, the first frames of real episodes (the paper); `any`, real
     frames at any step of the run's episodes (drawn uniformly over their steps), each with M's memory of
     the episode up to it (M fed the real frames and actions), so C also trains in the late-game states
-    that long real episodes reach and a dream from the first frame may never imagine faithfully."""
+    that long real episodes reach and a dream from the first frame may never imagine faithfully;
+    `failures`, first frames and frames shortly before places where C lost ground in its own real
+    episodes (failure_share, failure_stretch, failure_lead), so C trains where it went wrong."""
     dream_start_states: int = 4096
     """With dream_starts `any`: how many (frame, memory) start states are drawn."""
+    failure_share: float = 0.5
+    """With dream_starts `failures`: the share of start states taken shortly before places where C lost
+    ground in the episodes it played in iterative training's rounds; the rest are every episode's first
+    frame (the paper's starts). Before any round has played, first frames only."""
+    failure_stretch: int = 20
+    """With dream_starts `failures`: steps in a row without a positive reward that make a place where C
+    lost ground (CarRacing: no new tile, the car off the track or stopped); an episode that ended
+    terminated (a death) is one at its last step."""
+    failure_lead: int = 20
+    """With dream_starts `failures`: how many steps before such a place the dream starts, with M's memory
+    of the real episode up to there."""
     dream_dropout: float = -1.0
     """Dropout rate of the dream: every rollout draws its own masks of M's input and fed-back h and keeps
     them for all its steps, so C trains across many sub-networks of M ("Dropout's Dream Land"); -1: M's
@@ -576,14 +589,17 @@ def validate(cfg: Config) -> None:
         ),
         (cfg.controller.disagreement_penalty >= 0, "controller.disagreement_penalty must be >= 0"),
         (
-            cfg.controller.dream_starts in ("first", "any"),
-            "controller.dream_starts must be 'first' or 'any'",
+            cfg.controller.dream_starts in ("first", "any", "failures"),
+            "controller.dream_starts must be 'first', 'any' or 'failures'",
         ),
         (cfg.controller.dream_start_states >= 1, "controller.dream_start_states must be >= 1"),
         (
             cfg.controller.dream_starts == "first" or cfg.mdnrnn.members == 1,
-            "controller.dream_starts any needs one M (mdnrnn.members 1)",
+            f"controller.dream_starts {cfg.controller.dream_starts} needs one M (mdnrnn.members 1)",
         ),
+        (0 <= cfg.controller.failure_share < 1, "controller.failure_share must be in [0, 1)"),
+        (cfg.controller.failure_stretch >= 1, "controller.failure_stretch must be >= 1"),
+        (cfg.controller.failure_lead >= 0, "controller.failure_lead must be >= 0"),
         (cfg.controller.where in ("dream", "real"), "controller.where must be 'dream' or 'real'"),
         (cfg.controller.temperature > 0, "controller.temperature must be > 0"),
         (

@@ -25,7 +25,7 @@ import torch
 
 from worldmodels.config import Config
 from worldmodels.data.starts import dream_starts
-from worldmodels.data.storage import episode_length, list_episodes, load_npz
+from worldmodels.data.storage import episode_index, episode_length, list_episodes, load_npz
 from worldmodels.envs import FRAME, Adapter, adapter_for
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import controller as linear
@@ -578,24 +578,101 @@ class StartStates:
     """The step of its episode each start was taken at (0: the first frame), (N,)."""
 
 
-@torch.no_grad()
-def any_step_starts(
-    run_dir: Path, mdnrnn: MDNRNN, n: int, seed: int, device: torch.device, chunk: int = 256
-) -> StartStates:
-    """n start states drawn uniformly over every step of the run's latent episodes (with replacement).
-    M is fed each chosen episode from its first frame, z sampled from (mu, logvar) as in training and in
-    the real-env agent, and its (h, c) is read just before the chosen step (zero at step 0)."""
+def _latent_paths(run_dir: Path) -> list[Path]:
     paths = list_episodes(RunDir(run_dir).latents)
     if not paths:
         raise WorldModelsError(
             f"{RunDir(run_dir).latents}: no latents; run `worldmodels encode` first"
         )
+    return paths
+
+
+def any_step_starts(
+    run_dir: Path, mdnrnn: MDNRNN, n: int, seed: int, device: torch.device
+) -> StartStates:
+    """n start states drawn uniformly over every step of the run's latent episodes (with replacement).
+    M is fed each chosen episode from its first frame, z sampled from (mu, logvar) as in training and in
+    the real-env agent, and its (h, c) is read just before the chosen step (zero at step 0)."""
+    paths = _latent_paths(run_dir)
     lengths = np.array([episode_length(p) for p in paths])
     rng = rng_for(seed, STREAM_DREAM_STARTS)
     flat = rng.choice(int(lengths.sum()), size=n, replace=True)
     episode = np.searchsorted(np.cumsum(lengths), flat, side="right")
     step = flat - np.concatenate([[0], np.cumsum(lengths)[:-1]])[episode]
+    return starts_at(paths, mdnrnn, episode, step, rng, device)
+
+
+def failure_points(
+    run_dir: Path, first_index: int, stretch: int, lead: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(latent file, step) of every place where C lost ground in the episodes it played (those of index
+    `first_index` on: iterative training's rounds): the first step of each run of at least `stretch`
+    steps without a positive reward (CarRacing: no new tile, the car off the track or stopped) and the
+    last step of an episode that ended terminated (a death), each moved `lead` steps back (not before 0)."""
+    episodes, steps = [], []
+    for e, path in enumerate(_latent_paths(run_dir)):
+        if episode_index(path) < first_index:
+            continue
+        f = load_npz(path, ("reward", "terminated"), what="latent")
+        points = [t - stretch + 1 for t in _run_ends(f["reward"] <= 0, stretch)]
+        if len(f["terminated"]) and f["terminated"][-1]:
+            points.append(len(f["reward"]) - 1)
+        for t in points:
+            episodes.append(e)
+            steps.append(max(t - lead, 0))
+    return np.array(episodes, np.int64), np.array(steps, np.int64)
+
+
+def _run_ends(flags: np.ndarray, length: int) -> list[int]:
+    """The step at which each run of True reaches `length` steps (one per run)."""
+    out, run = [], 0
+    for t, f in enumerate(flags):
+        run = run + 1 if f else 0
+        if run == length:
+            out.append(t)
+    return out
+
+
+def failure_starts(run_dir: Path, cfg: Config, mdnrnn: MDNRNN, device: torch.device) -> StartStates:
+    """controller.dream_starts `failures`: every episode's first frame (the paper's starts, zero memory)
+    and, as `controller.failure_share` of all starts, frames shortly before a place where C failed
+    (failure_points), drawn with replacement, each with M's memory of its episode up to there. Before
+    any round has played, only first frames."""
+    c = cfg.controller
+    paths = _latent_paths(run_dir)
+    rng = rng_for(cfg.seed, STREAM_DREAM_STARTS)
+    fail_ep, fail_step = failure_points(
+        run_dir, cfg.collect.episodes, c.failure_stretch, c.failure_lead
+    )
+    n_fail = round(len(paths) * c.failure_share / (1 - c.failure_share)) if len(fail_ep) else 0
+    pick = rng.choice(len(fail_ep), size=n_fail, replace=True)
+    failed = starts_at(paths, mdnrnn, fail_ep[pick], fail_step[pick], rng, device)
+    mu, logvar = dream_starts(run_dir)
+    zeros = np.zeros((len(paths), mdnrnn.hidden), np.float32)
+    return StartStates(
+        np.concatenate([mu, failed.mu]), np.concatenate([logvar, failed.logvar]),
+        np.concatenate([zeros, failed.h]), np.concatenate([zeros, failed.c]),
+        np.concatenate([np.arange(len(paths)), failed.episodes]),
+        np.concatenate([np.zeros(len(paths), np.int64), failed.steps]),
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def starts_at(
+    paths: list[Path],
+    mdnrnn: MDNRNN,
+    episode: np.ndarray,
+    step: np.ndarray,
+    rng: np.random.Generator,
+    device: torch.device,
+    chunk: int = 256,
+) -> StartStates:
+    """Start states at (latent file `paths[episode[i]]`, `step[i]`): the frame's (mu, logvar) and M's
+    (h, c) after the episode's earlier frames (z sampled with a generator seeded from `rng`) and actions."""
+    n = len(episode)
     Z, H = mdnrnn.z_dim, mdnrnn.hidden
+    if n == 0:
+        return StartStates(*(np.zeros((0, d), np.float32) for d in (Z, Z, H, H)), episode, step)
     out = StartStates(np.zeros((n, Z), np.float32), np.zeros((n, Z), np.float32),
                       np.zeros((n, H), np.float32), np.zeros((n, H), np.float32), episode, step)  # fmt: skip
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
@@ -642,8 +719,9 @@ def build_dream(
     starts: str = "first",
 ) -> Dream:
     """M as a batched env (the run's final M unless `mdnrnn` names one). `for_pictures`: only z is
-    wanted (render), so a missing reward is no error. `starts`: `first` frames of real episodes, or `any`
-    step of them with M's memory there (controller.dream_starts; C's training dream)."""
+    wanted (render), so a missing reward is no error. `starts`: `first` frames of real episodes, `any`
+    step of them with M's memory there, or first frames and `failures` (controller.dream_starts; C's
+    training dream)."""
     device = device or resolve_device(cfg.device)
     adapter = adapter_for(cfg.env.id)
     alive = (adapter.reward_is_alive_bonus or for_pictures) and not cfg.mdnrnn.reward_head
@@ -651,8 +729,12 @@ def build_dream(
     m_path = Path(mdnrnn) if mdnrnn else RunDir(run_dir).agent(cfg)[0]
     vae = load_vae(RunDir(run_dir).vae, cfg, device) if spec.reproject_z else None
     m = load_mdnrnn(m_path, cfg, device)
-    if starts == "any":
-        at = any_step_starts(run_dir, m, cfg.controller.dream_start_states, cfg.seed, device)
+    if starts in ("any", "failures"):
+        at = (
+            any_step_starts(run_dir, m, cfg.controller.dream_start_states, cfg.seed, device)
+            if starts == "any"
+            else failure_starts(run_dir, cfg, m, device)
+        )
         mu, logvar, state = at.mu, at.logvar, (at.h, at.c)
     else:
         (mu, logvar), state = dream_starts(run_dir), None
