@@ -99,8 +99,8 @@ def make_copy(base: Path, out: Path, overrides: dict[str, object], keep_search: 
     shutil.copytree(base, tmp, copy_function=_link_or_copy)
     run = RunDir(tmp)
     save_config(new, run.config)
-    for path in (run.evaluation(), run.evaluation("controller", "dream"), run.real_gif,
-                 run.dream_gif, run.report, run.chosen):  # fmt: skip
+    # what was measured or drawn of the base's agent (eval.json and any `evaluate --out` beside it)
+    for path in [*tmp.glob("eval*.json"), run.real_gif, run.dream_gif, run.report, run.chosen]:
         path.unlink(missing_ok=True)
     if scope == "last C":
         last = run.round(rounds)

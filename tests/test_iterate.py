@@ -253,9 +253,12 @@ def test_last_round_experiment_continues_redoes_or_adds_rounds(iterated_run, tmp
 
     from experiments.last_round import main
 
-    cfg = load_config(iterated_run / "config.json")
-    base_c = (iterated_run / "rounds/2/controller.pt").read_bytes()
-    common = ["--run-dir", str(iterated_run), "--seed", "99", "--episodes", "2", "--quiet"]
+    base = copy_run(iterated_run, tmp_path / "base")
+    cfg = load_config(base / "config.json")
+    base_c = (base / "rounds/2/controller.pt").read_bytes()
+    # the base's agent scored on the row's seed list: the copy must score its own agent, not keep this
+    (base / "eval_seed99.json").write_text(json.dumps({"mean": -1e9}))
+    common = ["--run-dir", str(base), "--seed", "99", "--episodes", "2", "--quiet"]
     longer = ["--set", "iterate.final_generations=6"]
     main([*common, "--out", str(tmp_path / "cont"), *longer, "--continue-search"])
     main([*common, "--out", str(tmp_path / "fresh"), *longer])
@@ -265,12 +268,14 @@ def test_last_round_experiment_continues_redoes_or_adds_rounds(iterated_run, tmp
     states = [CMAES.load(tmp_path / name / "rounds/2/es_state.pkl") for name in ("cont", "fresh")]
     assert [s.generation for s in states] == [6, 6]
     np.testing.assert_array_equal(states[0].mean, states[1].mean)
-    assert (iterated_run / "rounds/2/controller.pt").read_bytes() == base_c
-    first = list_episodes(iterated_run / "episodes")[0]
+    assert (base / "rounds/2/controller.pt").read_bytes() == base_c
+    first = list_episodes(base / "episodes")[0]
     assert os.stat(first).st_ino == os.stat(tmp_path / "cont/episodes" / first.name).st_ino
     row = json.loads((tmp_path / "cont/row.json").read_text())
     e = json.loads((tmp_path / "cont/eval_seed99.json").read_text())
     assert (row["seed"], row["episodes"], row["mean"]) == (99, 2, e["mean"]) and e["seed"] == 99
+    assert e["agent"] == {"mdnrnn": "rounds/2/mdnrnn.pt", "controller": "rounds/2/controller.pt"}
+    assert e["mean"] != -1e9
     assert row["overrides"] == {"iterate.final_generations": 6} and row["train_s"] > 0
 
     main([*common, "--out", str(tmp_path / "more"), "--set", "iterate.rounds=3"])
