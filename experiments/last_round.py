@@ -28,7 +28,7 @@ from pathlib import Path
 from experiments._common import parser, timed, train_seconds
 from worldmodels.config import leaf_fields, load_config, parse_value, save_config, with_overrides
 from worldmodels.errors import WorldModelsError
-from worldmodels.evaluate import evaluate_command
+from worldmodels.evaluate import evaluate_command, evaluation_is_current
 from worldmodels.rundir import EPISODES, LATENTS, RunDir
 from worldmodels.train.iterate import iterate, iterate_done
 from worldmodels.utils import atomic_write_text, read_header
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             cfg, {"evaluate.seed": args.seed, "evaluate.episodes": args.episodes}
         )
         path = args.out / f"eval_seed{args.seed}.json"
-        if not path.exists():
+        if not evaluation_is_current(path, scored):
             evaluate_command(args.out, scored, "controller", "real", not args.quiet, out=path)
     except WorldModelsError as e:
         raise SystemExit(f"error: {e}") from None

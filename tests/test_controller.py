@@ -160,13 +160,13 @@ def test_dream_starts_at_failures_are_first_frames_and_places_where_c_lost_groun
     cfg = with_overrides(preset("debug"), {"collect.episodes": C_FROM, "controller.failure_lead": 3,
                                            "controller.failure_stretch": 4,
                                            "controller.dream_starts": "failures"})  # fmt: skip
-    episodes, steps = failure_points(dream_run, C_FROM, stretch=4, lead=3)
+    episodes, steps = failure_points(paths, C_FROM, stretch=4, lead=3)
     last = len(paths) - 1
     want = [(e, 10 + e - 3) for e in range(C_FROM, len(paths))] + [(last, 29 - 3)]
     assert sorted(zip(episodes.tolist(), steps.tolist(), strict=True)) == sorted(want)
-    assert len(failure_points(dream_run, C_FROM, stretch=6, lead=3)[0]) == 1  # only the bad end
+    assert len(failure_points(paths, C_FROM, stretch=6, lead=3)[0]) == 1  # only the bad end
     # where the reward is an alive bonus (DoomTakeCover) every terminated end is a death
-    assert len(failure_points(dream_run, C_FROM, stretch=6, lead=3, alive_bonus=True)[0]) == 2
+    assert len(failure_points(paths, C_FROM, stretch=6, lead=3, alive_bonus=True)[0]) == 2
 
     m = load_mdnrnn(dream_run / "mdnrnn.pt", cfg, "cpu")
     st = failure_starts(dream_run, cfg, m, torch.device("cpu"))

@@ -603,9 +603,9 @@ def any_step_starts(
 
 
 def failure_points(
-    run_dir: Path, first_index: int, stretch: int, lead: int, alive_bonus: bool = False
+    paths: list[Path], first_index: int, stretch: int, lead: int, alive_bonus: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(latent file, step) of every place where C lost ground in the episodes it played (those of index
+    """(index into the latent files `paths`, step) of every place where C lost ground in the episodes it played (those of index
     `first_index` on: iterative training's rounds): the first step of each run of at least `stretch`
     steps without a positive reward (CarRacing: no new tile, the car off the track or stopped) and the
     last step of an episode that ended terminated badly, each moved `lead` steps back (not before 0).
@@ -613,7 +613,7 @@ def failure_points(
     also terminates, with a tile's reward) or, where the reward is an alive bonus (`alive_bonus`,
     DoomTakeCover), always: a death."""
     episodes, steps = [], []
-    for e, path in enumerate(_latent_paths(run_dir)):
+    for e, path in enumerate(paths):
         if episode_index(path) < first_index:
             continue
         f = load_npz(path, ("reward", "terminated"), what="latent")
@@ -644,7 +644,7 @@ def failure_starts(run_dir: Path, cfg: Config, mdnrnn: MDNRNN, device: torch.dev
     c = cfg.controller
     paths = _latent_paths(run_dir)
     rng = rng_for(cfg.seed, STREAM_DREAM_STARTS)
-    fail_ep, fail_step = failure_points(run_dir, cfg.collect.episodes, c.failure_stretch,
+    fail_ep, fail_step = failure_points(paths, cfg.collect.episodes, c.failure_stretch,
                                         c.failure_lead, adapter_for(cfg.env.id).reward_is_alive_bonus)  # fmt: skip
     n_fail = round(len(paths) * c.failure_share / (1 - c.failure_share)) if len(fail_ep) else 0
     pick = rng.choice(len(fail_ep), size=n_fail, replace=True)
