@@ -7,9 +7,13 @@ scored on a tuning seed list.
         --set iterate.final_generations=80 --continue-search --seed 99 --episodes 100
     python -m experiments.last_round --run-dir runs/carracing-cpu --out runs/cr-levers/rounds8 \
         --set iterate.rounds=8 --seed 99 --episodes 100
+    python -m experiments.last_round --run-dir runs/carracing-cpu --out runs/cr-levers/tau115 \
+        --set controller.temperature=1.15 --from-round 1 --seed 99 --episodes 100
 
 What the overrides change reaches only what is trained again: the last round's C (its C settings, the
-`iterate.final_*` ones, `iterate.warm_start` from the previous round's C), or the new rounds. Rounds before
+`iterate.final_*` ones, `iterate.warm_start` from the previous round's C), the new rounds, or with
+`--from-round R` rounds R..N whole (their episodes collected again by the new round R-1's C, their M and C
+trained again). Rounds before
 were made with the base run's settings, whatever the copy's config.json now says; OUT/last_round.json keeps
 the base, the overrides and that scope. `--continue-search` keeps the last C's CMA-ES state, so a longer
 search (more generations, nothing else changed) goes on from where the base's stopped: the same search as one
@@ -27,10 +31,12 @@ from pathlib import Path
 
 from experiments._common import parser, timed, train_seconds
 from worldmodels.config import leaf_fields, load_config, parse_value, save_config, with_overrides
+from worldmodels.data.starts import STARTS_IN_LATENTS
+from worldmodels.data.storage import episode_path
 from worldmodels.errors import WorldModelsError
 from worldmodels.evaluate import evaluate_command, evaluation_is_current
 from worldmodels.rundir import EPISODES, LATENTS, RunDir
-from worldmodels.train.iterate import iterate, iterate_done
+from worldmodels.train.iterate import iterate, iterate_done, round_episodes
 from worldmodels.utils import atomic_write_text, read_header
 
 SEARCH_LENGTH = {"iterate.final_generations", "iterate.generations", "controller.generations"}
@@ -45,8 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="A setting of the copy, e.g. iterate.final_generations=80 (repeatable).")  # fmt: skip
     ap.add_argument("--continue-search", action="store_true",
-                    help="Keep the last C's CMA-ES state (only with a longer search: "
+                    help="Keep the last C's CMA-ES state (only with a longer search, no --from-round: "
                     + ", ".join(sorted(SEARCH_LENGTH)) + ").")  # fmt: skip
+    ap.add_argument("--from-round", type=int, default=0, metavar="R",
+                    help="Train rounds R..N again whole (collect, M, C) under the overrides; 0: only "
+                    "the last C, or the added rounds.")  # fmt: skip
     ap.add_argument("--episodes", type=int, default=100, help="Real episodes of the score.")
     ap.add_argument("--seed", type=int, required=True,
                     help="Evaluation seed list of the score: a tuning seed, not the one you report.")  # fmt: skip
@@ -75,9 +84,12 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def make_copy(base: Path, out: Path, overrides: dict[str, object], keep_search: bool) -> str:
-    """OUT as BASE with OVERRIDES in its config and, unless rounds are added, its last round's C removed.
-    Returns what is trained again ("last C" or "rounds R+1..N")."""
+def make_copy(
+    base: Path, out: Path, overrides: dict[str, object], keep_search: bool, from_round: int = 0
+) -> str:
+    """OUT as BASE with OVERRIDES in its config and, unless rounds are added, its last round's C removed
+    (with FROM_ROUND R > 0: rounds R.. removed whole, their episodes and latents too). Returns what is
+    trained again ("last C" or "rounds R..N")."""
     cfg = load_config(RunDir(base).config)
     if not iterate_done(base, cfg) or cfg.iterate.rounds == 0:
         raise WorldModelsError(f"{base}: not a finished run with iterative training")
@@ -85,15 +97,24 @@ def make_copy(base: Path, out: Path, overrides: dict[str, object], keep_search: 
     rounds = new.iterate.rounds
     if rounds < cfg.iterate.rounds:
         raise WorldModelsError(f"--set iterate.rounds={rounds}: the base has {cfg.iterate.rounds}")
-    if keep_search and (rounds != cfg.iterate.rounds or not set(overrides) <= SEARCH_LENGTH):
+    if from_round and not 1 <= from_round <= cfg.iterate.rounds:
+        raise WorldModelsError(
+            f"--from-round {from_round}: the base has rounds 1..{cfg.iterate.rounds}"
+        )
+    if keep_search and (
+        from_round or rounds != cfg.iterate.rounds or not set(overrides) <= SEARCH_LENGTH
+    ):
         raise WorldModelsError(
             "--continue-search: only a longer search of the last C may change ("
             + ", ".join(sorted(SEARCH_LENGTH))
             + ")"
         )
-    scope = (
-        "last C" if rounds == cfg.iterate.rounds else f"rounds {cfg.iterate.rounds + 1}..{rounds}"
-    )
+    if from_round:
+        scope = f"rounds {from_round}..{rounds}"
+    elif rounds == cfg.iterate.rounds:
+        scope = "last C"
+    else:
+        scope = f"rounds {cfg.iterate.rounds + 1}..{rounds}"
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(base, tmp, copy_function=_link_or_copy)
@@ -102,7 +123,14 @@ def make_copy(base: Path, out: Path, overrides: dict[str, object], keep_search: 
     # what was measured or drawn of the base's agent (eval.json and any `evaluate --out` beside it)
     for path in [*tmp.glob("eval*.json"), run.real_gif, run.dream_gif, run.report, run.chosen]:
         path.unlink(missing_ok=True)
-    if scope == "last C":
+    if from_round:  # the rounds go whole: what they collected, encoded and trained
+        for r in range(from_round, cfg.iterate.rounds + 1):
+            shutil.rmtree(run.round(r).records)
+            for index in round_episodes(cfg, r):
+                episode_path(run.episodes, index).unlink(missing_ok=True)
+                episode_path(run.latents, index).unlink(missing_ok=True)
+        (run.latents / STARTS_IN_LATENTS).unlink(missing_ok=True)
+    elif scope == "last C":
         last = run.round(rounds)
         for path in (last.controller, last.done_marker, last.eval):
             path.unlink(missing_ok=True)
@@ -120,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         overrides = parse_overrides(args.set)
         if not (args.out / "last_round.json").exists():
-            make_copy(args.run_dir, args.out, overrides, args.continue_search)
+            make_copy(args.run_dir, args.out, overrides, args.continue_search, args.from_round)
         cfg = load_config(RunDir(args.out).config)
         if not iterate_done(args.out, cfg):
             timed(args.out, lambda: iterate(args.out, cfg, progress=not args.quiet))

@@ -285,9 +285,29 @@ def test_last_round_experiment_continues_redoes_or_adds_rounds(iterated_run, tmp
         tmp_path / "more/rounds/3/controller.pt"
     )
 
+    # round 2 again whole, collected with a random hand-over at every step: new episodes, the same round 1
+    main([*common, "--out", str(tmp_path / "again"), "--set", "iterate.explore=1.0",
+          "--from-round", "2"])  # fmt: skip
+    again = tmp_path / "again"
+    assert (again / "rounds/1/controller.pt").read_bytes() == (
+        base / "rounds/1/controller.pt"
+    ).read_bytes()
+    assert (again / "rounds/2/done").exists()
+    n = cfg.collect.episodes + 2 * cfg.iterate.episodes
+    assert [episode_index(p) for p in list_episodes(again / "latents")] == list(range(n))
+    for index in range(cfg.collect.episodes + cfg.iterate.episodes, n):  # round 2's
+        name = f"ep_{index:06d}.npz"
+        assert os.stat(again / "episodes" / name).st_ino != os.stat(base / "episodes" / name).st_ino
+        a, b = (load_episode(d / "episodes" / name)["action"] for d in (again, base))
+        assert a.shape != b.shape or not np.array_equal(a, b)
+    assert (base / "rounds/2/controller.pt").read_bytes() == base_c
+    assert json.loads((again / "last_round.json").read_text())["trained_again"] == "rounds 2..2"
+
     bad = ["--out", str(tmp_path / "bad"), "--set", "iterate.final_trials=5", "--continue-search"]
     with pytest.raises(SystemExit, match="--continue-search: only a longer search"):
         main([*common, *bad])
+    with pytest.raises(SystemExit, match="--from-round 3: the base has rounds 1..2"):
+        main([*common, "--out", str(tmp_path / "bad"), "--from-round", "3"])
     with pytest.raises(SystemExit, match="iterate.nope"):
         main([*common, "--out", str(tmp_path / "bad"), "--set", "iterate.nope=1"])
     assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.tmp").exists()
