@@ -161,20 +161,23 @@ def main(argv: list[str] | None = None) -> None:
     except WorldModelsError as e:
         raise SystemExit(f"error: {e}") from None
     agent = RunDir(args.out).agent_round(cfg)
+    header = read_header(agent.controller, "controller")
     real = json.loads(path.read_text())
     row = {
         "row": args.out.name,
         "overrides": json.loads((args.out / "last_round.json").read_text())["overrides"],
         "seed": args.seed, "episodes": real["episodes"], "mean": real["mean"], "std": real["std"],
         "stderr": real["stderr"],
-        "dream_best_eval": read_header(agent.controller, "controller").get("eval_return"),
+        "dream_best_eval": header.get("eval_return") if header.get("eval_where") != "real" else None,
+        "real_select_best": header.get("eval_return") if header.get("eval_where") == "real" else None,
         "round_check": json.loads(agent.eval.read_text())["mean"] if agent.eval.exists() else None,
         "train_s": train_seconds(args.out),
     }  # fmt: skip
     atomic_write_text(args.out / "row.json", json.dumps(row, indent=2) + "\n")
     print(f"{row['row']}: {row['mean']:.1f} +- {row['std']:.1f} (s.e. {row['stderr']:.1f}) over "
-          f"{row['episodes']} real episodes, seed {args.seed}; C's best dream evaluation "
-          f"{row['dream_best_eval']:.1f}; trained in {row['train_s'] or 0:.0f} s")  # fmt: skip
+          f"{row['episodes']} real episodes, seed {args.seed}; C's best periodic evaluation "
+          f"{header.get('eval_return', float('nan')):.1f} ({header.get('eval_where', 'dream')}); "
+          f"trained in {row['train_s'] or 0:.0f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

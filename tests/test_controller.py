@@ -422,3 +422,32 @@ def test_carracing_dream_scores_by_the_reward_head_and_ends_by_the_done_head():
         m.head.bias[-2] = 20.0  # done logit: always
     _, lengths = dream.rollout(np.repeat(params[None], 3, 0), [1, 2, 3])
     assert lengths.tolist() == [1, 1, 1]
+
+
+def test_select_real_keeps_the_mean_that_scored_most_in_real_episodes(dream_run, tmp_path):
+    """controller.select_real: the dream still trains C; the same real episodes score each periodic mean
+    and the kept C is the mean of the generation that scored most there."""
+    from worldmodels.config import validate
+    from worldmodels.utils import read_header
+
+    cfg = with_overrides(preset("debug"), {"controller.eval_every": 1, "controller.generations": 3,
+                                           "controller.select_real": 2})  # fmt: skip
+    runs = {}
+    for n in (1, 2, 3):
+        run = shutil.copytree(dream_run, tmp_path / str(n))
+        for p in ("controller.pt", "es_state.pkl"):
+            (run / p).unlink()
+        train_controller(run, with_overrides(cfg, {"controller.generations": n}), progress=False)
+        runs[n] = run
+    rows = [r for r in read_metrics(runs[3]) if r["stage"] == "train-controller"][
+        -3:
+    ]  # this search's
+    real = [r["es/eval_real_return"] for r in rows]
+    assert all("es/eval_return" in r for r in rows)  # the dream's, for the record
+    header = read_header(runs[3] / "controller.pt", "controller")
+    assert header["eval_where"] == "real" and header["eval_return"] == max(real)
+    best = int(np.argmax(real)) + 1  # the first generation of a tie, as a strict > keeps it
+    mean = CMAES.load(runs[best] / "es_state.pkl").mean.astype(np.float32)
+    np.testing.assert_array_equal(load_controller(runs[3] / "controller.pt", cfg), mean)
+    with pytest.raises(WorldModelsError, match="select_real needs controller.where dream"):
+        validate(with_overrides(cfg, {"controller.where": "real"}))

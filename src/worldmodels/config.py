@@ -171,6 +171,12 @@ class ControllerConfig:
     """Every this many generations the current mean is scored over `eval_rollouts` rollouts (paper: 25)."""
     eval_rollouts: int = 1024
     """Rollouts of the periodic evaluation of the current mean (the paper: 1024)."""
+    select_real: int = 0
+    """With where `dream`: real episodes that also score the search's mean at each periodic evaluation
+    (the same episodes every time), and C is the mean that scored most there, not in the dream (0: the
+    dream's evaluation chooses, the paper's). C still trains only in the dream; real play only picks which
+    of its means is kept, where a longer search keeps raising the dream score but not the real one. Costs
+    these episodes every `eval_every` generations."""
     max_steps: int = 2100
     """Step limit of a dream rollout (real rollouts use env.max_steps)."""
     use_cell: bool = True
@@ -601,6 +607,11 @@ def validate(cfg: Config) -> None:
         (cfg.controller.failure_stretch >= 1, "controller.failure_stretch must be >= 1"),
         (cfg.controller.failure_lead >= 0, "controller.failure_lead must be >= 0"),
         (cfg.controller.where in ("dream", "real"), "controller.where must be 'dream' or 'real'"),
+        (cfg.controller.select_real >= 0, "controller.select_real must be >= 0"),
+        (
+            cfg.controller.select_real == 0 or cfg.controller.where == "dream",
+            "controller.select_real needs controller.where dream (a real search's evaluation is real)",
+        ),
         (cfg.controller.temperature > 0, "controller.temperature must be > 0"),
         (
             cfg.iterate.final_temperature >= 0,

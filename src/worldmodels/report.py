@@ -152,6 +152,12 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
     def read(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text()) if path.exists() else {}
 
+    def c_eval(stage: str) -> Any:
+        """The periodic evaluation that chose C: the dream's, or real episodes' (controller.select_real)."""
+        best = _last(rows, stage, "es/best_eval_return")
+        chose_real = _last(rows, stage, "es/eval_real_return") is not None
+        return f"{best:.1f} (real episodes chose C)" if chose_real and best is not None else best
+
     run = RunDir(run_dir)
 
     def real(r: int) -> str | None:
@@ -170,8 +176,7 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
         )
         base.append((f"{name} (chosen: the agent)" if r == chosen else name, *collected,
                      *m_stats(this.stage("train-mdnrnn")),
-                     _last(rows, this.stage("train-controller"), "es/best_eval_return"),
-                     real(r)))  # fmt: skip
+                     c_eval(this.stage("train-controller")), real(r)))  # fmt: skip
     for row in base:
         body.append(
             "<tr>" + "".join(f'<td class="num">{html.escape(_cell(x))}</td>' for x in row) + "</tr>"

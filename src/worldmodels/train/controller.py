@@ -22,6 +22,7 @@ from worldmodels.utils import STREAM_ES, Metrics, checkpoint_finished, read_head
 from worldmodels.workers import RealFitness
 
 EVAL_KEY = 1_000_000  # eval rollouts' seeds live apart from the training rollouts' seeds
+REAL_KEY = 2_000_000  # and controller.select_real's real episodes apart from both
 
 
 def controller_done(run_dir: Path, cfg: Config) -> bool:
@@ -60,6 +61,8 @@ def train_controller(
         if c.where == "dream"
         else RealFitness(run_dir, cfg, mdnrnn)
     )
+    real = RealFitness(run_dir, cfg, mdnrnn) if c.select_real and c.where == "dream" else None
+    real_seeds = [seed_for(cfg.seed, STREAM_ES, REAL_KEY, i) for i in range(c.select_real)]
     metrics = Metrics(run_dir, stage, cfg.tensorboard)
     bar = tqdm(total=c.generations, initial=state.generation, desc=f"{stage} ({c.where})",
                unit="gen", disable=not progress, dynamic_ncols=True)  # fmt: skip
@@ -94,9 +97,12 @@ def train_controller(
                 ]
                 mean = state.mean.astype(np.float32)
                 er, _ = fitness.rollout(np.repeat(mean[None], c.eval_rollouts, 0), eval_seeds)
-                row["es/eval_return"] = float(er.mean())
-                if er.mean() > state.best_eval:
-                    state.best_eval, state.best_params = float(er.mean()), mean
+                row["es/eval_return"] = score = float(er.mean())
+                if real is not None:  # the same real episodes score every mean; they choose
+                    rr, _ = real.rollout(np.repeat(mean[None], len(real_seeds), 0), real_seeds)
+                    row["es/eval_real_return"] = score = float(rr.mean())
+                if score > state.best_eval:
+                    state.best_eval, state.best_params = score, mean
                 row["es/best_eval_return"] = float(state.best_eval)
             metrics.log(gen + 1, **row)
             state.save(state_path)
@@ -107,8 +113,10 @@ def train_controller(
     finally:
         stop.close()
         bar.close()
+    # eval_return: the best periodic evaluation, in the real env where real episodes chose (eval_where)
     header = {"finished": True, "generation": state.generation, "eval_return": state.best_eval,
-              "where": c.where, "temperature": c.temperature, "config": cfg.to_dict()}  # fmt: skip
+              "eval_where": "real" if real is not None else c.where, "where": c.where,
+              "temperature": c.temperature, "config": cfg.to_dict()}  # fmt: skip
     save_controller(path, state.best_params, header)
     metrics.close()
     return row
