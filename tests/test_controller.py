@@ -428,6 +428,7 @@ def test_select_real_keeps_the_mean_that_scored_most_in_real_episodes(dream_run,
     """controller.select_real: the dream still trains C; the same real episodes score each periodic mean
     and the kept C is the mean of the generation that scored most there."""
     from worldmodels.config import validate
+    from worldmodels.report import _rounds_table
     from worldmodels.utils import read_header
 
     cfg = with_overrides(preset("debug"), {"controller.eval_every": 1, "controller.generations": 3,
@@ -449,5 +450,7 @@ def test_select_real_keeps_the_mean_that_scored_most_in_real_episodes(dream_run,
     best = int(np.argmax(real)) + 1  # the first generation of a tie, as a strict > keeps it
     mean = CMAES.load(runs[best] / "es_state.pkl").mean.astype(np.float32)
     np.testing.assert_array_equal(load_controller(runs[3] / "controller.pt", cfg), mean)
+    table = _rounds_table(runs[3], cfg, read_metrics(runs[3]))  # the report says what chose C
+    assert f"{max(real):.1f} (real episodes chose C)" in table
     with pytest.raises(WorldModelsError, match="select_real needs controller.where dream"):
         validate(with_overrides(cfg, {"controller.where": "real"}))

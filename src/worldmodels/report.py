@@ -298,7 +298,9 @@ def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True
     es_plot = _plot([("best", *_series(rows, "train-controller", "es/return_best")),
                      ("mean", *_series(rows, "train-controller", "es/return_mean")),
                      ("worst", *_series(rows, "train-controller", "es/return_worst")),
-                     ("evaluation of the mean", *_series(rows, "train-controller", "es/eval_return"))],
+                     ("evaluation of the mean", *_series(rows, "train-controller", "es/eval_return")),
+                     ("the mean in real episodes (chose C)",
+                      *_series(rows, "train-controller", "es/eval_real_return"))],
                     f"Return per generation ({es.where})", "generation", "return")  # fmt: skip
     if es_plot:
         add(f"<figure>{es_plot}</figure>")
