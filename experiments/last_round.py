@@ -12,7 +12,7 @@ scored on a tuning seed list.
 
 What the overrides change reaches only what is trained again: the last round's C (its C settings, the
 `iterate.final_*` ones, `iterate.warm_start` from the previous round's C), the new rounds, or with
-`--from-round R` rounds R..N whole (their episodes collected again by the new round R-1's C, their M and C
+`--from-round R` rounds R..N whole (their episodes collected again, from round R-1's C on, their M and C
 trained again). Rounds before
 were made with the base run's settings, whatever the copy's config.json now says; OUT/last_round.json keeps
 the base, the overrides and that scope. `--continue-search` keeps the last C's CMA-ES state, so a longer
