@@ -12,6 +12,7 @@ fidelity           fixed policies in M's dream against the real env, and M's dea
 last_round         a finished run's last round again with other settings (or more rounds), as a row
 m_memory           does M's memory hold over a whole long episode
 real_route         the paper's route: C trained with CMA-ES in the real env (local or Ray)
+rows_table         last_round's rows as one table, paired with the base, and the spread of their means
 temperature_sweep  the paper's temperature table on a finished run
 worst_episodes     an agent's worst real episodes as GIFs, with what M predicted along them
 

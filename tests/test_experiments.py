@@ -71,3 +71,42 @@ def test_fidelity_reads_the_agent_rounds_m_statistics(tmp_path, choose, want):
         "".join(json.dumps({"stage": s, "mdnrnn/val_nll": v}) + "\n" for s, v in rows)
     )
     assert m_validation(tmp_path, cfg) == {"nll": want}
+
+
+def test_rows_table_pairs_each_row_with_the_base_and_refuses_other_seeds(tmp_path, capsys):
+    import json
+
+    from experiments.rows_table import main
+
+    def write_eval(path, seed, returns):
+        path.write_text(json.dumps({"seed": seed, "episodes": len(returns), "returns": returns}))
+
+    write_eval(tmp_path / "base.json", 99, [800.0, 900.0, 700.0])
+    for name, returns, check in (
+        ("a", [810.0, 880.0, 760.0], 820.0),
+        ("b", [500.0, 900.0, 640.0], 600.0),
+    ):
+        (tmp_path / name).mkdir()
+        write_eval(tmp_path / name / "eval_seed99.json", 99, returns)
+        row = {"seed": 99, "dream_best_eval": 850.0, "real_select_best": None, "round_check": check}
+        (tmp_path / name / "row.json").write_text(json.dumps(row))
+    main(
+        [
+            "--run-dirs",
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+            "--base-eval",
+            str(tmp_path / "base.json"),
+        ]
+    )
+    out = capsys.readouterr().out
+    # a: differences +10, -20, +60 -> mean +16.7, s.e. 23.3; b: -300, 0, -60 -> -120.0, s.e. 91.7
+    assert (
+        "| a | 850.0 | 820.0 | 816.7 +- 49.2 | 34.8 | +16.7 (s.e. 23.3) | 100 % | 810.0 | 760.0 |"
+        in out
+    )
+    assert "+-120.0" not in out and "-120.0 (s.e. 91.7)" in out
+    assert "the row with the best round's check (820.0): a, 816.7 here" in out
+    write_eval(tmp_path / "b" / "eval_seed99.json", 7, [1.0, 2.0, 3.0])
+    with pytest.raises(SystemExit, match="scored on seed 7 x 3, the base on 99 x 3: not paired"):
+        main(["--run-dirs", str(tmp_path / "b"), "--base-eval", str(tmp_path / "base.json")])
