@@ -168,15 +168,14 @@ def main(argv: list[str] | None = None) -> None:
         "overrides": json.loads((args.out / "last_round.json").read_text())["overrides"],
         "seed": args.seed, "episodes": real["episodes"], "mean": real["mean"], "std": real["std"],
         "stderr": real["stderr"],
-        "dream_best_eval": header.get("eval_return") if header.get("eval_where") != "real" else None,
-        "real_select_best": header.get("eval_return") if header.get("eval_where") == "real" else None,
+        "best_eval": header.get("eval_return"), "eval_where": header.get("eval_where", "dream"),
         "round_check": json.loads(agent.eval.read_text())["mean"] if agent.eval.exists() else None,
         "train_s": train_seconds(args.out),
     }  # fmt: skip
     atomic_write_text(args.out / "row.json", json.dumps(row, indent=2) + "\n")
     print(f"{row['row']}: {row['mean']:.1f} +- {row['std']:.1f} (s.e. {row['stderr']:.1f}) over "
           f"{row['episodes']} real episodes, seed {args.seed}; C's best periodic evaluation "
-          f"{header.get('eval_return', float('nan')):.1f} ({header.get('eval_where', 'dream')}); "
+          f"{row['best_eval']:.1f} ({row['eval_where']}); "
           f"trained in {row['train_s'] or 0:.0f} s")  # fmt: skip
 
 

@@ -13,21 +13,21 @@ paired difference with the base (mean and s.e. of the per-episode differences), 
 
 from __future__ import annotations
 
+import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from experiments._common import parser
+from experiments._common import parser, stats
 from worldmodels.errors import WorldModelsError
 
 THRESHOLD = 750.0
 """CarRacing's share of episodes above this (the issue's view of the spread)."""
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     ap = parser(__doc__, __name__)
     ap.add_argument("--run-dirs", type=Path, nargs="+", required=True,
                     help="Rows made by experiments.last_round (each with row.json and its evaluation).")  # fmt: skip
@@ -52,14 +52,12 @@ def row_stats(row_dir: Path, base: dict[str, Any]) -> dict[str, Any]:
             f"{row_dir}: scored on seed {ev['seed']} x {ev['episodes']}, the base on "
             f"{base['seed']} x {base['episodes']}: not paired"
         )
-    r, d = np.asarray(ev["returns"], float), np.asarray(ev["returns"], float) - base["returns"]
-    real_chose = row.get("real_select_best") is not None
+    r = np.asarray(ev["returns"], float)
+    diff = stats(r - base["returns"])
     return {
-        "row": row_dir.name, "eval": row["real_select_best"] if real_chose else row["dream_best_eval"],
-        "eval_where": "real" if real_chose else "dream", "check": row["round_check"],
-        "mean": float(r.mean()), "std": float(r.std()), "stderr": float(r.std(ddof=1) / math.sqrt(len(r))),
-        "diff": float(d.mean()), "diff_stderr": float(d.std(ddof=1) / math.sqrt(len(d))),
-        "above": float(np.mean(r > THRESHOLD)), "median": float(np.median(r)), "min": float(r.min()),
+        "row": row_dir.name, "eval": row["best_eval"], "eval_where": row["eval_where"],
+        "check": row["round_check"], **stats(r), "diff": diff["mean"], "diff_stderr": diff["stderr"],
+        "above": float(np.mean(r > THRESHOLD)), "min": float(r.min()),
     }  # fmt: skip
 
 

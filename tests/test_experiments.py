@@ -88,7 +88,7 @@ def test_rows_table_pairs_each_row_with_the_base_and_refuses_other_seeds(tmp_pat
     ):
         (tmp_path / name).mkdir()
         write_eval(tmp_path / name / "eval_seed99.json", 99, returns)
-        row = {"seed": 99, "dream_best_eval": 850.0, "real_select_best": None, "round_check": check}
+        row = {"seed": 99, "best_eval": 850.0, "eval_where": "dream", "round_check": check}
         (tmp_path / name / "row.json").write_text(json.dumps(row))
     main(
         [

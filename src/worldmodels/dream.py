@@ -605,10 +605,11 @@ def any_step_starts(
 def failure_points(
     paths: list[Path], first_index: int, stretch: int, lead: int, alive_bonus: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(index into the latent files `paths`, step) of every place where C lost ground in the episodes it played (those of index
-    `first_index` on: iterative training's rounds): the first step of each run of at least `stretch`
-    steps without a positive reward (CarRacing: no new tile, the car off the track or stopped) and the
-    last step of an episode that ended terminated badly, each moved `lead` steps back (not before 0).
+    """(index into the latent files `paths`, step) of every place where C lost ground in the episodes it
+    played (those of index `first_index` on: iterative training's rounds): the first step of each run of
+    at least `stretch` steps without a positive reward (CarRacing: no new tile, the car off the track or
+    stopped) and the last step of an episode that ended terminated badly, each moved `lead` steps back
+    (not before 0).
     An end is bad when its last reward is negative (CarRacing: off the playfield, -100; finishing the lap
     also terminates, with a tile's reward) or, where the reward is an alive bonus (`alive_bonus`,
     DoomTakeCover), always: a death."""
