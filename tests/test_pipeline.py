@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from worldmodels.config import load_config
 from worldmodels.data.storage import list_episodes
@@ -35,6 +36,9 @@ def test_debug_pipeline_writes_every_promised_file(trained_run):
         json.loads(line)["stage"] for line in (run / "metrics.jsonl").read_text().splitlines()
     }
     assert {"collect", "train-vae", "train-mdnrnn", "train-controller"} <= stages
+    # a finished V or M keeps its weights alone (no optimiser state, a third of V's size)
+    for name in ("vae.pt", "mdnrnn.pt"):
+        assert set(torch.load(run / name, weights_only=True)) == {"header", "model"}, name
     # rerunning skips every stage
     out = cli("run", "--run-dir", str(run), "--quiet")
     assert out.returncode == 0 and out.stdout.count("done, skipped") == len(STAGES)
