@@ -236,6 +236,8 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
     [
         (["--iterate.choose", "worst"], "iterate.choose must be"),
         (["--iterate.choose", "best", "--iterate.eval_episodes", "0"], "iterate.eval_episodes > 0"),
+        (["--iterate.final_searches", "2"], "iterate.eval_episodes > 0"),
+        (["--iterate.final_searches", "0"], "iterate.final_searches must be >= 1"),
     ],
 )
 def test_choose_refuses_what_it_cannot_do(flags, words, tmp_path):
@@ -243,6 +245,63 @@ def test_choose_refuses_what_it_cannot_do(flags, words, tmp_path):
               *flags)  # fmt: skip
     assert words in one_line_error(out)
     assert not (tmp_path / "r").exists()
+
+
+def test_final_searches_make_the_best_on_the_rounds_real_episodes_the_agent(trained_run, tmp_path):
+    """iterate.final_searches 3: the last round's C searched three times (search j with the run's seed + j,
+    search 0 the one a single search makes), each scored on the same real episodes; the best is the
+    round's C and its score the round's; a stop anywhere resumes to the same choice."""
+    from worldmodels.utils import STREAM_ROUND_EVAL
+
+    flags = ["--iterate.rounds", "1", "--iterate.episodes", "2", "--iterate.eval_episodes", "2",
+             "--iterate.explore", "0", "--quiet"]  # fmt: skip
+    one = copy_run(trained_run, tmp_path / "one")
+    assert cli("iterate", "--run-dir", str(one), *flags).returncode == 0
+    run = copy_run(trained_run, tmp_path / "run")
+    out = cli("iterate", "--run-dir", str(run), *flags, "--iterate.final_searches", "3")
+    assert out.returncode == 0, out.stderr[-2000:]
+    cfg = load_config(run / "config.json")
+    r = RunDir(run).round(1)
+    record = json.loads(r.searches.read_text())
+    means = {int(j): m for j, m in record["mean_return"].items()}
+    assert sorted(means) == [0, 1, 2] and record["searches"] == 3 and record["episodes"] == 2
+    params = [load_controller(r.searching(j).controller, cfg) for j in range(3)]
+    for j in range(3):
+        e = json.loads(r.searching(j).eval.read_text())
+        assert (e["seed"], e["episodes"], e["mean"]) == (
+            seed_for(cfg.seed, STREAM_ROUND_EVAL, 1),
+            2,
+            means[j],
+        )
+        assert (
+            read_header(r.searching(j).controller, "controller")["config"]["seed"] == cfg.seed + j
+        )
+    assert not np.array_equal(params[0], params[1]) and not np.array_equal(params[1], params[2])
+    # search 0 is the single search's C; the chosen one is the round's C, its score the round's
+    np.testing.assert_array_equal(params[0], load_controller(one / "rounds/1/controller.pt", cfg))
+    best = record["search"]
+    assert means[best] == max(means.values()) and best == min(
+        j for j in means if means[j] == means[best]
+    )
+    np.testing.assert_array_equal(load_controller(r.controller, cfg), params[best])
+    assert json.loads(r.eval.read_text()) == json.loads(r.searching(best).eval.read_text())
+    assert RunDir(run).agent(cfg) == (r.mdnrnn, r.controller)
+    # the report's rounds table names the chosen search
+    assert cli("report", "--run-dir", str(run), "--quiet").returncode == 0
+    assert f"search {best}, the best of 3 on real episodes" in (run / "report.html").read_text()
+    # stopped before the choice, with search 2 half trained: the rerun retrains it and chooses the same
+    for path in (r.done_marker, r.searches, r.controller, r.eval, r.searching(2).controller):
+        path.unlink()
+    assert cli("iterate", "--run-dir", str(run), "--quiet").returncode == 0
+    assert json.loads(r.searches.read_text()) == record
+    np.testing.assert_array_equal(load_controller(r.controller, cfg), params[best])
+    # experiments/last_round's copy to train the last C again drops every search's C, state and check
+    from experiments.last_round import make_copy
+
+    assert make_copy(run, tmp_path / "again", {}, keep_search=False) == "last C"
+    again = RunDir(tmp_path / "again").round(1)
+    left = [p.name for p in again.searches_folder.rglob("*") if p.is_file()]
+    assert left == [] and not again.searches.exists() and not again.controller.exists()
 
 
 def test_last_round_experiment_continues_redoes_or_adds_rounds(iterated_run, tmp_path):

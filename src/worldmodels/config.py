@@ -258,6 +258,13 @@ class IterateConfig:
     final_trials: int = 0
     """Dream rollouts per candidate for the last round's C (0: controller.trials): a less noisy fitness
     for the C that becomes the agent."""
+    final_searches: int = 1
+    """Independent CMA-ES searches of the last round's C, search j with the run's seed + j (its CMA-ES
+    draws, dream rollouts and starts; search 0 is the one a single search makes), each scored over the
+    round's `iterate.eval_episodes` real episodes (the same ones for all); the best becomes the agent
+    (rounds/R/searches.json). Searches that differ only in their seed end far apart in the real env and
+    the dream's own score does not tell which are good; real episodes then only choose, C still trains
+    in the dream (1: one search, the paper's)."""
 
 
 @dataclass(frozen=True)
@@ -622,6 +629,11 @@ def validate(cfg: Config) -> None:
             "iterate.final_generations must be >= 0 (0: as the other rounds)",
         ),
         (cfg.iterate.final_trials >= 0, "iterate.final_trials must be >= 0 (0: controller.trials)"),
+        (cfg.iterate.final_searches >= 1, "iterate.final_searches must be >= 1"),
+        (
+            cfg.iterate.final_searches == 1 or cfg.iterate.eval_episodes > 0,
+            "iterate.final_searches > 1 needs iterate.eval_episodes > 0 (the real episodes that choose)",
+        ),
         (cfg.controller.population >= 2, "controller.population must be >= 2"),
         (cfg.controller.trials >= 1, "controller.trials must be >= 1"),
         (cfg.iterate.rounds >= 0, "iterate.rounds must be >= 0"),

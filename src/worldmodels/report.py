@@ -13,7 +13,7 @@ from typing import Any
 from worldmodels import rundir
 from worldmodels.config import Config, load_config
 from worldmodels.data.storage import list_episodes
-from worldmodels.rundir import RunDir
+from worldmodels.rundir import Round, RunDir
 from worldmodels.stages import NAMES
 from worldmodels.utils import atomic_write_text, read_metrics
 
@@ -152,11 +152,21 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
     def read(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text()) if path.exists() else {}
 
-    def c_eval(stage: str) -> Any:
-        """The periodic evaluation that chose C: the dream's, or real episodes' (controller.select_real)."""
+    def c_eval(this: Round) -> Any:
+        """The periodic evaluation that chose C: the dream's, or real episodes' (controller.select_real);
+        with iterate.final_searches, the chosen search's."""
+        searches = read(this.searches)
+        if searches:
+            this = this.searching(int(searches["search"]))
+        stage = this.stage("train-controller")
         best = _last(rows, stage, "es/best_eval_return")
         chose_real = _last(rows, stage, "es/eval_real_return") is not None
-        return f"{best:.1f} (real episodes chose C)" if chose_real and best is not None else best
+        if best is None or not (chose_real or searches):
+            return best
+        why = [*(["real episodes chose C"] if chose_real else []),
+               *([f"search {this.search}, the best of {searches['searches']} on real episodes"]
+                 if searches else [])]  # fmt: skip
+        return f"{best:.1f} ({'; '.join(why)})"
 
     run = RunDir(run_dir)
 
@@ -176,7 +186,7 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
         )
         base.append((f"{name} (chosen: the agent)" if r == chosen else name, *collected,
                      *m_stats(this.stage("train-mdnrnn")),
-                     c_eval(this.stage("train-controller")), real(r)))  # fmt: skip
+                     c_eval(this), real(r)))  # fmt: skip
     for row in base:
         body.append(
             "<tr>" + "".join(f'<td class="num">{html.escape(_cell(x))}</td>' for x in row) + "</tr>"

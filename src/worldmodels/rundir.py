@@ -33,6 +33,7 @@ CONTROLLER = "controller.pt"
 ES_STATE = "es_state.pkl"
 ROUNDS = "rounds"
 CHOSEN = "rounds/chosen.json"
+SEARCHES = "searches"
 SHIPPED_STARTS = "latents_starts.npz"
 """A shipped or exported agent's dream starts, in place of RUN_DIR/latents."""
 REAL_GIF = "real.gif"
@@ -62,24 +63,45 @@ def remove_stale_temporaries(folder: Path) -> None:
 @dataclass(frozen=True)
 class Round:
     """Round r of a run: its M and C, where CMA-ES keeps its state, and its records (the real episodes
-    that scored its C, what its C's predecessor scored while collecting, whether it is done)."""
+    that scored its C, what its C's predecessor scored while collecting, whether it is done). With
+    `search` j: one of several C searches of the round (iterate.final_searches), whose C, CMA-ES state
+    and real check live in rounds/r/searches/j; its M is the round's."""
 
     run: RunDir
     index: int
+    search: int | None = None
+
+    def searching(self, j: int) -> Round:
+        """Search j of this round's C (iterate.final_searches)."""
+        return Round(self.run, self.index, j)
 
     @property
     def models(self) -> Path:
-        """The folder of this round's M and C: the run's top level for round 0, rounds/r otherwise."""
-        return self.run.root if self.index == 0 else self.records
+        """The folder of this round's M and C: the run's top level for round 0, rounds/r otherwise
+        (a search's C: rounds/r/searches/j)."""
+        return self.run.root if self.index == 0 and self.search is None else self.records
 
     @property
     def records(self) -> Path:
-        """rounds/r: this round's evaluation and notes (round 0's too)."""
-        return self.run.root / ROUNDS / str(self.index)
+        """rounds/r: this round's evaluation and notes (round 0's too); rounds/r/searches/j a search's."""
+        if self.search is None:
+            return self.run.root / ROUNDS / str(self.index)
+        return Round(self.run, self.index).searches_folder / str(self.search)
+
+    @property
+    def searches(self) -> Path:
+        """rounds/r/searches.json: each search's real score and the one that became the round's C."""
+        return self.run.root / ROUNDS / str(self.index) / f"{SEARCHES}.json"
+
+    @property
+    def searches_folder(self) -> Path:
+        """rounds/r/searches: the folders of the round's C searches, one per search."""
+        return self.run.root / ROUNDS / str(self.index) / SEARCHES
 
     @property
     def mdnrnn(self) -> Path:
-        return self.models / MDNRNN
+        """The round's M (a search's too: the searches differ in C only)."""
+        return Round(self.run, self.index).models / MDNRNN
 
     @property
     def controller(self) -> Path:
@@ -109,8 +131,9 @@ class Round:
 
     def stage(self, name: str) -> str:
         """The metrics' stage name of this round's `name` (train-mdnrnn, train-controller): the plain name
-        for round 0, `iterate-R/NAME` for round R."""
-        return name if self.index == 0 else f"iterate-{self.index}/{name}"
+        for round 0, `iterate-R/NAME` for round R; `iterate-R/NAME/search-J` for a search."""
+        name = name if self.index == 0 else f"iterate-{self.index}/{name}"
+        return name if self.search is None else f"{name}/search-{self.search}"
 
 
 @dataclass(frozen=True)
@@ -179,7 +202,8 @@ class RunDir:
     def remove_stale_temporaries(self) -> None:
         """remove_stale_temporaries at the run's top level and in rounds/R, as the run's one writer (the
         lock's holder). The episode and latent folders are swept by the stages that fill them."""
-        for folder in [self.root, *(p for p in self.rounds.glob("*") if p.is_dir())]:
+        searches = self.rounds.glob(f"*/{SEARCHES}/*")  # Round.searches_folder's
+        for folder in [self.root, *(p for p in [*self.rounds.glob("*"), *searches] if p.is_dir())]:
             remove_stale_temporaries(folder)
 
     def relative(self, path: Path) -> str:

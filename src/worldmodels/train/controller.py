@@ -35,12 +35,15 @@ def train_controller(
     progress: bool = True,
     r: int = 0,
     x0: np.ndarray | None = None,
+    search: int | None = None,
 ) -> dict[str, float]:
     """CMA-ES over C's parameters of round r (0: the first C; iterative training's rounds from 1), in
     that round's M's dream or the real env, resumable from the CMA-ES state of every generation. `x0`:
-    where the search starts (default 0, the paper's)."""
+    where the search starts (default 0, the paper's); `search`: one of the round's several searches
+    (iterate.final_searches), kept in rounds/r/searches/j."""
     run_dir = Path(run_dir)
     this = RunDir(run_dir).round(r)
+    this = this if search is None else this.searching(search)
     path, state_path, mdnrnn, stage = (this.controller, this.es_state, this.mdnrnn,
                                        this.stage("train-controller"))  # fmt: skip
     if path.exists() and read_header(path, "controller").get("finished"):

@@ -130,7 +130,11 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
         if last and it.final_trials:
             c_settings["controller.trials"] = it.final_trials
         c_cfg = with_overrides(agent_config(cfg) if last else cfg, c_settings)
-        train_controller(run_dir, c_cfg, progress, r, prev_params if it.warm_start else None)
+        x0 = prev_params if it.warm_start else None
+        if last and it.final_searches > 1:
+            choose_search(run_dir, cfg, c_cfg, r, x0, progress)
+        else:
+            train_controller(run_dir, c_cfg, progress, r, x0)
         row: dict[str, float] = {"iterate/round": r}
         if stats:
             row["iterate/collect_return"] = stats["mean_return"]
@@ -145,11 +149,40 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
     return out
 
 
-def evaluate_round(run_dir: Path, cfg: Config, r: int, progress: bool) -> dict:
+def choose_search(
+    run_dir: Path, cfg: Config, c_cfg: Config, r: int, x0: np.ndarray | None, progress: bool
+) -> int:
+    """`iterate.final_searches`: round r's C searched that many times (search j with the run's seed + j,
+    in rounds/r/searches/j), each scored over the round's real episodes (the same for all: paired); the
+    best (the earlier of a tie) becomes the round's C and its score the round's eval.json.
+    rounds/r/searches.json says which, with every search's score. Each step resumes."""
+    this = RunDir(run_dir).round(r)
+    if this.controller.exists() and this.searches.exists():
+        return int(json.loads(this.searches.read_text())["search"])
+    means = {}
+    for j in range(cfg.iterate.final_searches):
+        search = with_overrides(c_cfg, {"seed": cfg.seed + j})
+        train_controller(run_dir, search, progress, r, x0, search=j)
+        means[j] = evaluate_round(run_dir, cfg, r, progress, search=j)["mean"]
+    best = max(means, key=lambda j: (means[j], -j))
+    chosen = this.searching(best)
+    atomic_write_bytes(this.eval, chosen.eval.read_bytes())
+    atomic_write_bytes(this.controller, chosen.controller.read_bytes())
+    record = {"search": best, "searches": len(means), "episodes": cfg.iterate.eval_episodes,
+              "mean_return": {str(j): m for j, m in means.items()}}  # fmt: skip
+    atomic_write_text(this.searches, json.dumps(record, indent=2) + "\n")
+    return best
+
+
+def evaluate_round(
+    run_dir: Path, cfg: Config, r: int, progress: bool, search: int | None = None
+) -> dict:
     """Round r's C (round 0: the first C) with its M over `iterate.eval_episodes` real episodes, on seeds
     derived from the run's seed for that round alone, never those of an `evaluate --seed`, so that a
-    choice made with them leaves the run's evaluation unbiased. Kept in rounds/R/eval.json."""
+    choice made with them leaves the run's evaluation unbiased. Kept in rounds/R/eval.json (a search's
+    C, `search`: on the same seeds, in rounds/R/searches/J/eval.json)."""
     this = RunDir(run_dir).round(r)
+    this = this if search is None else this.searching(search)
     path = this.eval
     seed, n = seed_for(cfg.seed, STREAM_ROUND_EVAL, r), cfg.iterate.eval_episodes
     if path.exists():
