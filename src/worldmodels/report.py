@@ -161,12 +161,12 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
         stage = this.stage("train-controller")
         best = _last(rows, stage, "es/best_eval_return")
         chose_real = _last(rows, stage, "es/eval_real_return") is not None
-        if best is None or not (chose_real or searches):
-            return best
-        why = [*(["real episodes chose C"] if chose_real else []),
-               *([f"search {this.search}, the best of {searches['searches']} on real episodes"]
-                 if searches else [])]  # fmt: skip
-        return f"{best:.1f} ({'; '.join(why)})"
+        why = []
+        if chose_real:
+            why.append("real episodes chose C")
+        if searches:
+            why.append(f"search {this.search}, the best of {searches['searches']} on real episodes")
+        return f"{best:.1f} ({'; '.join(why)})" if best is not None and why else best
 
     run = RunDir(run_dir)
 
