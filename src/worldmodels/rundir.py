@@ -84,19 +84,21 @@ class Round:
     @property
     def records(self) -> Path:
         """rounds/r: this round's evaluation and notes (round 0's too); rounds/r/searches/j a search's."""
-        if self.search is None:
-            return self.run.root / ROUNDS / str(self.index)
-        return Round(self.run, self.index).searches_folder / str(self.search)
+        return self._folder if self.search is None else self.searches_folder / str(self.search)
+
+    @property
+    def _folder(self) -> Path:
+        return self.run.root / ROUNDS / str(self.index)
 
     @property
     def searches(self) -> Path:
         """rounds/r/searches.json: each search's real score and the one that became the round's C."""
-        return self.run.root / ROUNDS / str(self.index) / f"{SEARCHES}.json"
+        return self._folder / f"{SEARCHES}.json"
 
     @property
     def searches_folder(self) -> Path:
         """rounds/r/searches: the folders of the round's C searches, one per search."""
-        return self.run.root / ROUNDS / str(self.index) / SEARCHES
+        return self._folder / SEARCHES
 
     @property
     def mdnrnn(self) -> Path:
