@@ -132,12 +132,12 @@ def make_copy(
         (run.latents / STARTS_IN_LATENTS).unlink(missing_ok=True)
     elif scope == "last C":
         last = run.round(rounds)
+        last.done_marker.unlink(missing_ok=True)
+        last.searches.unlink(missing_ok=True)
         searches = [last.searching(int(d.name)) for d in last.searches_folder.glob("*")]
         for this in [last, *searches]:  # iterate.final_searches: each search's C and check too
-            for path in (this.controller, this.done_marker, this.eval, this.searches):
+            for path in (this.controller, this.eval, *([] if keep_search else [this.es_state])):
                 path.unlink(missing_ok=True)
-            if not keep_search:
-                this.es_state.unlink(missing_ok=True)
     record = {"base": str(base), "overrides": overrides, "trained_again": scope,
               "continue_search": keep_search}  # fmt: skip
     atomic_write_text(tmp / "last_round.json", json.dumps(record, indent=2) + "\n")

@@ -107,6 +107,41 @@ def test_rows_table_pairs_each_row_with_the_base_and_refuses_other_seeds(tmp_pat
     )
     assert "+-120.0" not in out and "-120.0 (s.e. 91.7)" in out
     assert "the row with the best round's check (820.0): a, 816.7 here" in out
+    assert (
+        "the 2 searches' means: 748.3 on average, std 96.6, median 748.3, from 680.0 to 816.7"
+        in out
+    )
+    # the base's evaluation inside its run directory: its own C counts as a third search
+    import numpy as np
+
+    from worldmodels.agent import save_controller
+    from worldmodels.config import preset, save_config
+
+    save_config(preset("debug"), tmp_path / "config.json")
+    save_controller(
+        tmp_path / "controller.pt", np.zeros(3), {"finished": True, "eval_return": 900.0}
+    )
+    (tmp_path / "rounds" / "0").mkdir(parents=True)
+    (tmp_path / "rounds" / "0" / "eval.json").write_text(json.dumps({"mean": 790.0}))
+    main(
+        [
+            "--run-dirs",
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+            "--base-eval",
+            str(tmp_path / "base.json"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "the 3 searches' means: 765.6 on average" in out
+    # dream 900, 850, 850 and checks 790, 820, 600 against real 800, 816.7, 680
+    assert "correlation of the best periodic evaluation with the real mean: 0.400" in out
+    assert "correlation of the round's check with the real mean: 1.000" in out
+    # best of 2 by the check: {base, a} -> a 816.7, {base, b} -> base 800.0, {a, b} -> a 816.7
+    assert (
+        "the best of 2 by the round's check, over all 3 subsets: 811.1 on average, lowest 800.0"
+        in out
+    )
     write_eval(tmp_path / "b" / "eval_seed99.json", 7, [1.0, 2.0, 3.0])
     with pytest.raises(SystemExit, match="scored on seed 7 x 3, the base on 99 x 3: not paired"):
         main(["--run-dirs", str(tmp_path / "b"), "--base-eval", str(tmp_path / "base.json")])
