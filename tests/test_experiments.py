@@ -81,6 +81,11 @@ def test_rows_table_pairs_each_row_with_the_base_and_refuses_other_seeds(tmp_pat
     def write_eval(path, seed, returns):
         path.write_text(json.dumps({"seed": seed, "episodes": len(returns), "returns": returns}))
 
+    def table_of_a_and_b() -> str:
+        main(["--run-dirs", str(tmp_path / "a"), str(tmp_path / "b"),
+              "--base-eval", str(tmp_path / "base.json")])  # fmt: skip
+        return capsys.readouterr().out
+
     write_eval(tmp_path / "base.json", 99, [800.0, 900.0, 700.0])
     for name, returns, check in (
         ("a", [810.0, 880.0, 760.0], 820.0),
@@ -90,16 +95,7 @@ def test_rows_table_pairs_each_row_with_the_base_and_refuses_other_seeds(tmp_pat
         write_eval(tmp_path / name / "eval_seed99.json", 99, returns)
         row = {"seed": 99, "best_eval": 850.0, "eval_where": "dream", "round_check": check}
         (tmp_path / name / "row.json").write_text(json.dumps(row))
-    main(
-        [
-            "--run-dirs",
-            str(tmp_path / "a"),
-            str(tmp_path / "b"),
-            "--base-eval",
-            str(tmp_path / "base.json"),
-        ]
-    )
-    out = capsys.readouterr().out
+    out = table_of_a_and_b()
     # a: differences +10, -20, +60 -> mean +16.7, s.e. 23.3; b: -300, 0, -60 -> -120.0, s.e. 91.7
     assert (
         "| a | 850.0 | 820.0 | 816.7 +- 49.2 | 34.8 | +16.7 (s.e. 23.3) | 100 % | 810.0 | 760.0 |"
@@ -123,16 +119,7 @@ def test_rows_table_pairs_each_row_with_the_base_and_refuses_other_seeds(tmp_pat
     )
     (tmp_path / "rounds" / "0").mkdir(parents=True)
     (tmp_path / "rounds" / "0" / "eval.json").write_text(json.dumps({"mean": 790.0}))
-    main(
-        [
-            "--run-dirs",
-            str(tmp_path / "a"),
-            str(tmp_path / "b"),
-            "--base-eval",
-            str(tmp_path / "base.json"),
-        ]
-    )
-    out = capsys.readouterr().out
+    out = table_of_a_and_b()
     assert "the 3 searches' means: 765.6 on average" in out
     # dream 900, 850, 850 and checks 790, 820, 600 against real 800, 816.7, 680
     assert "correlation of the best periodic evaluation with the real mean: 0.400" in out
