@@ -1,0 +1,99 @@
+"""A round added to a finished run whose real episodes are collected by several Cs, not by the last C alone:
+does M, shown what other searches' Cs really do, stop rewarding the ones that cheat it?
+
+    python -m experiments.mixed_collection --run-dir runs/carracing-cpu --out runs/cr-levers/mixed \
+        --controllers runs/carracing-cpu/rounds/6/controller.pt runs/cr-levers/seed*/rounds/6/controller.pt \
+        --set iterate.final_searches=4 --seed 99 --episodes 100
+
+OUT is a copy of RUN_DIR with one more round (`last_round`'s copy, `iterate.rounds` + 1, and the `--set`
+overrides). The new round's `iterate.episodes` episodes are split as evenly as can be among the given Cs in
+their order (each played with the last round's M and V, with `iterate.explore`, on the seeds the round's own
+collection would have used); the round then goes on as any round does (encode, M from the last round's
+weights on every episode so far, its C), and the new agent is scored on a tuning seed list. Every C must fit
+the run's C. OUT/mixed_collection.json records the Cs and each one's episodes and mean return. Resumable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from experiments import last_round
+from worldmodels.agent import load_controller
+from worldmodels.config import load_config
+from worldmodels.data.storage import episode_path, load_episode
+from worldmodels.errors import WorldModelsError
+from worldmodels.rundir import RunDir
+from worldmodels.train.iterate import record_agent_episodes, round_episodes
+from worldmodels.utils import atomic_write_text
+
+RECORD = "mixed_collection.json"
+
+
+def build_parser():
+    ap = last_round.build_parser()
+    ap.description = __doc__.strip().partition("\n\n")[0]
+    ap.prog = "python -m experiments.mixed_collection"
+    ap.add_argument("--controllers", type=Path, nargs="+", required=True,
+                    help="controller.pt files of Cs for the run's V and M (e.g. the last C's searches).")  # fmt: skip
+    return ap
+
+
+def shares(n: int, k: int) -> list[range]:
+    """n episodes split into k runs of consecutive positions, the first n % k one longer."""
+    sizes = [n // k + (i < n % k) for i in range(k)]
+    starts = np.cumsum([0, *sizes])
+    return [range(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+
+
+def collect_mixed(out: Path, controllers: list[Path], progress: bool) -> dict:
+    """The new round's episodes, each C its share (the ones already there kept)."""
+    cfg = load_config(RunDir(out).config)
+    r = cfg.iterate.rounds
+    indices = list(round_episodes(cfg, r))
+    if len(controllers) > len(indices):
+        raise WorldModelsError(
+            f"{len(controllers)} controllers for {len(indices)} episodes: give at most one per episode"
+        )
+    prev_m = RunDir(out).round(r - 1).mdnrnn
+    record = {"round": r, "controllers": []}
+    for path, share in zip(controllers, shares(len(indices), len(controllers))):
+        params = load_controller(path, cfg)
+        these = [indices[i] for i in share]
+        record_agent_episodes(out, cfg, these, prev_m, params, progress,
+                              f"round {r}: collect with {path.parent.name}")  # fmt: skip
+        returns = [float(load_episode(episode_path(RunDir(out).episodes, i), ("reward",))["reward"].sum())
+                   for i in these]  # fmt: skip
+        record["controllers"].append(
+            {"controller": str(path), "episodes": these, "mean_return": float(np.mean(returns))}
+        )
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.continue_search or args.from_round:
+        raise SystemExit("error: a mixed collection adds a round; no --continue-search or --from-round")
+    if missing := [str(p) for p in args.controllers if not p.is_file()]:
+        raise SystemExit(f"error: no such controller: {', '.join(missing)}")
+    try:
+        overrides = last_round.parse_overrides(args.set)
+        if not (args.out / "last_round.json").exists():
+            base_rounds = load_config(RunDir(args.run_dir).config).iterate.rounds
+            overrides["iterate.rounds"] = base_rounds + 1
+            last_round.make_copy(args.run_dir, args.out, overrides, False)
+        if not (args.out / RECORD).exists():
+            record = collect_mixed(args.out, args.controllers, not args.quiet)
+            atomic_write_text(args.out / RECORD, json.dumps(record, indent=2) + "\n")
+    except WorldModelsError as e:
+        raise SystemExit(f"error: {e}") from None
+    # the round's collection finds its episodes there; the rest is last_round's (M, C, the score, row.json)
+    rest = ["--run-dir", str(args.run_dir), "--out", str(args.out), "--seed", str(args.seed),
+            "--episodes", str(args.episodes), *(["--quiet"] if args.quiet else [])]  # fmt: skip
+    last_round.main(rest)
+
+
+if __name__ == "__main__":
+    main()
