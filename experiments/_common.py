@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,9 @@ def parser(doc: str | None, module: str) -> argparse.ArgumentParser:
     """The command line of experiment `module` (its __name__): `python -m experiments.NAME`, the first
     paragraph of its docstring as the description and the rest as the epilog, `--quiet` for every one."""
     head, _, rest = (doc or "").strip().partition("\n\n")
+    # run as `python -m experiments.NAME`, the module is __main__ and its spec keeps the name
+    spec = sys.modules["__main__"].__spec__ if module == "__main__" else None
+    module = spec.name if spec else module
     ap = argparse.ArgumentParser(
         prog=f"python -m experiments.{module.rsplit('.', 1)[-1]}", description=head, epilog=rest,
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,

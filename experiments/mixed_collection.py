@@ -15,14 +15,16 @@ the run's C. OUT/mixed_collection.json records the Cs and each one's episodes an
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
 from experiments import last_round
+from experiments._common import parser
 from worldmodels.agent import load_controller
-from worldmodels.config import load_config
+from worldmodels.config import load_config, with_overrides
 from worldmodels.data.storage import episode_path, load_episode
 from worldmodels.errors import WorldModelsError
 from worldmodels.rundir import RunDir
@@ -32,12 +34,18 @@ from worldmodels.utils import atomic_write_text
 RECORD = "mixed_collection.json"
 
 
-def build_parser():
-    ap = last_round.build_parser()
-    ap.description = __doc__.strip().partition("\n\n")[0]
-    ap.prog = "python -m experiments.mixed_collection"
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
+    ap.add_argument("--run-dir", type=Path, required=True,
+                    help="A finished run with iterative training (read only).")  # fmt: skip
+    ap.add_argument("--out", type=Path, required=True, help="The copy's run directory (the row).")
     ap.add_argument("--controllers", type=Path, nargs="+", required=True,
                     help="controller.pt files of Cs for the run's V and M (e.g. the last C's searches).")  # fmt: skip
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="A setting of the copy, e.g. iterate.final_searches=4 (repeatable).")  # fmt: skip
+    ap.add_argument("--episodes", type=int, default=100, help="Real episodes of the score.")
+    ap.add_argument("--seed", type=int, required=True,
+                    help="Evaluation seed list of the score: a tuning seed, not the one you report.")  # fmt: skip
     return ap
 
 
@@ -53,10 +61,6 @@ def collect_mixed(out: Path, controllers: list[Path], progress: bool) -> dict:
     cfg = load_config(RunDir(out).config)
     r = cfg.iterate.rounds
     indices = list(round_episodes(cfg, r))
-    if len(controllers) > len(indices):
-        raise WorldModelsError(
-            f"{len(controllers)} controllers for {len(indices)} episodes: give at most one per episode"
-        )
     prev_m = RunDir(out).round(r - 1).mdnrnn
     record = {"round": r, "controllers": []}
     for path, share in zip(controllers, shares(len(indices), len(controllers))):
@@ -74,15 +78,21 @@ def collect_mixed(out: Path, controllers: list[Path], progress: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.continue_search or args.from_round:
-        raise SystemExit("error: a mixed collection adds a round; no --continue-search or --from-round")
     if missing := [str(p) for p in args.controllers if not p.is_file()]:
         raise SystemExit(f"error: no such controller: {', '.join(missing)}")
     try:
         overrides = last_round.parse_overrides(args.set)
         if not (args.out / "last_round.json").exists():
-            base_rounds = load_config(RunDir(args.run_dir).config).iterate.rounds
-            overrides["iterate.rounds"] = base_rounds + 1
+            base = load_config(RunDir(args.run_dir).config)
+            overrides["iterate.rounds"] = base.iterate.rounds + 1
+            new = with_overrides(base, overrides)
+            if len(args.controllers) > new.iterate.episodes:
+                raise WorldModelsError(
+                    f"{len(args.controllers)} controllers for {new.iterate.episodes} episodes: "
+                    "give at most one per episode"
+                )
+            for path in args.controllers:  # each must be a finished C of the run's shape
+                load_controller(path, new)
             last_round.make_copy(args.run_dir, args.out, overrides, False)
         if not (args.out / RECORD).exists():
             record = collect_mixed(args.out, args.controllers, not args.quiet)

@@ -370,3 +370,39 @@ def test_last_round_experiment_continues_redoes_or_adds_rounds(iterated_run, tmp
     with pytest.raises(SystemExit, match="iterate.nope"):
         main([*common, "--out", str(tmp_path / "bad"), "--set", "iterate.nope=1"])
     assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.tmp").exists()
+
+
+def test_mixed_collection_adds_a_round_played_by_each_given_controller(iterated_run, tmp_path):
+    """experiments.mixed_collection: the added round's episodes are split among the given Cs in order, each
+    episode played by its C with the last round's M on the round's own seeds; the round then trains as any
+    round does and its C is the agent."""
+    from experiments.mixed_collection import main
+
+    base = copy_run(iterated_run, tmp_path / "base")
+    cfg = load_config(base / "config.json")
+    cs = [base / "controller.pt", base / "rounds/2/controller.pt"]
+    out = tmp_path / "mixed"
+    common = ["--run-dir", str(base), "--seed", "99", "--episodes", "2", "--quiet"]
+    main([*common, "--out", str(out), "--controllers", *map(str, cs)])
+    assert (out / "rounds/3/done").exists()
+    assert RunDir(out).agent(load_config(out / "config.json"))[1] == out / "rounds/3/controller.pt"
+    record = json.loads((out / "mixed_collection.json").read_text())
+    first = cfg.collect.episodes + 2 * cfg.iterate.episodes  # round 3's first episode
+    assert [c["episodes"] for c in record["controllers"]] == [[first], [first + 1]]
+    models = load_models(out, cfg, mdnrnn=out / "rounds/2/mdnrnn.pt")
+    for c, index in zip(cs, (first, first + 1)):
+        ep = load_episode(out / "episodes" / f"ep_{index:06d}.npz")
+        agent = Agent(models, load_controller(c, cfg))
+        agent.reset(seed_for(cfg.seed, STREAM_ITERATE, index))
+        replay = [models.adapter.encode_action(agent(o)) for o in ep["obs"]]
+        np.testing.assert_array_equal(np.stack(replay), ep["action"])
+    returns = [c["mean_return"] for c in record["controllers"]]
+    sums = [float(load_episode(out / "episodes" / f"ep_{i:06d}.npz")["reward"].sum())
+            for i in (first, first + 1)]  # fmt: skip
+    assert returns == pytest.approx(sums)
+    assert json.loads((out / "row.json").read_text())["seed"] == 99
+    with pytest.raises(SystemExit, match="no such controller"):
+        main([*common, "--out", str(tmp_path / "bad"), "--controllers", "nope.pt"])
+    with pytest.raises(SystemExit, match="3 controllers for 2 episodes"):
+        main([*common, "--out", str(tmp_path / "bad"), "--controllers", *map(str, cs), str(cs[0])])
+    assert not (tmp_path / "bad").exists()
