@@ -4,13 +4,16 @@ what an experiment reads comes as `--run-dir`, `--run-dirs` or `--agent`, what i
 and `--quiet` turns off progress bars.
 
 average_cs         one C whose weights are the mean of several Cs' (a vote in one linear C)
+cross_m            several Cs scored in the dreams of several Ms, beside their real scores
 done_refit_row     issue 34's done-head refit applied to an already trained M, ready for `worldmodels run`
 doom_hits          how many fireballs end a DoomTakeCover episode (the game's health, never seen by V or M)
+drive_stats        how CarRacing agents drive (steer, gas, brake, on grass) real and dreamed; does V see grass
 ensemble_table     does an ensemble M make the dream harder to cheat (one pass on random data)
 evaluate_rounds    every round of iterative training on the same real episodes
 fidelity           fixed policies in M's dream against the real env, and M's death recall
 last_round         a finished run's last round again with other settings (or more rounds), as a row
 m_memory           does M's memory hold over a whole long episode
+mixed_collection   a round added to a finished run, its episodes collected by several Cs
 real_route         the paper's route: C trained with CMA-ES in the real env (local or Ray)
 rows_table         last_round's rows as one table, paired with the base, and the spread of their means
 temperature_sweep  the paper's temperature table on a finished run

@@ -8,6 +8,7 @@ import ast
 import importlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXPERIMENTS = sorted(
@@ -132,3 +133,14 @@ def test_rows_table_pairs_each_row_with_the_base_and_refuses_other_seeds(tmp_pat
     write_eval(tmp_path / "b" / "eval_seed99.json", 7, [1.0, 2.0, 3.0])
     with pytest.raises(SystemExit, match="scored on seed 7 x 3, the base on 99 x 3: not paired"):
         main(["--run-dirs", str(tmp_path / "b"), "--base-eval", str(tmp_path / "base.json")])
+
+
+def test_drive_stats_reads_grass_around_the_car_and_not_the_car():
+    from experiments.drive_stats import PATCH, grass_share
+
+    road = np.full((2, 64, 64, 3), 105, np.uint8)  # grey road everywhere
+    road[1, PATCH[0], PATCH[1]] = (102, 204, 102)  # the second frame: grass all around the car
+    road[:, 51:55, 30:33] = (204, 0, 0)  # the red car, on both
+    assert grass_share(road).tolist() == [0.0, 1.0]
+    road[1, PATCH[0], 27:32] = 105  # half the patch's columns road again
+    assert 0.4 < grass_share(road[1]) < 0.6

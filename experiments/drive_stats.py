@@ -1,0 +1,116 @@
+"""How CarRacing agents drive, in the real env and in their own dream: mean |steer|, gas and brake, the share
+of steps with the car on grass, and the reward a step; and whether V sees the car leave the road.
+
+    python -m experiments.drive_stats --run-dirs runs/carracing-cpu runs/cr-levers/seed7 \
+        --episodes 8 --rollouts 32 --v-episodes runs/carracing-cpu/episodes/ep_0009*.npz
+
+"On grass": more than half of a patch around the car (rows 49-57, columns 27-36 of the 64x64 frame, the
+car's own red pixels left out) is grass green; in the dream the patch is read from V's picture of the dream's
+z every 5th step. Real episodes on env seeds 5000, 5001, ...; dream rollouts on seeds 0, 1, ... at the
+agent's temperature. `--v-episodes`: every 5th frame of these episode files and of V's reconstruction of them
+(from the first run's V), the car-on-grass share of each and how often V's picture agrees.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+import worldmodels as wm
+from experiments._common import parser
+from worldmodels.data.storage import load_episode
+
+PATCH = (slice(49, 58), slice(27, 37))
+"""Rows and columns of the 64x64 frame around the car (its place on the screen is fixed)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = parser(__doc__, __name__)
+    ap.add_argument("--run-dirs", type=Path, nargs="+", required=True,
+                    help="CarRacing runs or exported agents.")  # fmt: skip
+    ap.add_argument("--episodes", type=int, default=8, help="Real episodes an agent.")
+    ap.add_argument("--rollouts", type=int, default=32, help="Dream rollouts an agent.")
+    ap.add_argument("--v-episodes", type=Path, nargs="*", default=[],
+                    help="Episode files whose frames V reconstructs (the first run's V).")  # fmt: skip
+    return ap
+
+
+def grass_share(frames: np.ndarray) -> np.ndarray:
+    """(..., 64, 64, 3) uint8 -> the share of grass-green pixels in the patch around the car, (...)."""
+    p = frames[..., PATCH[0], PATCH[1], :].astype(np.int16)
+    r, g = p[..., 0], p[..., 1]
+    car = (r > 150) & (g < 100)
+    green = (g > r + 40) & ~car
+    return green.sum((-2, -1)) / np.maximum((~car).sum((-2, -1)), 1)
+
+
+def summary(actions: np.ndarray, grass: np.ndarray, rewards: np.ndarray) -> str:
+    return (f"|steer| {np.abs(actions[:, 0]).mean():.3f}, gas {actions[:, 1].mean():.3f}, "
+            f"brake {actions[:, 2].mean():.3f}, on grass {np.mean(grass > 0.5):.3f}, "
+            f"reward a step {rewards.mean():.3f}")  # fmt: skip
+
+
+def real_play(agent: wm.WorldModel, n: int) -> str:
+    """n real episodes played as one batch."""
+    envs = [agent.make_env() for _ in range(n)]
+    obs = [env.reset(seed=5000 + i)[0] for i, env in enumerate(envs)]
+    policy = agent.policy()
+    policy.reset([5000 + i for i in range(n)])
+    actions, grass, rewards, playing = [], [], [], list(range(n))
+    while playing:
+        still = []
+        for i, a in zip(playing, policy.act(np.stack([obs[i] for i in playing]), playing)):
+            actions.append(np.asarray(a, np.float32))
+            grass.append(grass_share(obs[i]))
+            obs[i], reward, terminated, truncated, _ = envs[i].step(a)
+            rewards.append(reward)
+            if not (terminated or truncated):
+                still.append(i)
+        playing = still
+    return summary(np.stack(actions), np.array(grass), np.array(rewards))
+
+
+def dream_play(agent: wm.WorldModel, n: int) -> str:
+    """n dream rollouts of the agent's C at its temperature, stepped as one batch."""
+    dream = agent.dream_vector(n)
+    x, _ = dream.reset(seed=list(range(n)))
+    actions, grass, rewards = [], [], []
+    for t in range(agent.config.env.max_steps):
+        out = agent.controller.act(x)
+        actions.append(agent.action_vector(out))
+        if t % 5 == 0:
+            grass.append(grass_share(agent.vision.decode(dream.slots.z.cpu().numpy())))
+        x, reward, _, _, _ = dream.step(out)
+        rewards.append(reward)
+    return summary(np.concatenate(actions), np.concatenate(grass), np.concatenate(rewards))
+
+
+def v_agreement(agent: wm.WorldModel, files: list[Path]) -> str:
+    real, pictured = [], []
+    for f in files:
+        frames = load_episode(f, ("obs",))["obs"][::5]
+        real.append(grass_share(frames))
+        pictured.append(grass_share(agent.vision.decode(agent.vision.encode(frames))))
+    a, b = np.concatenate(real), np.concatenate(pictured)
+    on, seen = a > 0.5, b > 0.5
+    return (f"V, {len(a)} frames of {len(files)} episodes: car on grass {on.mean():.3f} of them; V's picture "
+            f"shows grass on {seen[on].mean():.3f} of those and on {seen[~on].mean():.3f} of the others; "
+            f"grass shares correlate {np.corrcoef(a, b)[0, 1]:.3f}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    for d in args.run_dirs:
+        agent = wm.load(d)
+        print(f"{d} real ({args.episodes} episodes): {real_play(agent, args.episodes)}", flush=True)
+        print(
+            f"{d} dream ({args.rollouts} rollouts): {dream_play(agent, args.rollouts)}", flush=True
+        )
+    if args.v_episodes:
+        print(v_agreement(wm.load(args.run_dirs[0]), args.v_episodes))
+
+
+if __name__ == "__main__":
+    main()
