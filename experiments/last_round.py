@@ -43,22 +43,27 @@ SEARCH_LENGTH = {"iterate.final_generations", "iterate.generations", "controller
 """The only settings `--continue-search` allows to change: a longer search is the same search, continued."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = parser(__doc__, __name__)
+def row_flags(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of a row beside a finished run (this module's and experiments built on it)."""
     ap.add_argument("--run-dir", type=Path, required=True,
                     help="A finished run with iterative training (read only).")  # fmt: skip
     ap.add_argument("--out", type=Path, required=True, help="The copy's run directory (the row).")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="A setting of the copy, e.g. iterate.final_generations=80 (repeatable).")  # fmt: skip
+    ap.add_argument("--episodes", type=int, default=100, help="Real episodes of the score.")
+    ap.add_argument("--seed", type=int, required=True,
+                    help="Evaluation seed list of the score: a tuning seed, not the one you report.")  # fmt: skip
+    return ap
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = row_flags(parser(__doc__, __name__))
     ap.add_argument("--continue-search", action="store_true",
                     help="Keep the last C's CMA-ES state (only with a longer search, no --from-round: "
                     + ", ".join(sorted(SEARCH_LENGTH)) + ").")  # fmt: skip
     ap.add_argument("--from-round", type=int, default=0, metavar="R",
                     help="Train rounds R..N again whole (collect, M, C) under the overrides; 0: only "
                     "the last C, or the added rounds.")  # fmt: skip
-    ap.add_argument("--episodes", type=int, default=100, help="Real episodes of the score.")
-    ap.add_argument("--seed", type=int, required=True,
-                    help="Evaluation seed list of the score: a tuning seed, not the one you report.")  # fmt: skip
     return ap
 
 

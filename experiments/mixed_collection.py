@@ -35,17 +35,9 @@ RECORD = "mixed_collection.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = parser(__doc__, __name__)
-    ap.add_argument("--run-dir", type=Path, required=True,
-                    help="A finished run with iterative training (read only).")  # fmt: skip
-    ap.add_argument("--out", type=Path, required=True, help="The copy's run directory (the row).")
+    ap = last_round.row_flags(parser(__doc__, __name__))
     ap.add_argument("--controllers", type=Path, nargs="+", required=True,
                     help="controller.pt files of Cs for the run's V and M (e.g. the last C's searches).")  # fmt: skip
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="A setting of the copy, e.g. iterate.final_searches=4 (repeatable).")  # fmt: skip
-    ap.add_argument("--episodes", type=int, default=100, help="Real episodes of the score.")
-    ap.add_argument("--seed", type=int, required=True,
-                    help="Evaluation seed list of the score: a tuning seed, not the one you report.")  # fmt: skip
     return ap
 
 
