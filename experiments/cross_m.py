@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> None:
         cells = " | ".join(f"{dream_scores[m][i]:.1f}" for m in names)
         print(f"| {d} | {real[i]:.1f} | {cells} |")
     for m in names:
-        print(f"{m}: dream vs real correlation {np.corrcoef(dream_scores[m], real)[0, 1]:.3f}")
+        varies = np.ptp(dream_scores[m]) > 0 and np.ptp(real) > 0
+        corr = f"{np.corrcoef(dream_scores[m], real)[0, 1]:.3f}" if varies else "none (no spread)"
+        print(f"{m}: dream vs real correlation {corr}")
     if args.out:
         table = {"runs": [str(d) for d in args.run_dirs], "real": real, "dream": dream_scores,
                  "rollouts": n, "seed": args.seed, "temperature": cfg.controller.temperature}  # fmt: skip

@@ -406,3 +406,28 @@ def test_mixed_collection_adds_a_round_played_by_each_given_controller(iterated_
     with pytest.raises(SystemExit, match="3 controllers for 2 episodes"):
         main([*common, "--out", str(tmp_path / "bad"), "--controllers", *map(str, cs), str(cs[0])])
     assert not (tmp_path / "bad").exists()
+
+
+def test_cross_m_scores_each_run_c_in_each_m_dream(iterated_run, tmp_path, capsys):
+    """experiments.cross_m: a C scores the same in the same M's dream whichever run it comes from, each M's
+    dream is played (the debug run's survival dream: +1 a step alive, up to the step limit), a correlation
+    without spread is said to be none, and a run without a real score on the seed is a one-line error."""
+    from experiments.cross_m import main
+
+    base = copy_run(iterated_run, tmp_path / "base")
+    steps = load_config(base / "config.json").controller.max_steps
+    (base / "eval_seed99.json").write_text(json.dumps({"mean": 1.0}))
+    again = copy_run(base, tmp_path / "again")
+    (again / "eval_seed99.json").write_text(json.dumps({"mean": 2.0}))
+    ms = [base / "rounds/2/mdnrnn.pt", base / "mdnrnn.pt"]
+    out = tmp_path / "cross.json"
+    main(["--run-dirs", str(base), str(again), "--mdnrnns", *map(str, ms), "--seed", "99",
+          "--rollouts", "3", "--out", str(out)])  # fmt: skip
+    table = json.loads(out.read_text())
+    last, first = (table["dream"][str(m)] for m in ms)
+    assert table["real"] == [1.0, 2.0] and last[0] == last[1] and first[0] == first[1]
+    assert all(0 < x <= steps for x in last + first)
+    assert "dream vs real correlation none (no spread)" in capsys.readouterr().out
+    (again / "eval_seed99.json").unlink()
+    with pytest.raises(SystemExit, match="no real score on seed 99"):
+        main(["--run-dirs", str(base), str(again), "--mdnrnns", str(ms[0]), "--seed", "99"])
