@@ -41,26 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def shares(n: int, k: int) -> list[range]:
-    """n episodes split into k runs of consecutive positions, the first n % k one longer."""
-    sizes = [n // k + (i < n % k) for i in range(k)]
-    starts = np.cumsum([0, *sizes])
-    return [range(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
-
-
 def collect_mixed(out: Path, controllers: list[Path], progress: bool) -> dict:
     """The new round's episodes, each C its share (the ones already there kept)."""
-    cfg = load_config(RunDir(out).config)
+    run = RunDir(out)
+    cfg = load_config(run.config)
     r = cfg.iterate.rounds
     indices = list(round_episodes(cfg, r))
-    prev_m = RunDir(out).round(r - 1).mdnrnn
+    prev_m = run.round(r - 1).mdnrnn
     record = {"round": r, "controllers": []}
-    for path, share in zip(controllers, shares(len(indices), len(controllers))):
+    # consecutive shares, the first len(indices) % len(controllers) one episode longer
+    for path, share in zip(controllers, np.array_split(indices, len(controllers))):
         params = load_controller(path, cfg)
-        these = [indices[i] for i in share]
+        these = [int(i) for i in share]
         record_agent_episodes(out, cfg, these, prev_m, params, progress,
                               f"round {r}: collect with {path.parent.name}")  # fmt: skip
-        returns = [float(load_episode(episode_path(RunDir(out).episodes, i), ("reward",))["reward"].sum())
+        returns = [float(load_episode(episode_path(run.episodes, i), ("reward",))["reward"].sum())
                    for i in these]  # fmt: skip
         record["controllers"].append(
             {"controller": str(path), "episodes": these, "mean_return": float(np.mean(returns))}

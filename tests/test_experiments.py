@@ -109,8 +109,6 @@ def test_rows_table_pairs_each_row_with_the_base_and_refuses_other_seeds(tmp_pat
         in out
     )
     # the base's evaluation inside its run directory: its own C counts as a third search
-    import numpy as np
-
     from worldmodels.agent import save_controller
     from worldmodels.config import preset, save_config
 
