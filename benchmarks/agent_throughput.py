@@ -48,10 +48,10 @@ class Bare:
 
 def bare_episodes(task: Bare) -> int:
     """Random-policy episodes in the bare env (64x64 frames, as the agent sees them); returns the steps."""
-    from worldmodels.config import CollectConfig
+    from worldmodels.config import CollectConfig, EnvConfig
 
     adapter = adapter_for(task.env_id)
-    env = worker_env(task.env_id, task.max_steps)
+    env = worker_env(EnvConfig(task.env_id, task.max_steps))
     policy = adapter.random_policy(CollectConfig())
     steps = 0
     for s in task.seeds:
@@ -88,7 +88,7 @@ class OneFrameAgent:
 def one_frame_episodes(task: EpisodesTask, weights: VMWeights) -> list[tuple[float, int]]:
     models = weights.models()
     agent = OneFrameAgent(models, task.params)
-    env = worker_env(models.cfg.env.id, models.cfg.env.max_steps)
+    env = worker_env(models.cfg.env)
     out = []
     for s in task.seeds:
         agent.reset(s)

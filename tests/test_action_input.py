@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels.config import load_config, save_config, with_overrides
+from worldmodels.config import load_config, preset, save_config, with_overrides
 from worldmodels.dream import build_dream
 from worldmodels.envs import adapter_for
 
@@ -55,7 +55,7 @@ def test_cs_episodes_record_what_m_read_and_the_env_played_the_same(controller_i
     from worldmodels.episodes import play_batch, worker_envs
 
     recorded, explore = {}, 0.3
-    envs = worker_envs("VizdoomTakeCover-v1", 60, 2)  # the debug run's env and step limit
+    envs = worker_envs(preset("debug").env, 2)  # the debug run's env and step limit
     for action_input in ("controller", "env"):
         cfg = with_overrides(load_config(controller_input_run / "config.json"),
                              {"mdnrnn.action_input": action_input})  # fmt: skip

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -257,7 +258,7 @@ def test_recorded_episode_is_what_the_wrapped_env_shows(background):
 
     cfg = preset("debug")
     adapter = adapter_for(cfg.env.id)
-    env = worker_env(cfg.env.id, 200)
+    env = worker_env(replace(cfg.env, max_steps=200))
     for i in range(3):
         policy = adapter.random_policy(cfg.collect)
         policy.reset(rng_for(0, i))
@@ -289,3 +290,35 @@ def test_encoder_thread_is_used_only_where_a_core_is_free(monkeypatch):
     assert background(workers=4, encode_thread="on") and not background(
         workers=1, encode_thread="off"
     )
+
+
+def test_collect_stores_the_frame_the_config_names(tmp_path):
+    """env.frame reaches the workers: CarRacing collected with `full` stores the indicator bar (dark bottom
+    rows), with `paper` the road and grass; the run refuses to change it once collected, and an unknown frame
+    is refused by name before anything is written."""
+    flags = ["--preset", "debug", "--env", "worldmodels/CarRacing-v3", "--env.max_steps", "20"]
+    bottoms = {}
+    for frame in ("paper", "full"):
+        run = tmp_path / frame
+        proc = cli(
+            "collect",
+            *flags,
+            "--episodes",
+            "1",
+            "--env.frame",
+            frame,
+            "--run-dir",
+            str(run),
+            "--quiet",
+        )
+        assert proc.returncode == 0, proc.stderr
+        (path,) = list_episodes(run / "episodes")
+        bottoms[frame] = load_episode(path)["obs"][:, -7:].mean()
+    assert bottoms["full"] < 40 < bottoms["paper"]
+    line = one_line_error(
+        cli("collect", "--run-dir", str(tmp_path / "paper"), "--env.frame", "full")
+    )
+    assert "--env.frame" in line and "collect" in line
+    run = tmp_path / "wide"
+    line = one_line_error(cli("collect", *flags, "--env.frame", "wide", "--run-dir", str(run)))
+    assert "env.frame must be one of paper, full" in line and not run.exists()

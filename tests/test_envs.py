@@ -78,6 +78,26 @@ def test_carracing_crops_the_indicator_bar():
     assert preprocess(frame, None).max() > 0
 
 
+def test_carracing_full_frame_keeps_the_indicator_bar():
+    """env.frame `full`: the same screen resized whole, so the bar (black, with the speed and ABS bars) fills
+    the frame's bottom rows; `paper` crops it; an unknown frame is refused by name."""
+    from worldmodels.envs.base import preprocess
+
+    adapter = adapter_for("worldmodels/CarRacing-v3")
+    paper, full = adapter.make(20), adapter.make(20, "full")
+    raw, _ = full.env.reset(seed=3)
+    for _ in range(15):
+        raw, *_ = full.env.step(np.array([0.0, 1.0, 0.0], np.float32))
+    assert np.array_equal(full.observation(raw), preprocess(raw, None))
+    assert np.array_equal(paper.observation(raw), preprocess(raw, 84))
+    bottom = full.observation(raw)[-7:].astype(float)  # 12 of 96 rows -> 8 of 64
+    assert bottom.mean() < 40 < paper.observation(raw)[-7:].mean()
+    assert bottom.max() > 200  # the white speed bar of a car that has been given gas
+    with pytest.raises(WorldModelsError, match="env.frame 'wide'"):
+        adapter.make(20, "wide")
+    paper.close(), full.close()
+
+
 def test_doom_controller_thresholds_and_encoding():
     a = adapter_for("VizdoomTakeCover-v1")
     out = torch.tensor([[-0.9], [-0.34], [-0.33], [0.0], [0.33], [0.34], [0.9]])

@@ -329,8 +329,10 @@ class WorldModel:
 
     def make_env(self, max_steps: int | None = None, env_id: str | None = None) -> gym.Env:
         """The real env as the agent sees it: 64x64x3 uint8 frames, the run's step limit (or `max_steps`)
-        as truncation. `env_id`: another id of the same game (e.g. gymnasium's own `CarRacing-v3`)."""
-        return adapter_for(env_id or self.env_id).make(max_steps or self.config.env.max_steps)
+        as truncation, the part of the screen the agent was trained on (env.frame). `env_id`: another id of the
+        same game (e.g. gymnasium's own `CarRacing-v3`)."""
+        env = self.config.env
+        return adapter_for(env_id or env.id).make(max_steps or env.max_steps, env.frame)
 
     def action_vector(self, outputs: np.ndarray) -> np.ndarray:
         """C's outputs (N, O) in [-1, 1] -> the action vectors M reads (N, A): the env's (Doom: -1, 0,

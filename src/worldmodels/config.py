@@ -20,6 +20,9 @@ from typing import Any
 
 from worldmodels.errors import WorldModelsError
 
+FRAMES = ("paper", "full")
+"""The values of env.frame."""
+
 
 @dataclass(frozen=True)
 class EnvConfig:
@@ -27,6 +30,10 @@ class EnvConfig:
     """Gymnasium id of the real environment (the adapter is chosen by it; any HxWx3 pixel env works)."""
     max_steps: int = 2100
     """Step limit of a real episode; reaching it is a truncation, never a termination."""
+    frame: str = "paper"
+    """What of the screen V sees, resized to 64x64: `paper`, the paper's crop (CarRacing drops the indicator
+    bar, its bottom 12 rows; other envs keep everything), or `full`, the whole screen (CarRacing keeps the
+    bar: speed, the four wheels' ABS sensors, steering and gyroscope)."""
 
 
 @dataclass(frozen=True)
@@ -542,6 +549,7 @@ def validate(cfg: Config) -> None:
         ),
         (cfg.parallel.retries >= 0, "parallel.retries must be >= 0"),
         (cfg.env.max_steps >= 1, "env.max_steps must be >= 1"),
+        (cfg.env.frame in FRAMES, f"env.frame must be one of {', '.join(FRAMES)}"),
         (cfg.collect.brownian_dt > 0, "collect.brownian_dt must be > 0"),
         (cfg.vae.epochs >= 1, "vae.epochs must be >= 1"),
         (cfg.vae.max_updates >= 0, "vae.max_updates must be >= 0 (0: no cap)"),

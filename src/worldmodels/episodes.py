@@ -17,6 +17,7 @@ from worldmodels.utils import STREAM_EVAL, seed_for
 
 if TYPE_CHECKING:
     from worldmodels.agent import BatchedAgent
+    from worldmodels.config import EnvConfig
 
 
 def play_episode(
@@ -71,14 +72,14 @@ def _episode(lists: dict[str, list | None], record: bool) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=64)
-def worker_env(env_id: str, max_steps: int, slot: int = 0) -> gym.Env:
+def worker_env(env: EnvConfig, slot: int = 0) -> gym.Env:
     """A worker process's env number `slot`, made on first use and reused (reset reseeds it)."""
-    return adapter_for(env_id).make(max_steps)
+    return adapter_for(env.id).make(env.max_steps, env.frame)
 
 
-def worker_envs(env_id: str, max_steps: int, n: int) -> list[gym.Env]:
+def worker_envs(env: EnvConfig, n: int) -> list[gym.Env]:
     """n envs of this worker process, for a batched agent."""
-    return [worker_env(env_id, max_steps, i) for i in range(n)]
+    return [worker_env(env, i) for i in range(n)]
 
 
 def _step(env_action: tuple[gym.Env, Any]) -> tuple:

@@ -37,7 +37,7 @@ def render_run(
 
     agent = Agent(models, params)
     agent.reset(seed)
-    env = models.adapter.make(min(cfg.env.max_steps, MAX_FRAMES))
+    env = models.adapter.make(min(cfg.env.max_steps, MAX_FRAMES), cfg.env.frame)
     ep = play_episode(env, models.adapter, agent, seed)
     env.close()
     recon = reconstruct(models.vae, ep["obs"])

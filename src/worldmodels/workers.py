@@ -124,7 +124,7 @@ def play_task(task: EpisodesTask, weights: VMWeights) -> list[tuple[float, int]]
     if task.params is None:
         adapter = adapter_for(cfg.env.id)
         policy = adapter.random_policy(cfg.collect)
-        env = worker_env(cfg.env.id, cfg.env.max_steps)
+        env = worker_env(cfg.env)
         out = []
         for s in task.seeds:
             policy.reset(rng_for(s, 2))
@@ -133,7 +133,7 @@ def play_task(task: EpisodesTask, weights: VMWeights) -> list[tuple[float, int]]
         return out
     models = weights.models()
     slots = min(cfg.parallel.envs, len(task.seeds))
-    envs = worker_envs(cfg.env.id, cfg.env.max_steps, slots)
+    envs = worker_envs(cfg.env, slots)
     eps = play_batch(envs, models.adapter, BatchedAgent(models, slots), task.jobs())
     return [(ep["return"], ep["length"]) for ep in eps]
 
@@ -192,7 +192,7 @@ def record_episodes(task: RecordEpisodesTask, weights: VMWeights) -> list[dict[s
     cfg = models.cfg
     jobs = [(seed_for(task.seed, STREAM_ITERATE, i), task.params) for i in task.indices]
     slots = min(cfg.parallel.envs, len(jobs))
-    envs = worker_envs(cfg.env.id, cfg.env.max_steps, slots)
+    envs = worker_envs(cfg.env, slots)
     agent = BatchedAgent(models, slots, task.explore)
     eps = play_batch(envs, models.adapter, agent, jobs, record=True)
     return [

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.config import CollectConfig, Config
+from worldmodels.config import CollectConfig, Config, EnvConfig
 from worldmodels.data.storage import (
     EPISODE_KEYS,
     DeflateStream,
@@ -43,8 +43,7 @@ from worldmodels.utils import (
 class EpisodeTask:
     """Everything a worker needs to collect episode `index`; its seeds derive from (seed, index)."""
 
-    env_id: str
-    max_steps: int
+    env: EnvConfig
     collect: CollectConfig
     seed: int
     index: int
@@ -52,7 +51,7 @@ class EpisodeTask:
     """Encode frames on a second thread (see EpisodeRecorder)."""
 
     def __repr__(self) -> str:
-        return f"episode {self.index} of {self.env_id}"
+        return f"episode {self.index} of {self.env.id}"
 
 
 def encode_in_background(cfg: Config) -> bool:
@@ -171,8 +170,8 @@ def record_episode(
 
 def collect_episode(task: EpisodeTask) -> dict[str, Any]:
     """Collect one random-policy episode; return it compressed, ready to be written by the driver."""
-    adapter = adapter_for(task.env_id)
-    env = worker_env(task.env_id, task.max_steps)
+    adapter = adapter_for(task.env.id)
+    env = worker_env(task.env)
     policy = adapter.random_policy(task.collect)
     policy.reset(rng_for(task.seed, STREAM_COLLECT, task.index, 1))
     env_seed = seed_for(task.seed, STREAM_COLLECT, task.index)
@@ -197,10 +196,7 @@ def collect(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
     adapter_for(cfg.env.id)  # fail fast, in this process, on an unknown env or a missing package
     todo = missing_episodes(folder, cfg.collect.episodes)
     background = encode_in_background(cfg)
-    tasks = [
-        EpisodeTask(cfg.env.id, cfg.env.max_steps, cfg.collect, cfg.seed, i, background)
-        for i in todo
-    ]
+    tasks = [EpisodeTask(cfg.env, cfg.collect, cfg.seed, i, background) for i in todo]
     metrics = Metrics(run_dir, "collect", cfg.tensorboard)
     clock, steps = Stopwatch(), 0
     bar = tqdm(total=cfg.collect.episodes, initial=cfg.collect.episodes - len(todo),

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from worldmodels.config import CollectConfig
+from worldmodels.config import FRAMES, CollectConfig
 from worldmodels.envs.actions import KEYS, ActionCodec, Controls, codec_for
 from worldmodels.envs.resize import area_resize
 from worldmodels.errors import WorldModelsError, install_hint
@@ -166,9 +166,16 @@ class Adapter:
         except ImportError as e:
             raise WorldModelsError(f"--env {self.env_id}: missing package ({e})") from None
 
-    def make(self, max_steps: int) -> gym.Env:
-        """The real env: pixels at 64x64x3 uint8, a step limit as truncation, 5-tuple steps."""
-        return PixelObservation(self._make_raw(max_steps), self.crop_bottom)
+    def crop(self, frame: str) -> int | None:
+        """Rows kept from the top of the screen for `env.frame` (None: all of them)."""
+        if frame not in FRAMES:
+            raise WorldModelsError(f"env.frame {frame!r}: must be one of {', '.join(FRAMES)}")
+        return self.crop_bottom if frame == "paper" else None
+
+    def make(self, max_steps: int, frame: str = "paper") -> gym.Env:
+        """The real env: pixels at 64x64x3 uint8 (the part of the screen `frame` names, see env.frame), a
+        step limit as truncation, 5-tuple steps."""
+        return PixelObservation(self._make_raw(max_steps), self.crop(frame))
 
     # --- actions -------------------------------------------------------------------------------------
     @property

@@ -120,7 +120,7 @@ class PlaySession:
             self.z = self.dream_env.z
         else:
             if self.real_env is None:
-                self.real_env = self.adapter.make(self.cfg.env.max_steps)
+                self.real_env = self.adapter.make(self.cfg.env.max_steps, self.cfg.env.frame)
             self.obs, _ = self.real_env.reset(seed=self.seed)
             params = self.src.params if self.src.params is not None else self._zeros()
             self.agent.start(0, self.seed, params)
