@@ -4,8 +4,8 @@ of steps with the car on grass, and the reward a step; and whether V sees the ca
     python -m experiments.drive_stats --run-dirs runs/carracing-cpu runs/cr-levers/seed7 \
         --episodes 8 --rollouts 32 --v-episodes runs/carracing-cpu/episodes/ep_0009*.npz
 
-"On grass": more than half of a patch around the car (rows 49-57, columns 27-36 of the 64x64 frame, the
-car's own red pixels left out) is grass green; in the dream the patch is read from V's picture of the dream's
+"On grass": more than half of a patch around the car (rows 49-57, columns 27-36 of the 64x64 frame; rows
+43-50 where the run's env.frame is `full`; the car's own red pixels left out) is grass green; in the dream the patch is read from V's picture of the dream's
 z every 5th step. Real episodes on env seeds 5000, 5001, ...; dream rollouts on seeds 0, 1, ... at the
 agent's temperature. `--v-episodes`: every 5th frame of these episode files and of V's reconstruction of them
 (from the first run's V), the car-on-grass share of each and how often V's picture agrees.
@@ -22,8 +22,9 @@ import worldmodels as wm
 from experiments._common import parser
 from worldmodels.data.storage import load_episode
 
-PATCH = (slice(49, 58), slice(27, 37))
-"""Rows and columns of the 64x64 frame around the car (its place on the screen is fixed)."""
+PATCHES = {"paper": (slice(49, 58), slice(27, 37)), "full": (slice(43, 51), slice(27, 37))}
+"""Rows and columns of the 64x64 frame around the car (its place on the screen is fixed), per env.frame: the
+same rows of the screen, which `full` resizes by 2/3 and the paper's 84-row crop by 64/84."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def grass_share(frames: np.ndarray) -> np.ndarray:
+def grass_share(frames: np.ndarray, frame: str = "paper") -> np.ndarray:
     """(..., 64, 64, 3) uint8 -> the share of grass-green pixels in the patch around the car, (...)."""
-    p = frames[..., PATCH[0], PATCH[1], :].astype(np.int16)
+    rows, cols = PATCHES[frame]
+    p = frames[..., rows, cols, :].astype(np.int16)
     r, g = p[..., 0], p[..., 1]
     car = (r > 150) & (g < 100)
     green = (g > r + 40) & ~car
@@ -63,7 +65,7 @@ def real_play(agent: wm.WorldModel, n: int) -> str:
         still = []
         for i, a in zip(playing, policy.act(np.stack([obs[i] for i in playing]), playing)):
             actions.append(np.asarray(a, np.float32))
-            grass.append(grass_share(obs[i]))
+            grass.append(grass_share(obs[i], agent.config.env.frame))
             obs[i], reward, terminated, truncated, _ = envs[i].step(a)
             rewards.append(reward)
             if not (terminated or truncated):
@@ -81,18 +83,19 @@ def dream_play(agent: wm.WorldModel, n: int) -> str:
         out = agent.controller.act(x)
         actions.append(agent.action_vector(out))
         if t % 5 == 0:
-            grass.append(grass_share(agent.vision.decode(dream.slots.z.cpu().numpy())))
+            pictures = agent.vision.decode(dream.slots.z.cpu().numpy())
+            grass.append(grass_share(pictures, agent.config.env.frame))
         x, reward, _, _, _ = dream.step(out)
         rewards.append(reward)
     return summary(np.concatenate(actions), np.concatenate(grass), np.concatenate(rewards))
 
 
 def v_agreement(agent: wm.WorldModel, files: list[Path]) -> str:
-    real, pictured = [], []
+    real, pictured, frame = [], [], agent.config.env.frame
     for f in files:
         frames = load_episode(f, ("obs",))["obs"][::5]
-        real.append(grass_share(frames))
-        pictured.append(grass_share(agent.vision.decode(agent.vision.encode(frames))))
+        real.append(grass_share(frames, frame))
+        pictured.append(grass_share(agent.vision.decode(agent.vision.encode(frames)), frame))
     a, b = np.concatenate(real), np.concatenate(pictured)
     on, seen = a > 0.5, b > 0.5
     return (f"V, {len(a)} frames of {len(files)} episodes: car on grass {on.mean():.3f} of them; V's picture "

@@ -134,7 +134,9 @@ def test_rows_table_pairs_each_row_with_the_base_and_refuses_other_seeds(tmp_pat
 
 
 def test_drive_stats_reads_grass_around_the_car_and_not_the_car():
-    from experiments.drive_stats import PATCH, grass_share
+    from experiments.drive_stats import PATCHES, grass_share
+
+    PATCH = PATCHES["paper"]
 
     road = np.full((2, 64, 64, 3), 105, np.uint8)  # grey road everywhere
     road[1, PATCH[0], PATCH[1]] = (102, 204, 102)  # the second frame: grass all around the car
@@ -142,3 +144,19 @@ def test_drive_stats_reads_grass_around_the_car_and_not_the_car():
     assert grass_share(road).tolist() == [0.0, 1.0]
     road[1, PATCH[0], 27:32] = 105  # half the patch's columns road again
     assert 0.4 < grass_share(road[1]) < 0.6
+
+
+@pytest.mark.parametrize("frame", ["paper", "full"])
+def test_drive_stats_patch_holds_the_car_in_either_frame(frame):
+    from experiments.drive_stats import PATCHES
+    from worldmodels.envs import adapter_for
+
+    env = adapter_for("worldmodels/CarRacing-v3").make(60, frame)
+    obs, _ = env.reset(seed=3)
+    for _ in range(50):  # past the zoom-in at the start
+        obs, *_ = env.step(np.zeros(3, np.float32))
+    env.close()
+    r, g = obs[..., 0].astype(int), obs[..., 1].astype(int)
+    car = (r > 150) & (g < 100)
+    rows, cols = PATCHES[frame]
+    assert car.sum() > 4 and car[rows, cols].sum() == car.sum()
