@@ -5,10 +5,11 @@ of steps with the car on grass, and the reward a step; and whether V sees the ca
         --episodes 8 --rollouts 32 --v-episodes runs/carracing-cpu/episodes/ep_0009*.npz
 
 "On grass": more than half of a patch around the car (rows 49-57, columns 27-36 of the 64x64 frame; rows
-43-50 where the run's env.frame is `full`; the car's own red pixels left out) is grass green; in the dream the patch is read from V's picture of the dream's
-z every 5th step. Real episodes on env seeds 5000, 5001, ...; dream rollouts on seeds 0, 1, ... at the
+43-50 where the run's env.frame is `full`; the car's own red pixels left out) is grass green; in the dream
+the patch is read from V's picture of the dream's z every 5th step. Real episodes on env seeds 5000, 5001, ...; dream rollouts on seeds 0, 1, ... at the
 agent's temperature. `--v-episodes`: every 5th frame of these episode files and of V's reconstruction of them
-(from the first run's V), the car-on-grass share of each and how often V's picture agrees.
+(from the first run's V), the car-on-grass share of each and how often V's picture agrees; for a run whose
+env.frame is `full`, also how white the speed bar is in both (its correlation: whether z holds the speed).
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ def grass_share(frames: np.ndarray, frame: str = "paper") -> np.ndarray:
     car = (r > 150) & (g < 100)
     green = (g > r + 40) & ~car
     return green.sum((-2, -1)) / np.maximum((~car).sum((-2, -1)), 1)
+
+
+SPEED_BAR = (slice(57, 64), slice(8, 10))
+"""Rows and columns of a `full` 64x64 frame around the indicator bar's speed bar (white, taller when faster)."""
+
+
+def speed_reading(frames: np.ndarray) -> np.ndarray:
+    """(..., 64, 64, 3) uint8 `full` frames -> how white the speed bar's corner is, (...): 0 standing."""
+    return frames[..., SPEED_BAR[0], SPEED_BAR[1], :].min(-1).mean((-2, -1)) / 255
 
 
 def summary(actions: np.ndarray, grass: np.ndarray, rewards: np.ndarray) -> str:
@@ -91,16 +101,22 @@ def dream_play(agent: wm.WorldModel, n: int) -> str:
 
 
 def v_agreement(agent: wm.WorldModel, files: list[Path]) -> str:
-    real, pictured, frame = [], [], agent.config.env.frame
+    frame, real, pictured = agent.config.env.frame, [], []
     for f in files:
         frames = load_episode(f, ("obs",))["obs"][::5]
-        real.append(grass_share(frames, frame))
-        pictured.append(grass_share(agent.vision.decode(agent.vision.encode(frames)), frame))
-    a, b = np.concatenate(real), np.concatenate(pictured)
+        real.append(frames)
+        pictured.append(agent.vision.decode(agent.vision.encode(frames)))
+    real, pictured = np.concatenate(real), np.concatenate(pictured)
+    a, b = grass_share(real, frame), grass_share(pictured, frame)
     on, seen = a > 0.5, b > 0.5
-    return (f"V, {len(a)} frames of {len(files)} episodes: car on grass {on.mean():.3f} of them; V's picture "
-            f"shows grass on {seen[on].mean():.3f} of those and on {seen[~on].mean():.3f} of the others; "
-            f"grass shares correlate {np.corrcoef(a, b)[0, 1]:.3f}")  # fmt: skip
+    out = (f"V, {len(a)} frames of {len(files)} episodes: car on grass {on.mean():.3f} of them; V's picture "
+           f"shows grass on {seen[on].mean():.3f} of those and on {seen[~on].mean():.3f} of the others; "
+           f"grass shares correlate {np.corrcoef(a, b)[0, 1]:.3f}")  # fmt: skip
+    if frame == "full":
+        s, t = speed_reading(real), speed_reading(pictured)
+        out += (f"; the speed bar's whiteness {s.mean():.3f} (V's picture {t.mean():.3f}), correlating "
+                f"{np.corrcoef(s, t)[0, 1]:.3f}")  # fmt: skip
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

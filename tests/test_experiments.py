@@ -160,3 +160,17 @@ def test_drive_stats_patch_holds_the_car_in_either_frame(frame):
     car = (r > 150) & (g < 100)
     rows, cols = PATCHES[frame]
     assert car.sum() > 4 and car[rows, cols].sum() == car.sum()
+
+
+def test_drive_stats_speed_reading_is_zero_standing_and_grows_with_gas():
+    from experiments.drive_stats import speed_reading
+    from worldmodels.envs import adapter_for
+
+    env = adapter_for("worldmodels/CarRacing-v3").make(200, "full")
+    env.reset(seed=3)
+    readings = []
+    for gas in [0.0] * 50 + [1.0] * 40:
+        obs, *_ = env.step(np.array([0.0, gas, 0.0], np.float32))
+        readings.append(float(speed_reading(obs)))
+    env.close()
+    assert readings[49] == 0.0 and readings[69] < readings[-1] and readings[-1] > 0.1
