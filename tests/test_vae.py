@@ -184,3 +184,18 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(collected_run, t
     if (run / "vae.pt").exists():
         header, blob = load_checkpoint(run / "vae.pt", "vae")
         assert all(torch.isfinite(v).all() for v in blob["model"].values())
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_means_bf16_only_where_the_cpu_runs_it_natively(monkeypatch, native):
+    """vae.amp / mdnrnn.amp on a CPU without AVX512-BF16 or AMX: fp32 (emulated bf16 trained V 30x slower
+    on an AVX2-only EPYC, and oneDNN there had no bf16 LSTM); amp off: fp32 everywhere."""
+    from worldmodels import utils
+
+    monkeypatch.setattr(utils, "bf16_native", lambda device_type: native)
+    a, cpu = torch.rand(4, 4), torch.device("cpu")
+    with utils.autocast(cpu, True):
+        assert (a @ a).dtype == (torch.bfloat16 if native else torch.float32)
+    with utils.autocast(cpu, False):
+        assert (a @ a).dtype == torch.float32
+    assert utils.use_bf16(cpu, True) is native and utils.use_bf16(cpu, False) is False

@@ -88,7 +88,8 @@ class VAEConfig:
     """Episodes mixed in one shuffle buffer (two are in memory: one in use, one being read); memory is
     bounded by this, not by the data set size."""
     amp: bool = True
-    """bf16 autocast (and channels_last on CPU): about 1.6x faster on CPUs with AMX, and on GPUs."""
+    """bf16 autocast (and channels_last on CPU) where the device runs bf16 natively (a CPU with AVX512-BF16 or
+    AMX, a GPU): about 1.6x faster with AMX. Elsewhere V runs in fp32 (emulated bf16 trained 30x slower)."""
     checkpoint_every_s: float = 120.0
     """Seconds between checkpoints (one is also written at the end)."""
 
@@ -155,7 +156,8 @@ class MDNRNNConfig:
     shuffle_episodes: int = 256
     """Episodes mixed in one shuffle buffer, also the pool sequences are bucketed by length from."""
     amp: bool = True
-    """bf16 autocast for the LSTM: several times faster on CPUs with AMX."""
+    """bf16 autocast for the LSTM where the device runs bf16 natively (a CPU with AVX512-BF16 or AMX, a GPU):
+    several times faster with AMX. Elsewhere M runs in fp32."""
     checkpoint_every_s: float = 120.0
     """Seconds between checkpoints (one is also written at the end)."""
 

@@ -28,6 +28,7 @@ from worldmodels.utils import (
     resolve_device,
     seed_for,
     usable_cores,
+    use_bf16,
 )
 
 VAL_FRAMES = 500
@@ -85,7 +86,7 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
     pos = trainer.resume(check_vae_header)
     if pos.finished:
         return {"vae/step": pos.step}
-    channels_last = v.amp and device.type == "cpu"
+    channels_last = use_bf16(device, v.amp) and device.type == "cpu"
     if channels_last:
         model.to(memory_format=torch.channels_last)
 
