@@ -138,13 +138,16 @@ def test_version():
 
 
 def test_info_json_has_the_model_sizes_and_the_versions():
-    from worldmodels.versions import package_versions
+    from worldmodels.versions import cpu_kernels, package_versions
 
     out = cli("info", "--preset", "doom", "--json")
     data = json.loads(out.stdout)
     assert {k: data[k] for k in ("vae_params", "mdnrnn_params", "controller_params")} == {
         "vae_params": 4446915, "mdnrnn_params": 1678785, "controller_params": 1088}  # fmt: skip
     assert data["versions"] == json.loads(json.dumps(package_versions()))
+    assert data["cpu"] == cpu_kernels()
+    text = cli("info", "--preset", "doom").stdout
+    assert f"M's LSTM kernel: {cpu_kernels()['lstm']}" in text
 
 
 def test_report_says_where_it_wrote(trained_run, tmp_path):

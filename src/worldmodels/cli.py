@@ -102,7 +102,8 @@ def read_only(command: str, args: argparse.Namespace) -> bool:
 COMMANDS: dict[str, str] = {
     **{stage.name: stage.help for stage in STAGES},
     "run": "The whole pipeline, skipping what is done: " + ", ".join(NAMES) + ".",
-    "info": "Print a preset's model sizes (parameters of V, M and C) and the package versions in use.",
+    "info": "Print a preset's model sizes (parameters of V, M and C), the package versions in use and what the "
+    "CPU gives V and M (bf16 or fp32, the LSTM kernel).",
     "export": "Write a run's final agent (V, M, C weights, dream starts) to a folder, as shipped agents are.",
     "play": "Drive inside M's dream (or the real env) from a browser, or hand the controls to C; decode any z.",
 }
@@ -225,15 +226,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _info(args: argparse.Namespace) -> int:
     from worldmodels.models import model_sizes
-    from worldmodels.versions import package_versions
+    from worldmodels.versions import cpu_kernels, package_versions
 
     cfg = settings.preset(args.preset)
     sizes = model_sizes(cfg)
-    versions = package_versions()
+    versions, cpu = package_versions(), cpu_kernels()
     if (
         args.json
     ):  # the contract's keys (vae_params, mdnrnn_params, controller_params), then versions
-        print(json.dumps({**sizes, "versions": versions}))
+        print(json.dumps({**sizes, "versions": versions, "cpu": cpu}))
     else:
         print(f"preset {args.preset} ({cfg.env.id})")
         for key, value in sizes.items():
@@ -241,6 +242,8 @@ def _info(args: argparse.Namespace) -> int:
         print("versions (constraints.txt pins the ones the documented results used)")
         for key, value in versions.items():
             print(f"  {key:24s} {value or '(not installed)'}")
+        bf16 = "bf16 where amp is on" if cpu["bf16"] else "fp32 (no native bf16: amp has no effect)"
+        print(f"cpu: {cpu['capability']}; V and M run in {bf16}; M's LSTM kernel: {cpu['lstm']}")
     return 0
 
 

@@ -25,3 +25,17 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def cpu_kernels() -> dict[str, str | bool]:
+    """What this machine's CPU gives V and M: its vector capability, whether `vae.amp` / `mdnrnn.amp` mean
+    bf16 here (only where it is native), and which LSTM kernel M runs (see utils.lstm_kernels)."""
+    import torch
+
+    from worldmodels.utils import bf16_native, onednn_lstm_is_slow
+
+    return {
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16": bf16_native("cpu"),
+        "lstm": "pytorch" if onednn_lstm_is_slow() else "onednn",
+    }
