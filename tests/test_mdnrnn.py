@@ -388,29 +388,3 @@ def test_a_refit_replaces_a_bad_done_head_by_a_better_one_on_held_out_episodes(t
     assert row["mdnrnn/done_refit_epochs_kept"] >= 1
     assert row["mdnrnn/done_refit_val_loss"] < row["mdnrnn/done_refit_joint_val_loss"] - 1.0
     assert model.head.bias[i].item() < 0.1  # the fresh row, not the bad one
-
-
-@pytest.mark.parametrize("slow", [True, False])
-def test_lstm_kernel_choice_changes_the_kernel_not_the_math(monkeypatch, slow):
-    """Where oneDNN's LSTM is slow (CPUs without AVX-512) M's LSTM runs PyTorch's own kernel: oneDNN is off
-    only inside the call, and M's outputs and state match oneDNN's."""
-    from worldmodels import utils
-
-    torch.manual_seed(0)
-    m = MDNRNN(8, 3, 16, 3, reward_head=True)
-    z, a = torch.randn(2, 5, 8), torch.randn(2, 5, 3)
-    monkeypatch.setattr(utils, "onednn_lstm_is_slow", lambda: False)
-    with torch.backends.mkldnn.flags(enabled=True):
-        want, want_state = m(z, a)  # oneDNN's LSTM
-    monkeypatch.setattr(utils, "onednn_lstm_is_slow", lambda: slow)
-    seen, real_lstm = [], m.lstm.forward
-
-    def lstm(*args):
-        seen.append(torch.backends.mkldnn.enabled)
-        return real_lstm(*args)
-
-    monkeypatch.setattr(m.lstm, "forward", lstm)
-    got, state = m(z, a)
-    assert seen == [not slow] and torch.backends.mkldnn.enabled
-    torch.testing.assert_close(got.mu, want.mu, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(state[0], want_state[0], rtol=1e-5, atol=1e-5)

@@ -103,7 +103,7 @@ COMMANDS: dict[str, str] = {
     **{stage.name: stage.help for stage in STAGES},
     "run": "The whole pipeline, skipping what is done: " + ", ".join(NAMES) + ".",
     "info": "Print a preset's model sizes (parameters of V, M and C), the package versions in use and what the "
-    "CPU gives V and M (bf16 or fp32, the LSTM kernel).",
+    "CPU gives V and M (bf16 or fp32).",
     "export": "Write a run's final agent (V, M, C weights, dream starts) to a folder, as shipped agents are.",
     "play": "Drive inside M's dream (or the real env) from a browser, or hand the controls to C; decode any z.",
 }
@@ -243,7 +243,7 @@ def _info(args: argparse.Namespace) -> int:
         for key, value in versions.items():
             print(f"  {key:24s} {value or '(not installed)'}")
         bf16 = "bf16 where amp is on" if cpu["bf16"] else "fp32 (no native bf16: amp has no effect)"
-        print(f"cpu: {cpu['capability']}; V and M run in {bf16}; M's LSTM kernel: {cpu['lstm']}")
+        print(f"cpu: {cpu['capability']}; V and M run in {bf16}")
     return 0
 
 

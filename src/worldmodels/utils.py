@@ -8,7 +8,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -204,20 +204,6 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(
         device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16(device, enabled)
     )
-
-
-@cache
-def onednn_lstm_is_slow() -> bool:
-    # measured on a 2-core AVX2-only EPYC: forward and backward of an LSTM (H 256) over 16 x 200 steps took
-    # 7.9 s with oneDNN against 0.4-0.9 s with PyTorch's own kernel; AVX-512 CPUs keep oneDNN (measured fast)
-    return torch.backends.cpu.get_cpu_capability() != "AVX512"
-
-
-def lstm_kernels(device: torch.device):
-    """The context to run an LSTM in: PyTorch's own CPU kernel where oneDNN's is slow, else unchanged."""
-    if device.type == "cpu" and onednn_lstm_is_slow():
-        return torch.backends.mkldnn.flags(enabled=False)
-    return nullcontext()
 
 
 class Stopwatch:

@@ -28,14 +28,10 @@ def package_versions() -> dict[str, str | None]:
 
 
 def cpu_kernels() -> dict[str, str | bool]:
-    """What this machine's CPU gives V and M: its vector capability, whether `vae.amp` / `mdnrnn.amp` mean
-    bf16 here (only where it is native), and which LSTM kernel M runs (see utils.lstm_kernels)."""
+    """What this machine's CPU gives V and M: its vector capability and whether `vae.amp` / `mdnrnn.amp`
+    mean bf16 here (only where it is native)."""
     import torch
 
-    from worldmodels.utils import bf16_native, onednn_lstm_is_slow
+    from worldmodels.utils import bf16_native
 
-    return {
-        "capability": torch.backends.cpu.get_cpu_capability(),
-        "bf16": bf16_native("cpu"),
-        "lstm": "pytorch" if onednn_lstm_is_slow() else "onednn",
-    }
+    return {"capability": torch.backends.cpu.get_cpu_capability(), "bf16": bf16_native("cpu")}

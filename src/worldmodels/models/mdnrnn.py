@@ -13,8 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worldmodels.utils import lstm_kernels
-
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -103,10 +101,10 @@ class MDNRNN(nn.Module):
         With `masks`, the input and the fed-back h of each sequence are multiplied by its masks."""
         x = torch.cat([z, action], dim=-1)
         if masks is None:
-            out, state = self._lstm(x, state)
+            out, state = self.lstm(x, state)
         elif x.shape[1] == 1:  # one step: the LSTM itself, on the masked input and h
             h, c = self.initial_state(len(x), x.device) if state is None else state
-            out, state = self._lstm(x * masks.input[:, None], (h * masks.hidden[None], c))
+            out, state = self.lstm(x * masks.input[:, None], (h * masks.hidden[None], c))
         else:
             out, state = self._unrolled(x * masks.input[:, None], state, masks.hidden)
         return self.heads(out), state
@@ -166,11 +164,7 @@ class MDNRNN(nn.Module):
     def advance(self, z: torch.Tensor, action: torch.Tensor, state: State | None = None) -> State:
         """Only the memory of one step, z (B, Z), action (B, A) -> the new (h, c): what the real-env agent
         needs (it never samples M's prediction). The same LSTM call as `step`, so the same state."""
-        return self._lstm(torch.cat([z, action], dim=-1)[:, None], state)[1]
-
-    def _lstm(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
-        with lstm_kernels(x.device):
-            return self.lstm(x, state)
+        return self.lstm(torch.cat([z, action], dim=-1)[:, None], state)[1]
 
 
 class MDNRNNEnsemble(nn.Module):
