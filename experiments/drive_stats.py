@@ -18,10 +18,14 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import worldmodels as wm
 from experiments._common import parser
+from worldmodels.config import load_config
 from worldmodels.data.storage import load_episode
+from worldmodels.models.checkpoints import load_vae
+from worldmodels.rundir import RunDir
 
 PATCHES = {"paper": (slice(49, 58), slice(27, 37)), "full": (slice(43, 51), slice(27, 37))}
 """Rows and columns of the 64x64 frame around the car (its place on the screen is fixed), per env.frame: the
@@ -34,8 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CarRacing runs or exported agents.")  # fmt: skip
     ap.add_argument("--episodes", type=int, default=8, help="Real episodes an agent.")
     ap.add_argument("--rollouts", type=int, default=32, help="Dream rollouts an agent.")
-    ap.add_argument("--v-episodes", type=Path, nargs="*", default=[],
-                    help="Episode files whose frames V reconstructs (the first run's V).")  # fmt: skip
+    ap.add_argument(
+        "--v-episodes",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="Episode files whose frames V reconstructs (the first run's V).",
+    )
+    ap.add_argument("--v-only", action="store_true",
+                    help="Only --v-episodes, with V read alone from the first run directory (a run that "
+                         "has trained V and nothing after it will do).")  # fmt: skip
     return ap
 
 
@@ -53,9 +65,19 @@ SPEED_BAR = (slice(57, 64), slice(8, 10))
 """Rows and columns of a `full` 64x64 frame around the indicator bar's speed bar (white, taller when faster)."""
 
 
+ABS_BARS = (slice(57, 64), slice(10, 18))
+"""Rows and columns of a `full` 64x64 frame around the four ABS bars (blue, one per wheel's spin)."""
+
+
 def speed_reading(frames: np.ndarray) -> np.ndarray:
     """(..., 64, 64, 3) uint8 `full` frames -> how white the speed bar's corner is, (...): 0 standing."""
     return frames[..., SPEED_BAR[0], SPEED_BAR[1], :].min(-1).mean((-2, -1)) / 255
+
+
+def abs_reading(frames: np.ndarray) -> np.ndarray:
+    """(..., 64, 64, 3) uint8 `full` frames -> how much blue the ABS bars show, (...)."""
+    p = frames[..., ABS_BARS[0], ABS_BARS[1], :].astype(np.float32)
+    return np.clip(p[..., 2] - p[..., 0], 0, None).mean((-2, -1)) / 255
 
 
 def summary(actions: np.ndarray, grass: np.ndarray, rewards: np.ndarray) -> str:
@@ -100,12 +122,12 @@ def dream_play(agent: wm.WorldModel, n: int) -> str:
     return summary(np.concatenate(actions), np.concatenate(grass), np.concatenate(rewards))
 
 
-def v_agreement(agent: wm.WorldModel, files: list[Path]) -> str:
-    frame, real, pictured = agent.config.env.frame, [], []
+def v_agreement(vision: wm.Vision, frame: str, files: list[Path]) -> str:
+    real, pictured = [], []
     for f in files:
         frames = load_episode(f, ("obs",))["obs"][::5]
         real.append(frames)
-        pictured.append(agent.vision.decode(agent.vision.encode(frames)))
+        pictured.append(vision.decode(vision.encode(frames)))
     real, pictured = np.concatenate(real), np.concatenate(pictured)
     a, b = grass_share(real, frame), grass_share(pictured, frame)
     on, seen = a > 0.5, b > 0.5
@@ -113,14 +135,28 @@ def v_agreement(agent: wm.WorldModel, files: list[Path]) -> str:
            f"shows grass on {seen[on].mean():.3f} of those and on {seen[~on].mean():.3f} of the others; "
            f"grass shares correlate {np.corrcoef(a, b)[0, 1]:.3f}")  # fmt: skip
     if frame == "full":
-        s, t = speed_reading(real), speed_reading(pictured)
-        out += (f"; the speed bar's whiteness {s.mean():.3f} (V's picture {t.mean():.3f}), correlating "
-                f"{np.corrcoef(s, t)[0, 1]:.3f}")  # fmt: skip
+        for name, read in (
+            ("the speed bar's whiteness", speed_reading),
+            ("the ABS bars' blue", abs_reading),
+        ):
+            s, t = read(real), read(pictured)
+            out += (f"; {name} {s.mean():.3f} (V's picture {t.mean():.3f}), correlating "
+                    f"{np.corrcoef(s, t)[0, 1]:.3f}")  # fmt: skip
     return out
+
+
+def vision_of(run_dir: Path) -> tuple[wm.Vision, str]:
+    """V alone from a run directory whose V is trained, and the run's env.frame."""
+    cfg = load_config(run_dir / "config.json")
+    vae = load_vae(RunDir(run_dir).vae, cfg)
+    return wm.Vision(vae, cfg.vae.amp, torch.device("cpu")), cfg.env.frame
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.v_only:
+        print(v_agreement(*vision_of(args.run_dirs[0]), args.v_episodes))
+        return
     for d in args.run_dirs:
         agent = wm.load(d)
         print(f"{d} real ({args.episodes} episodes): {real_play(agent, args.episodes)}", flush=True)
@@ -128,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{d} dream ({args.rollouts} rollouts): {dream_play(agent, args.rollouts)}", flush=True
         )
     if args.v_episodes:
-        print(v_agreement(wm.load(args.run_dirs[0]), args.v_episodes))
+        agent = wm.load(args.run_dirs[0])
+        print(v_agreement(agent.vision, agent.config.env.frame, args.v_episodes))
 
 
 if __name__ == "__main__":

@@ -174,3 +174,15 @@ def test_drive_stats_speed_reading_is_zero_standing_and_grows_with_gas():
         readings.append(float(speed_reading(obs)))
     env.close()
     assert readings[49] == 0.0 and readings[69] < readings[-1] and readings[-1] > 0.1
+
+
+def test_drive_stats_v_only_reads_v_from_a_run_directory(trained_run, capsys):
+    """--v-only needs V and nothing after it: V's picture of a run's own frames, scored as the full report."""
+    from experiments.drive_stats import main
+
+    files = sorted((trained_run / "episodes").glob("ep_*.npz"))[:2]
+    main(["--run-dirs", str(trained_run), "--v-only", "--v-episodes", *map(str, files)])
+    line = capsys.readouterr().out.strip()
+    assert (
+        line.startswith("V, ") and f"of {len(files)} episodes" in line and "speed bar" not in line
+    )
