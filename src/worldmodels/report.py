@@ -233,10 +233,10 @@ def build_report(run_dir: Path, cfg: Config | None = None, progress: bool = True
     v, m, es = cfg.vae, cfg.mdnrnn, cfg.controller
     joint = " (one mixture over z)" if m.joint_mixture else ""
     summary = [
-        ("environment", f"{cfg.env.id} (step limit {cfg.env.max_steps})"),
+        ("environment", f"{cfg.env.id} (step limit {cfg.env.max_steps}, frame {cfg.env.frame})"),
         ("data", f"{len(episodes)} random-policy episodes, {int(frames):,} frames collected by this run"),
         ("V", f"ConvVAE, z = {v.z_dim}, {v.epochs} epoch(s), max {v.max_updates or 'all'} updates, "
-              f"batch {v.batch_size}, lr {v.lr}, bf16 {v.amp}"),
+              f"batch {v.batch_size}, lr {v.lr}, amp {v.amp} (bf16 where the hardware has it)"),
         ("M", f"MDN-RNN, {m.hidden} units, {m.n_mixtures} components{joint}, done head {m.done_head}, "
               f"reward head {m.reward_head}, max {m.max_updates or 'all'} updates, batch {m.batch_size}"),
         ("C", f"CMA-ES in the {es.where}, population {es.population}, {es.trials} trials, "
