@@ -199,3 +199,35 @@ def test_amp_means_bf16_only_where_the_cpu_runs_it_natively(monkeypatch, native)
     with utils.autocast(cpu, False):
         assert (a @ a).dtype == torch.float32
     assert utils.use_bf16(cpu, True) is native and utils.use_bf16(cpu, False) is False
+
+
+def test_indicator_weight_weights_the_indicator_pixels_only():
+    """vae.indicator_weight w: CarRacing's full-frame speed and ABS bars count w times in V's squared error,
+    every other pixel once; 1 is the paper's loss; refused for the paper's frame and for an env without a bar."""
+    from worldmodels.config import validate
+    from worldmodels.errors import WorldModelsError
+    from worldmodels.train.vae import pixel_weights
+
+    cpu = torch.device("cpu")
+    cfg = with_overrides(
+        preset("carracing-cpu"), {"env.frame": "full", "vae.indicator_weight": 30.0}
+    )
+    w = pixel_weights(cfg, cpu)
+    assert w.shape == (1, 1, 64, 64) and w[0, 0, 56:, 7:18].unique().tolist() == [30.0]
+    assert float(w.sum()) == 64 * 64 - 8 * 11 + 30 * 8 * 11
+    assert pixel_weights(with_overrides(cfg, {"vae.indicator_weight": 1.0}), cpu) is None
+
+    torch.manual_seed(0)
+    x, recon = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    mu, logvar = torch.zeros(2, 32), torch.zeros(2, 32)
+    err = (recon - x).pow(2)
+    _, weighted, _ = vae_loss(x, recon, mu, logvar, 0.5, w)
+    _, plain, _ = vae_loss(x, recon, mu, logvar, 0.5)
+    extra = 29 * err[..., 56:, 7:18].sum((1, 2, 3)).mean()
+    torch.testing.assert_close(weighted, plain + extra)
+
+    with pytest.raises(WorldModelsError, match="vae.indicator_weight needs env.frame full"):
+        validate(with_overrides(cfg, {"env.frame": "paper"}))
+    doom = with_overrides(preset("debug"), {"env.frame": "full", "vae.indicator_weight": 30.0})
+    with pytest.raises(WorldModelsError, match="has no indicator bar"):
+        pixel_weights(doom, cpu)

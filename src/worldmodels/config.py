@@ -79,6 +79,10 @@ class VAEConfig:
     """Images per update (the paper: 100)."""
     lr: float = 1e-4
     """Adam learning rate (the paper: 1e-4)."""
+    indicator_weight: float = 1.0
+    """Weight of V's squared error on the env's indicator pixels, where the frame shows them (CarRacing with
+    env.frame `full`: the speed and ABS bars, rows 56-63 and columns 7-17 of the 64x64 frame, which plain V
+    paints as an average bar whatever the speed). 1: the paper's loss."""
     lr_final: float = 0.0
     """Cosine-decay the learning rate from lr to this over the training's updates (0: constant lr, the
     paper's)."""
@@ -556,6 +560,11 @@ def validate(cfg: Config) -> None:
         (cfg.vae.epochs >= 1, "vae.epochs must be >= 1"),
         (cfg.vae.max_updates >= 0, "vae.max_updates must be >= 0 (0: no cap)"),
         (cfg.vae.lr > 0, "vae.lr must be > 0"),
+        (cfg.vae.indicator_weight > 0, "vae.indicator_weight must be > 0"),
+        (
+            cfg.vae.indicator_weight == 1 or cfg.env.frame == "full",
+            "vae.indicator_weight needs env.frame full (the paper's frame shows no indicators)",
+        ),
         (cfg.vae.kl_tolerance >= 0, "vae.kl_tolerance must be >= 0"),
         (cfg.vae.shuffle_episodes >= 1, "vae.shuffle_episodes must be >= 1"),
         (cfg.vae.checkpoint_every_s >= 0, "vae.checkpoint_every_s must be >= 0"),

@@ -132,6 +132,8 @@ class Adapter:
 
     name = "generic"
     crop_bottom: int | None = None
+    indicator_box: tuple[slice, slice] | None = None
+    """Rows and columns of the 64x64 `full` frame that show the env's indicators (vae.indicator_weight)."""
     make_kwargs: dict[str, Any] = {}
     reward_is_alive_bonus = False
     """True when the reward is +1 per step alive, so the dream can score without a reward head."""

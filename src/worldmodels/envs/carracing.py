@@ -35,6 +35,7 @@ class BrownianActions(Policy):
 class CarRacingAdapter(Adapter):
     name = "carracing"
     crop_bottom = 84  # rows 84:96 hold the indicator bar
+    indicator_box = (slice(56, 64), slice(7, 18))  # the full frame's speed and four ABS bars
 
     def __init__(self, env_id: str) -> None:
         require("Box2D", env_id, "Box2D", "carracing")

@@ -73,12 +73,15 @@ def vae_loss(
     mu: torch.Tensor,
     logvar: torch.Tensor,
     kl_tolerance: float,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The reference code's loss: per-image summed squared error + max(KL, kl_tolerance * Z), batch mean.
+    `weights` (1, 1, 64, 64), if given, multiplies each pixel's squared error (vae.indicator_weight).
 
     Returns (loss, recon, kl), each a scalar; kl is before the floor (what the model actually pays).
     """
-    recon_err = F.mse_loss(recon.float(), x.float(), reduction="none").flatten(1).sum(1)
+    err = F.mse_loss(recon.float(), x.float(), reduction="none")
+    recon_err = (err if weights is None else err * weights).flatten(1).sum(1)
     kl = kl_divergence(mu.float(), logvar.float())
     floored = torch.clamp(kl, min=kl_tolerance * mu.shape[1])
     return (recon_err + floored).mean(), recon_err.mean(), kl.mean()

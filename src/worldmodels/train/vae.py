@@ -13,6 +13,7 @@ from worldmodels.config import Config
 from worldmodels.data.datasets import FrameStream, prefetched, split
 from worldmodels.data.starts import write_dream_starts
 from worldmodels.data.storage import encode_npz, episode_path, list_episodes, load_episode, load_npz
+from worldmodels.envs import FRAME, adapter_class
 from worldmodels.errors import WorldModelsError
 from worldmodels.models.checkpoints import check_vae_header, load_vae
 from worldmodels.models.vae import ConvVAE, frames_to_tensor, reconstruct, vae_loss
@@ -55,6 +56,22 @@ def validation_frames(paths: list[Path], n: int = VAL_FRAMES) -> np.ndarray:
     return np.concatenate(frames)[:n] if frames else np.zeros((0, 64, 64, 3), np.uint8)
 
 
+def pixel_weights(cfg: Config, device: torch.device) -> torch.Tensor | None:
+    """The weights of V's squared error per pixel: None for the paper's loss (vae.indicator_weight 1), else
+    vae.indicator_weight on the env's indicator pixels and 1 elsewhere."""
+    w = cfg.vae.indicator_weight
+    if w == 1:
+        return None
+    box = adapter_class(cfg.env.id).indicator_box
+    if box is None:
+        raise WorldModelsError(
+            f"vae.indicator_weight {w}: {cfg.env.id} has no indicator bar to weight"
+        )
+    weights = torch.ones(1, 1, FRAME, FRAME, device=device)
+    weights[..., box[0], box[1]] = w
+    return weights
+
+
 @torch.no_grad()
 def validation_loss(model: ConvVAE, frames: np.ndarray, cfg: Config, device: torch.device) -> float:
     """Mean loss over held-out frames, decoding mu (no sampling: the number is reproducible)."""
@@ -65,7 +82,9 @@ def validation_loss(model: ConvVAE, frames: np.ndarray, cfg: Config, device: tor
         with autocast(device, cfg.vae.amp):
             mu, logvar = model.encode(x)
             recon = model.decode(mu)
-        loss, _, _ = vae_loss(x, recon, mu, logvar, cfg.vae.kl_tolerance)
+        loss, _, _ = vae_loss(
+            x, recon, mu, logvar, cfg.vae.kl_tolerance, pixel_weights(cfg, device)
+        )
         total += float(loss) * len(x)
     model.train()
     return total / max(1, len(frames))
@@ -86,6 +105,7 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
     pos = trainer.resume(check_vae_header)
     if pos.finished:
         return {"vae/step": pos.step}
+    weights = pixel_weights(cfg, device)
     channels_last = use_bf16(device, v.amp) and device.type == "cpu"
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -100,7 +120,7 @@ def train_vae(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, fl
         x = frames_to_tensor(torch.from_numpy(frames).to(device), channels_last)
         with autocast(device, v.amp):
             recon, mu, logvar = model(x, trainer.generator)
-        loss, recon_err, kl = vae_loss(x, recon, mu, logvar, v.kl_tolerance)
+        loss, recon_err, kl = vae_loss(x, recon, mu, logvar, v.kl_tolerance, weights)
         return (
             loss,
             {"vae/loss": loss.item(), "vae/recon": recon_err.item(), "vae/kl": kl.item()},
