@@ -93,7 +93,7 @@ class VAEConfig:
     bounded by this, not by the data set size."""
     amp: bool = True
     """bf16 autocast (and channels_last on CPU) where the device runs bf16 natively (a CPU with AVX512-BF16 or
-    AMX, a GPU): about 1.6x faster with AMX. Elsewhere V runs in fp32 (emulated bf16 trained 30x slower)."""
+    AMX, a GPU): about 1.6x faster with AMX. Elsewhere V runs in fp32 (emulated bf16 trained 34x slower)."""
     checkpoint_every_s: float = 120.0
     """Seconds between checkpoints (one is also written at the end)."""
 
