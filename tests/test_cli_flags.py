@@ -138,16 +138,16 @@ def test_version():
 
 
 def test_info_json_has_the_model_sizes_and_the_versions():
-    from worldmodels.versions import cpu_kernels, package_versions
+    from worldmodels.versions import cpu_precision, package_versions
 
     out = cli("info", "--preset", "doom", "--json")
     data = json.loads(out.stdout)
     assert {k: data[k] for k in ("vae_params", "mdnrnn_params", "controller_params")} == {
         "vae_params": 4446915, "mdnrnn_params": 1678785, "controller_params": 1088}  # fmt: skip
     assert data["versions"] == json.loads(json.dumps(package_versions()))
-    assert data["cpu"] == cpu_kernels()
+    assert data["cpu"] == cpu_precision()
     text = cli("info", "--preset", "doom").stdout
-    assert ("V and M run in bf16" in text) is cpu_kernels()["bf16"]
+    assert ("V and M run in bf16" in text) is cpu_precision()["bf16"]
 
 
 def test_report_says_where_it_wrote(trained_run, tmp_path):

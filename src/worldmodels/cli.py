@@ -226,11 +226,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _info(args: argparse.Namespace) -> int:
     from worldmodels.models import model_sizes
-    from worldmodels.versions import cpu_kernels, package_versions
+    from worldmodels.versions import cpu_precision, package_versions
 
     cfg = settings.preset(args.preset)
     sizes = model_sizes(cfg)
-    versions, cpu = package_versions(), cpu_kernels()
+    versions, cpu = package_versions(), cpu_precision()
     if (
         args.json
     ):  # the contract's keys (vae_params, mdnrnn_params, controller_params), then versions

@@ -183,7 +183,7 @@ def bf16_native(device_type: str) -> bool:
     """Whether a device of this type runs bf16 math natively: a CPU with AVX512-BF16 or AMX, a GPU that
     supports bf16 (any other device: as asked). Elsewhere autocast emulates it: on a 2-core AVX2-only EPYC,
     V trained at 9.0 images/s in bf16 against 308.3 in fp32 and M's bf16 LSTM did not run at all
-    (benchmarks/cpu_kernels.py)."""
+    (benchmarks/cpu_bf16.py)."""
     if device_type == "cpu":
         cpu = torch.cpu
         return any(

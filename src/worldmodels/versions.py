@@ -27,7 +27,7 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def cpu_kernels() -> dict[str, str | bool]:
+def cpu_precision() -> dict[str, str | bool]:
     """What this machine's CPU gives V and M: its vector capability and whether `vae.amp` / `mdnrnn.amp`
     mean bf16 here (only where it is native)."""
     import torch

@@ -1,7 +1,7 @@
 """Whether bf16 pays on this CPU: V's and M's training in fp32 against bf16 autocast, side by side, and what the
 library chooses here (`utils.bf16_native`: bf16 only where the CPU has AVX512-BF16 or AMX).
 
-    python benchmarks/cpu_kernels.py [--seq 1000] [--v-batch 100]
+    python benchmarks/cpu_bf16.py [--seq 1000] [--v-batch 100]
 
 V: the paper's ConvVAE (z 32), updates of --v-batch frames. M: CarRacing-size (z 32, 256 units, reward and
 done heads), updates of 16 sequences of --seq steps. bf16 is forced here (past the library's gate), so a CPU
@@ -93,7 +93,7 @@ def main() -> None:
     native = utils.bf16_native("cpu")
     v32, v16 = v_images_per_s(False, args.v_batch), v_images_per_s(True, args.v_batch)
     m32, m16 = m_sequence_steps_per_s(False, args.seq), m_sequence_steps_per_s(True, args.seq)
-    report("cpu_kernels", {
+    report("cpu_bf16", {
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_native": native,
         "v_train_images_per_s": {"fp32": round(v32, 1), "bf16": round(v16, 1), "fp32_over_bf16": round(v32 / v16, 2)},
