@@ -31,7 +31,7 @@ wheel-check: setup
 	bash .ci/wheel
 
 bench: setup
-	for b in collect_throughput vae_throughput mdnrnn_throughput dream_vs_real dream_env carracing_env agent_throughput; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in collect_throughput vae_throughput mdnrnn_throughput dream_vs_real dream_env carracing_env agent_throughput cpu_bf16; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 format: setup
 	$(BIN)/ruff format src tests benchmarks experiments examples
