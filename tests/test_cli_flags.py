@@ -138,7 +138,8 @@ def test_version():
 
 
 def test_info_json_has_the_model_sizes_and_the_versions():
-    from worldmodels.versions import cpu_precision, package_versions
+    from worldmodels.utils import cpu_precision
+    from worldmodels.versions import package_versions
 
     out = cli("info", "--preset", "doom", "--json")
     data = json.loads(out.stdout)

@@ -226,7 +226,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _info(args: argparse.Namespace) -> int:
     from worldmodels.models import model_sizes
-    from worldmodels.versions import cpu_precision, package_versions
+    from worldmodels.utils import cpu_precision
+    from worldmodels.versions import package_versions
 
     cfg = settings.preset(args.preset)
     sizes = model_sizes(cfg)

@@ -195,6 +195,12 @@ def bf16_native(device_type: str) -> bool:
     return True
 
 
+def cpu_precision() -> dict[str, str | bool]:
+    """What this machine's CPU gives V and M: its vector capability and whether `vae.amp` / `mdnrnn.amp`
+    mean bf16 here (only where it is native); `worldmodels info` prints it."""
+    return {"capability": torch.backends.cpu.get_cpu_capability(), "bf16": bf16_native("cpu")}
+
+
 def use_bf16(device: torch.device, amp: bool) -> bool:
     """Whether `vae.amp` / `mdnrnn.amp` = `amp` means bf16 on this device: only where it is native."""
     return amp and bf16_native(device.type)

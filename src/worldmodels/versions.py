@@ -25,13 +25,3 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def cpu_precision() -> dict[str, str | bool]:
-    """What this machine's CPU gives V and M: its vector capability and whether `vae.amp` / `mdnrnn.amp`
-    mean bf16 here (only where it is native)."""
-    import torch
-
-    from worldmodels.utils import bf16_native
-
-    return {"capability": torch.backends.cpu.get_cpu_capability(), "bf16": bf16_native("cpu")}
