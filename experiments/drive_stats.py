@@ -6,10 +6,11 @@ of steps with the car on grass, and the reward a step; and whether V sees the ca
 
 "On grass": more than half of a patch around the car (rows 49-57, columns 27-36 of the 64x64 frame; rows
 43-50 where the run's env.frame is `full`; the car's own red pixels left out) is grass green; in the dream
-the patch is read from V's picture of the dream's z every 5th step. Real episodes on env seeds 5000, 5001, ...; dream rollouts on seeds 0, 1, ... at the
-agent's temperature. `--v-episodes`: every 5th frame of these episode files and of V's reconstruction of them
+the patch is read from V's picture of the dream's z every 5th step. Real episodes on env seeds 5000, 5001,
+...; dream rollouts on seeds 0, 1, ... at the agent's temperature. `--v-episodes`: every 5th frame of these episode files and of V's reconstruction of them
 (from the first run's V), the car-on-grass share of each and how often V's picture agrees; for a run whose
-env.frame is `full`, also how white the speed bar is in both (its correlation: whether z holds the speed).
+env.frame is `full`, also how white the speed bar and how blue the ABS bars are in both (their correlations:
+whether z holds the speed). `--v-only`: only that, with V alone from a run that has trained nothing after V.
 """
 
 from __future__ import annotations

@@ -76,15 +76,13 @@ def pixel_weights(cfg: Config, device: torch.device) -> torch.Tensor | None:
 def validation_loss(model: ConvVAE, frames: np.ndarray, cfg: Config, device: torch.device) -> float:
     """Mean loss over held-out frames, decoding mu (no sampling: the number is reproducible)."""
     model.eval()
-    total = 0.0
+    total, weights = 0.0, pixel_weights(cfg, device)
     for i in range(0, len(frames), 250):
         x = frames_to_tensor(torch.from_numpy(frames[i : i + 250]).to(device))
         with autocast(device, cfg.vae.amp):
             mu, logvar = model.encode(x)
             recon = model.decode(mu)
-        loss, _, _ = vae_loss(
-            x, recon, mu, logvar, cfg.vae.kl_tolerance, pixel_weights(cfg, device)
-        )
+        loss, _, _ = vae_loss(x, recon, mu, logvar, cfg.vae.kl_tolerance, weights)
         total += float(loss) * len(x)
     model.train()
     return total / max(1, len(frames))
