@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,6 +78,28 @@ def test_the_run_agent_is_the_last_round_and_evaluate_says_so(iterated_run):
     out = cli("evaluate", "--run-dir", str(iterated_run), "--where", "dream", "--quiet")
     assert out.returncode == 0, out.stderr
     assert json.loads((iterated_run / "eval_dream.json").read_text())["temperature"] == 2.0
+
+
+def test_evaluate_round_scores_that_rounds_c_with_its_m(iterated_run, tmp_path):
+    def evaluate(*extra: str) -> dict:
+        out = cli("evaluate", "--run-dir", str(iterated_run), "--quiet", *extra)
+        assert out.returncode == 0, out.stderr
+        return json.loads(Path(extra[extra.index("--out") + 1]).read_text())
+
+    agent = evaluate("--out", str(tmp_path / "agent.json"))
+    last = evaluate("--round", "2", "--out", str(tmp_path / "r2.json"))
+    assert last["returns"] == agent["returns"] and last["agent"] == agent["agent"]
+    first = evaluate("--round", "0", "--out", str(tmp_path / "r0.json"))
+    assert first["agent"] == {"mdnrnn": "mdnrnn.pt", "controller": "controller.pt"}
+    r1 = evaluate("--round", "1", "--where", "dream", "--out", str(tmp_path / "r1.json"))
+    cfg = load_config(iterated_run / "config.json")
+    # round 1's C trained at the run's tau, not the last round's 2.0
+    assert r1["agent"]["controller"] == "rounds/1/controller.pt"
+    assert r1["temperature"] == cfg.controller.temperature != 2.0
+    for args, what in [(["--round", "1"], "--out"), (["--round", "3", "--out", "x.json"], "rounds 0 to 2"),
+                       (["--round", "1", "--policy", "random", "--out", "x.json"], "--policy random")]:  # fmt: skip
+        out = cli("evaluate", "--run-dir", str(iterated_run), "--quiet", *args)
+        assert out.returncode != 0 and what in one_line_error(out), (args, out.stderr)
 
 
 def test_an_unfinished_round_resumes_without_collecting_again(iterated_run, tmp_path):

@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", type=Path, metavar="FILE",
                            help="Write the result to FILE instead of the run directory's eval.json "
                                 "(eval_random.json, eval_dream.json), e.g. one file per --seed.")  # fmt: skip
+            p.add_argument("--round", type=int, dest="round_", metavar="R",
+                           help="Score round R's C with its M (iterative training's rounds/R; 0: the first C) "
+                                "instead of the run's agent, e.g. to see which round `iterate.choose best` "
+                                "would keep. Needs --out.")  # fmt: skip
         if name == "render":
             p.add_argument("--out", type=Path, metavar="DIR",
                            help="Write real.gif and dream.gif into DIR instead of the run directory "
@@ -293,7 +297,7 @@ def dispatch(
         from worldmodels.evaluate import evaluate_command
 
         return evaluate_command(
-            args.run_dir, cfg, args.policy, args.where, progress, args.env_id, args.out
+            args.run_dir, cfg, args.policy, args.where, progress, args.env_id, args.out, args.round_
         )
     if command == "render" and args.out is not None:
         from worldmodels.render import render_run
@@ -338,7 +342,7 @@ def _pretrained(
         from worldmodels.evaluate import evaluate_command
 
         return evaluate_command(
-            run_dir, cfg, args.policy, args.where, progress, args.env_id, args.out
+            run_dir, cfg, args.policy, args.where, progress, args.env_id, args.out, args.round_
         )
     if command == "train-controller":
         from worldmodels.stages import get

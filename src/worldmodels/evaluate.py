@@ -16,7 +16,7 @@ from worldmodels.dream import build_dream
 from worldmodels.envs import adapter_class, dream_can_score
 from worldmodels.episodes import eval_seeds
 from worldmodels.errors import WorldModelsError
-from worldmodels.rundir import EVALUATIONS, RunDir
+from worldmodels.rundir import EVALUATIONS, Round, RunDir
 from worldmodels.utils import Stopwatch, atomic_write_text
 from worldmodels.versions import package_versions
 from worldmodels.workers import EpisodesTask, VMWeights, play_tasks, split_into_tasks
@@ -84,11 +84,12 @@ def summary(
 
 
 def evaluate_dream(
-    run_dir: Path, cfg: Config, params: np.ndarray, n: int, seed: int
+    run_dir: Path, cfg: Config, params: np.ndarray, n: int, seed: int, mdnrnn: Path | None = None
 ) -> dict[str, Any]:
+    """C (`params`) over n dream episodes of `cfg`'s temperature, in the run's final M's dream unless
+    `mdnrnn` names another M."""
     clock = Stopwatch()
-    cfg = agent_config(cfg)
-    dream = build_dream(run_dir, cfg)
+    dream = build_dream(run_dir, cfg, mdnrnn=mdnrnn)
     returns, lengths = dream.rollout(np.repeat(params[None], n, 0), eval_seeds(seed, n))
     return summary(cfg, list(returns), list(lengths), seed, "dream", False, clock())
 
@@ -114,17 +115,38 @@ def evaluate_done(run_dir: Path, cfg: Config) -> bool:
     )
 
 
-def agent_files(run_dir: Path, cfg: Config) -> dict[str, str] | None:
-    """The run's agent's M and C, relative to the run directory (None while iterative training runs or
-    while C is missing)."""
+def agent_files(run_dir: Path, cfg: Config, round_: Round | None = None) -> dict[str, str] | None:
+    """The M and C of the run's agent (or of `round_`), relative to the run directory (None while
+    iterative training runs or while C is missing)."""
     run = RunDir(run_dir)
     try:
-        m, c = run.agent(cfg)
+        m, c = run.agent(cfg) if round_ is None else (round_.mdnrnn, round_.controller)
     except WorldModelsError:
         return None
     if not c.exists():
         return None
     return {"mdnrnn": run.relative(m), "controller": run.relative(c)}
+
+
+def scored_round(run_dir: Path, cfg: Config, round_: int | None, out: Path | None) -> Round:
+    """The round whose M and C `evaluate` scores: the run's agent's, or round `round_` (`--round`),
+    which must have finished and be written to a file of its own."""
+    run = RunDir(run_dir)
+    if round_ is None:
+        return run.agent_round(cfg)
+    if out is None:
+        raise WorldModelsError(
+            f"--round {round_} needs --out FILE (eval.json is the run's agent's, "
+            f"rounds/{round_}/eval.json the round's own check)"
+        )
+    if not 0 <= round_ <= cfg.iterate.rounds:
+        raise WorldModelsError(
+            f"--round {round_}: the run has rounds 0 to {cfg.iterate.rounds} (iterate.rounds)"
+        )
+    r = run.round(round_)
+    if not r.is_done():
+        raise WorldModelsError(f"--round {round_}: round {round_} of {run_dir} has not finished")
+    return r
 
 
 def expected_evaluations(cfg: Config) -> dict[tuple[str, str], str]:
@@ -140,11 +162,13 @@ def evaluate_command(
     progress: bool = True,
     env: str | None = None,
     out: Path | None = None,
+    round_: int | None = None,
 ) -> int:
     """`worldmodels evaluate`: one evaluation, written to its JSON file and printed as mean +- std.
     `env`: score in another registered id of the same game (gymnasium's own CarRacing-v3 for an agent
     trained on worldmodels/CarRacing-v3); the run's config is not changed. `out`: the file to write
-    instead of the run directory's (its folder must exist)."""
+    instead of the run directory's (its folder must exist). `round_`: score that round's C with its M
+    (in the dream at the temperature that C trained at) instead of the run's agent; needs `out`."""
     run_dir = Path(run_dir)
     e = cfg.evaluate
     if out is not None and not out.parent.is_dir():
@@ -164,15 +188,18 @@ def evaluate_command(
             )
         cfg = replace(cfg, env=replace(cfg.env, id=env))
     if policy == "random":
+        if round_ is not None:
+            raise WorldModelsError("--round scores a round's C: drop --policy random")
         result = evaluate_real(run_dir, cfg, None, e.episodes, e.seed, progress)
     else:
-        params = load_controller(RunDir(run_dir).agent(cfg)[1], cfg)
-        if where == "dream":
-            result = evaluate_dream(run_dir, cfg, params, e.episodes, e.seed)
+        r = scored_round(run_dir, cfg, round_, out)
+        params = load_controller(r.controller, cfg)
+        if where == "dream":  # the tau this C trained at: only the last round's may differ
+            own = agent_config(cfg) if r.index == cfg.iterate.rounds else cfg
+            result = evaluate_dream(run_dir, own, params, e.episodes, e.seed, r.mdnrnn)
         else:
-            result = evaluate_real(run_dir, cfg, params, e.episodes, e.seed, progress)
-    if policy == "controller":
-        result["agent"] = agent_files(run_dir, cfg)
+            result = evaluate_real(run_dir, cfg, params, e.episodes, e.seed, progress, r.mdnrnn)
+        result["agent"] = agent_files(run_dir, cfg, r)
     write_eval(out or RunDir(run_dir).evaluation(policy, where), result)
     return 0
 
