@@ -1,11 +1,13 @@
-"""M's speed: training throughput (sequence-steps/s) with and without dropout, and single-step
-throughput at batch 1, 64 and 1024.
+"""M's speed: training throughput (sequence-steps/s) plain, with dropout and with self-feeding, and
+single-step throughput at batch 1, 64 and 1024.
 
-    python benchmarks/mdnrnn_throughput.py [--device cpu|cuda] [--dropout 0.1] [--batch 100] [--seq 300]
+    python benchmarks/mdnrnn_throughput.py [--device cpu|cuda] [--dropout 0.1] [--self-feed 0.5]
+        [--batch 100] [--seq 300]
 
 Doom-size M (z 64, 512 units, done head), by default batch 100 sequences of 300 steps, bf16 autocast on and off.
 Dropout (`mdnrnn.dropout`) runs the LSTM step by step (its masks are fixed per sequence), the plain M
-runs the fused LSTM: both are measured in the same run, so their ratio is this machine's.
+runs the fused LSTM: both are measured in the same run, so their ratio is this machine's. Self-feeding
+(`mdnrnn.self_feed`) adds a pass without gradient over the real z before each update.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import report, sync_device  # noqa: E402
 
-from worldmodels.config import preset  # noqa: E402
+from worldmodels.config import preset, with_overrides  # noqa: E402
 from worldmodels.models.mdnrnn import MDNRNN  # noqa: E402
 from worldmodels.train.mdnrnn import mdnrnn_losses  # noqa: E402
 from worldmodels.utils import autocast  # noqa: E402
@@ -35,6 +37,7 @@ def train_steps_per_s(
     n: int = 4,
     warmup: int = 1,
     clip: bool = True,
+    self_feed: float = 0.0,
 ) -> float:
     """Sequence-steps/s of n timed updates after `warmup` untimed ones (gradients clipped at 1 if clip)."""
     torch.manual_seed(0)
@@ -47,7 +50,7 @@ def train_steps_per_s(
     }  # fmt: skip
     batch = {k: v.to(device) for k, v in batch.items()}
     gen = torch.Generator(device=device).manual_seed(0)
-    cfg = preset("doom")
+    cfg = with_overrides(preset("doom"), {"mdnrnn.self_feed": self_feed})
     for i in range(n + warmup):
         if i == warmup:
             sync_device(device)
@@ -82,6 +85,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="torch device to measure on (default: cpu)")
     p.add_argument("--dropout", type=float, default=0.1,
                    help="dropout rate of the step-by-step LSTM row (default: 0.1)")  # fmt: skip
+    p.add_argument("--self-feed", type=float, default=0.5,
+                   help="mdnrnn.self_feed of the self-feeding row (default: 0.5)")  # fmt: skip
     p.add_argument(
         "--batch", type=int, default=100, help="training batch, sequences (default: 100)"
     )
@@ -92,10 +97,13 @@ def main() -> None:
     for amp in (False, True):
         fused = train_steps_per_s(device, amp, 0.0, args.batch, args.seq)
         unrolled = train_steps_per_s(device, amp, args.dropout, args.batch, args.seq)
+        fed = train_steps_per_s(device, amp, 0.0, args.batch, args.seq, self_feed=args.self_feed)
         result[f"amp_{amp}"] = {
             "train_sequence_steps_per_s": round(fused),
             f"train_dropout_{args.dropout}_sequence_steps_per_s": round(unrolled),
             "dropout_time_ratio": round(fused / unrolled, 2),
+            f"train_self_feed_{args.self_feed}_sequence_steps_per_s": round(fed),
+            "self_feed_time_ratio": round(fused / fed, 2),
             **{f"step_batch_{b}_per_s": round(step_per_s(device, b, amp)) for b in (1, 64, 1024)},
         }
     report(

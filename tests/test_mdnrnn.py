@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
-from worldmodels.config import preset, save_config, with_overrides
+from worldmodels.config import preset, save_config, validate, with_overrides
 from worldmodels.errors import WorldModelsError
 from worldmodels.models.checkpoints import load_mdnrnn
 from worldmodels.models.mdnrnn import MDNRNN, mdn_nll, sample_mixture
 from worldmodels.train.controller import train_controller
-from worldmodels.train.mdnrnn import mdnrnn_losses, train_mdnrnn
+from worldmodels.train.mdnrnn import mdnrnn_losses, self_fed, train_mdnrnn
 from worldmodels.utils import load_checkpoint
 
 from .conftest import cli, one_line_error, stop_m_training
@@ -388,3 +388,43 @@ def test_a_refit_replaces_a_bad_done_head_by_a_better_one_on_held_out_episodes(t
     assert row["mdnrnn/done_refit_epochs_kept"] >= 1
     assert row["mdnrnn/done_refit_val_loss"] < row["mdnrnn/done_refit_joint_val_loss"] - 1.0
     assert model.head.bias[i].item() < 0.1  # the fresh row, not the bad one
+
+
+def test_self_fed_inputs_are_ms_own_samples_at_the_chosen_steps():
+    """mdnrnn.self_feed: step 0 stays the real frame; a chosen step t reads M's sample of z_t drawn from
+    its pass over the real z (tau 1), the others the real z_t; about `share` of the steps are chosen."""
+    torch.manual_seed(0)
+    m = MDNRNN(3, 1, 8)
+    z, a = torch.randn(64, 51, 3), torch.randn(64, 50, 1)
+    real = z[:, :-1]
+    torch.testing.assert_close(
+        self_fed(m, z, a, 0.0, torch.Generator().manual_seed(2), False), real
+    )
+    out, _ = m(real, a)
+    own = sample_mixture(out.logpi, out.mu, out.logsigma, 1.0, torch.Generator().manual_seed(2))
+    every = self_fed(m, z, a, 1.0, torch.Generator().manual_seed(2), False)
+    torch.testing.assert_close(every[:, 0], real[:, 0])
+    torch.testing.assert_close(every[:, 1:], own[:, :-1])
+    half = self_fed(m, z, a, 0.5, torch.Generator().manual_seed(2), False)
+    is_real = (half == real).all(-1)[:, 1:]
+    is_own = (half[:, 1:] == own[:, :-1]).all(-1)  # a chosen step holds the same draw as `own`'s
+    assert (is_real | is_own).all()
+    assert is_own.float().mean().item() == pytest.approx(0.5, abs=0.03)
+
+
+def test_self_feed_changes_training_losses_not_validation():
+    torch.manual_seed(0)
+    m = MDNRNN(3, 1, 8, done_head=True)
+    batch = _batch(torch.randn(4, 9, 3), torch.randn(4, 8, 1), torch.zeros(4, 8), [8] * 4)
+    base = preset("debug")
+    fed = with_overrides(base, {"mdnrnn.self_feed": 1.0})
+
+    def nll(cfg):
+        return mdnrnn_losses(m, batch, cfg, torch.Generator().manual_seed(1), False)[0]["nll"]
+
+    m.train()
+    assert not torch.allclose(nll(base), nll(fed))
+    m.eval()
+    torch.testing.assert_close(nll(base), nll(fed))
+    with pytest.raises(WorldModelsError, match="mdnrnn.self_feed"):
+        validate(with_overrides(base, {"mdnrnn.self_feed": 1.5}))

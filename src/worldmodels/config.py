@@ -157,6 +157,13 @@ class MDNRNNConfig:
     reward_over_weight: float = 1.0
     """Weight of the reward head's squared error where it predicts more than the real reward (1: plain
     squared error). Above 1 M is taught caution: C, trained on M's predicted return, exploits optimism."""
+    self_feed: float = 0.0
+    """Share of the steps in M's training whose input z is M's own sample of it instead of the real
+    frame's: a first pass over the real z (no gradient) predicts every next z, sampled at tau 1, and the
+    trained pass reads those at the chosen steps, so M learns to go on from frames it imagined, as it
+    must in the dream. The targets stay the real z; validation stays teacher-forced. M's training took
+    1.15-1.35x as long on a 2-core AVX2 CPU (benchmarks/mdnrnn_throughput.py, its results'
+    mdnrnn_throughput_avx2.json). 0: the paper's teacher forcing."""
     shuffle_episodes: int = 256
     """Episodes mixed in one shuffle buffer, also the pool sequences are bucketed by length from."""
     amp: bool = True
@@ -612,6 +619,7 @@ def validate(cfg: Config) -> None:
             "dropout needs one M (mdnrnn.members 1)",
         ),
         (cfg.mdnrnn.reward_over_weight > 0, "mdnrnn.reward_over_weight must be > 0"),
+        (0 <= cfg.mdnrnn.self_feed <= 1, "mdnrnn.self_feed must be in [0, 1]"),
         (cfg.mdnrnn.done_pos_weight > 0, "mdnrnn.done_pos_weight must be > 0"),
         (0 <= cfg.vae.lr_final <= cfg.vae.lr, "need 0 <= vae.lr_final <= vae.lr"),
         (0 <= cfg.mdnrnn.lr_final <= cfg.mdnrnn.lr, "need 0 <= mdnrnn.lr_final <= mdnrnn.lr"),

@@ -16,7 +16,7 @@ from worldmodels.data.storage import list_episodes, load_npz
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNN, MDNRNNEnsemble, build_mdnrnn
 from worldmodels.models.checkpoints import check_mdnrnn_header
-from worldmodels.models.mdnrnn import MDNOutput, mdn_nll
+from worldmodels.models.mdnrnn import DropoutMasks, MDNOutput, mdn_nll, sample_mixture
 from worldmodels.models.vae import sample_z
 from worldmodels.rundir import RunDir
 from worldmodels.train.common import Trainer
@@ -69,8 +69,11 @@ def mdnrnn_losses(
     rate = model.dropout if model.training else 0.0
     # one mask per sequence (mdnrnn.dropout), from the training's own stream
     masks = model.masks(len(z), rate, generator)
+    inputs = z[:, :-1]
+    if model.training and cfg.mdnrnn.self_feed > 0:
+        inputs = self_fed(model, z, batch["action"], cfg.mdnrnn.self_feed, generator, amp, masks)
     with autocast(z.device, amp):
-        out, _ = model(z[:, :-1], batch["action"], masks=masks)
+        out, _ = model(inputs, batch["action"], masks=masks)
     next_mask, mask = batch["next_mask"].float(), batch["mask"].float()
     nll = mdn_nll(out.logpi, out.mu, out.logsigma, z[:, 1:]).mean(-1)
     losses = {"nll": (nll * next_mask).sum() / next_mask.sum().clamp(min=1)}
@@ -89,6 +92,28 @@ def mdnrnn_losses(
         total = total + losses["reward"]
     losses["loss"] = total
     return losses, out
+
+
+def self_fed(
+    model: MDNRNN,
+    z: torch.Tensor,
+    action: torch.Tensor,
+    share: float,
+    generator: torch.Generator | None,
+    amp: bool,
+    masks: DropoutMasks | None = None,
+) -> torch.Tensor:
+    """M's inputs z_0..z_{T-2} (B, T-1, Z) with each step t >= 1 replaced, with probability `share`, by
+    M's own sample of z_t at tau 1, drawn from a pass over the real z without gradient (mdnrnn.self_feed).
+    Step 0 stays the real first frame, as in the dream."""
+    real = z[:, :-1]
+    with torch.no_grad(), autocast(z.device, amp):
+        first, _ = model(real, action, masks=masks)
+    own = sample_mixture(first.logpi, first.mu, first.logsigma, 1.0, generator)  # of z_1..z_{T-1}
+    own = torch.cat([real[:, :1], own[:, :-1].to(real.dtype)], dim=1)
+    pick = torch.rand(real.shape[:2], generator=generator, device=z.device) < share
+    pick[:, 0] = False
+    return torch.where(pick[..., None], own, real)
 
 
 def training_losses(
