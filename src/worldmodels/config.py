@@ -545,6 +545,12 @@ def agent_config(cfg: Config) -> Config:
     return with_overrides(cfg, {"controller.temperature": agent_temperature(cfg)})
 
 
+def round_config(cfg: Config, r: int) -> Config:
+    """The config whose dream round r's C trained in: the agent's (agent_config) for the last round, the
+    run's own for the others (round 0 is the first C, the last round only without iterative training)."""
+    return agent_config(cfg) if r == cfg.iterate.rounds else cfg
+
+
 def validate(cfg: Config) -> None:
     """Reject values no stage could run with, naming the setting."""
     checks = [

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from worldmodels.agent import load_controller
-from worldmodels.config import Config, agent_config
+from worldmodels.config import Config, round_config
 from worldmodels.dream import build_dream
 from worldmodels.envs import adapter_class, dream_can_score
 from worldmodels.episodes import eval_seeds
@@ -115,17 +115,19 @@ def evaluate_done(run_dir: Path, cfg: Config) -> bool:
     )
 
 
-def agent_files(run_dir: Path, cfg: Config, round_: Round | None = None) -> dict[str, str] | None:
-    """The M and C of the run's agent (or of `round_`), relative to the run directory (None while
-    iterative training runs or while C is missing)."""
-    run = RunDir(run_dir)
+def agent_files(run_dir: Path, cfg: Config) -> dict[str, str] | None:
+    """The run's agent's M and C, relative to the run directory (None while iterative training runs or
+    while C is missing)."""
     try:
-        m, c = run.agent(cfg) if round_ is None else (round_.mdnrnn, round_.controller)
+        r = RunDir(run_dir).agent_round(cfg)
     except WorldModelsError:
         return None
-    if not c.exists():
-        return None
-    return {"mdnrnn": run.relative(m), "controller": run.relative(c)}
+    return round_files(r) if r.controller.exists() else None
+
+
+def round_files(r: Round) -> dict[str, str]:
+    """A round's M and C as the evaluation files record them (relative to the run directory)."""
+    return {"mdnrnn": r.run.relative(r.mdnrnn), "controller": r.run.relative(r.controller)}
 
 
 def scored_round(run_dir: Path, cfg: Config, round_: int | None, out: Path | None) -> Round:
@@ -194,12 +196,12 @@ def evaluate_command(
     else:
         r = scored_round(run_dir, cfg, round_, out)
         params = load_controller(r.controller, cfg)
-        if where == "dream":  # the tau this C trained at: only the last round's may differ
-            own = agent_config(cfg) if r.index == cfg.iterate.rounds else cfg
+        if where == "dream":  # at the tau this C trained at
+            own = round_config(cfg, r.index)
             result = evaluate_dream(run_dir, own, params, e.episodes, e.seed, r.mdnrnn)
         else:
             result = evaluate_real(run_dir, cfg, params, e.episodes, e.seed, progress, r.mdnrnn)
-        result["agent"] = agent_files(run_dir, cfg, r)
+        result["agent"] = round_files(r)
     write_eval(out or RunDir(run_dir).evaluation(policy, where), result)
     return 0
 

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from worldmodels.agent import load_controller
-from worldmodels.config import Config, agent_config, with_overrides
+from worldmodels.config import Config, round_config, with_overrides
 from worldmodels.data.storage import episode_path, list_episodes
 from worldmodels.evaluate import evaluate_real
 from worldmodels.parallel import run_tasks
@@ -129,7 +129,7 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
             c_settings["controller.generations"] = it.final_generations
         if last and it.final_trials:
             c_settings["controller.trials"] = it.final_trials
-        c_cfg = with_overrides(agent_config(cfg) if last else cfg, c_settings)
+        c_cfg = with_overrides(round_config(cfg, r), c_settings)
         x0 = prev_params if it.warm_start else None
         if last and it.final_searches > 1:
             choose_search(run_dir, cfg, c_cfg, r, x0, progress)
