@@ -40,3 +40,18 @@ def sync_device(device: torch.device) -> None:
     """Wait for a CUDA device's queued work, so a timer measures it (nothing on a CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def synthetic_m_batch(B: int, T: int, z: int, a: int, device: torch.device | str = "cpu") -> dict:
+    """A batch shaped like M's training data (B whole sequences of T steps, z latents, a action floats):
+    random latents and actions, no reward, no episode ends, every step valid. Throughput needs only shapes."""
+    batch = {
+        "mu": torch.randn(B, T + 1, z),
+        "logvar": torch.full((B, T + 1, z), -2.0),
+        "action": torch.randn(B, T, a),
+        "reward": torch.zeros(B, T),
+        "terminated": torch.zeros(B, T),
+        "mask": torch.ones(B, T, dtype=torch.bool),
+        "next_mask": torch.ones(B, T, dtype=torch.bool),
+    }
+    return {k: v.to(device) for k, v in batch.items()}

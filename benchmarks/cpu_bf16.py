@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import report  # noqa: E402
+from _common import report, synthetic_m_batch  # noqa: E402
 
 from worldmodels import utils  # noqa: E402
 from worldmodels.config import preset  # noqa: E402
@@ -61,11 +61,7 @@ def m_sequence_steps_per_s(bf16: bool, seq: int) -> float | str:
     m = MDNRNN(32, 3, 256, 5, reward_head=True, done_head=True).train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     B = 16
-    batch = {
-        "mu": torch.randn(B, seq + 1, 32), "logvar": torch.full((B, seq + 1, 32), -2.0),
-        "action": torch.randn(B, seq, 3), "reward": torch.zeros(B, seq), "terminated": torch.zeros(B, seq),
-        "mask": torch.ones(B, seq, dtype=torch.bool), "next_mask": torch.ones(B, seq, dtype=torch.bool),
-    }  # fmt: skip
+    batch = synthetic_m_batch(B, seq, 32, 3)
     cfg = preset("carracing-cpu")
     gen = torch.Generator().manual_seed(0)
 

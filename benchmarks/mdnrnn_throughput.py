@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import report, sync_device  # noqa: E402
+from _common import report, sync_device, synthetic_m_batch  # noqa: E402
 
 from worldmodels.config import preset, with_overrides  # noqa: E402
 from worldmodels.models.mdnrnn import MDNRNN  # noqa: E402
@@ -43,12 +43,7 @@ def train_steps_per_s(
     torch.manual_seed(0)
     m = MDNRNN(64, 1, 512, 5, done_head=True, dropout=dropout).to(device).train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-    batch = {
-        "mu": torch.randn(B, T + 1, 64), "logvar": torch.full((B, T + 1, 64), -2.0),
-        "action": torch.randn(B, T, 1), "reward": torch.zeros(B, T), "terminated": torch.zeros(B, T),
-        "mask": torch.ones(B, T, dtype=torch.bool), "next_mask": torch.ones(B, T, dtype=torch.bool),
-    }  # fmt: skip
-    batch = {k: v.to(device) for k, v in batch.items()}
+    batch = synthetic_m_batch(B, T, 64, 1, device)
     gen = torch.Generator(device=device).manual_seed(0)
     cfg = with_overrides(preset("doom"), {"mdnrnn.self_feed": self_feed})
     for i in range(n + warmup):
