@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,8 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
         (["--iterate.choose", "best", "--iterate.eval_episodes", "0"], "iterate.eval_episodes > 0"),
         (["--iterate.final_searches", "2"], "iterate.eval_episodes > 0"),
         (["--iterate.final_searches", "0"], "iterate.final_searches must be >= 1"),
+        (["--iterate.searches", "2"], "iterate.eval_episodes > 0"),
+        (["--iterate.searches", "0"], "iterate.searches must be >= 1"),
     ],
 )
 def test_choose_refuses_what_it_cannot_do(flags, words, tmp_path):
@@ -325,6 +328,39 @@ def test_final_searches_make_the_best_on_the_rounds_real_episodes_the_agent(trai
     again = RunDir(tmp_path / "again").round(1)
     left = [p.name for p in again.searches_folder.rglob("*") if p.is_file()]
     assert left == [] and not again.searches.exists() and not again.controller.exists()
+
+
+def test_searches_choose_every_rounds_c_and_final_searches_the_last(trained_run, tmp_path):
+    """iterate.searches 2 with final_searches 3: round 1's C is the better of two searches on its real
+    episodes, and round 2 collects with that C; the last round's is the best of three."""
+    flags = ["--iterate.rounds", "2", "--iterate.episodes", "2", "--iterate.eval_episodes", "2",
+             "--iterate.explore", "0", "--quiet"]  # fmt: skip
+    run = copy_run(trained_run, tmp_path / "run")
+    out = cli("iterate", "--run-dir", str(run), *flags, "--iterate.searches", "2",
+              "--iterate.final_searches", "3")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    cfg = load_config(run / "config.json")
+    for r, k in ((1, 2), (2, 3)):
+        this = RunDir(run).round(r)
+        record = json.loads(this.searches.read_text())
+        means = {int(j): m for j, m in record["mean_return"].items()}
+        assert record["searches"] == k and sorted(means) == list(range(k))
+        assert means[record["search"]] == max(means.values())
+        np.testing.assert_array_equal(
+            load_controller(this.controller, cfg),
+            load_controller(this.searching(record["search"]).controller, cfg),
+        )
+    # round 2's episodes were played by round 1's chosen C: played again by it, they return the same
+    from worldmodels.train.iterate import record_agent_episodes, round_episodes
+
+    one = RunDir(run).round(1)
+    collected = json.loads(RunDir(run).round(2).collect_record.read_text())["mean_return"]
+    again = tmp_path / "again"
+    (again / "episodes").mkdir(parents=True)
+    shutil.copy(run / "vae.pt", again / "vae.pt")
+    replay = record_agent_episodes(again, cfg, round_episodes(cfg, 2), one.mdnrnn,
+                                   load_controller(one.controller, cfg), progress=False)  # fmt: skip
+    assert replay["mean_return"] == collected
 
 
 def test_last_round_experiment_continues_redoes_or_adds_rounds(iterated_run, tmp_path):

@@ -278,6 +278,12 @@ class IterateConfig:
     final_trials: int = 0
     """Dream rollouts per candidate for the last round's C (0: controller.trials): a less noisy fitness
     for the C that becomes the agent."""
+    searches: int = 1
+    """Independent CMA-ES searches of every round's C (rounds 1 on; round 0's first C is one search), each
+    scored over the round's `iterate.eval_episodes` real episodes, the best becoming the round's C as with
+    `final_searches` (which, above 1, sets the last round's instead): so that a round whose single search
+    cheats M does not collect the next round's episodes. Costs a C search and a check a round per extra
+    search (1: one search, the paper's)."""
     final_searches: int = 1
     """Independent CMA-ES searches of the last round's C, search j with the run's seed + j (its CMA-ES
     draws, dream rollouts and starts; search 0 is the one a single search makes), each scored over the
@@ -663,6 +669,11 @@ def validate(cfg: Config) -> None:
         ),
         (cfg.iterate.final_trials >= 0, "iterate.final_trials must be >= 0 (0: controller.trials)"),
         (cfg.iterate.final_searches >= 1, "iterate.final_searches must be >= 1"),
+        (cfg.iterate.searches >= 1, "iterate.searches must be >= 1"),
+        (
+            cfg.iterate.searches == 1 or cfg.iterate.eval_episodes > 0,
+            "iterate.searches > 1 needs iterate.eval_episodes > 0 (the real episodes that choose)",
+        ),
         (
             cfg.iterate.final_searches == 1 or cfg.iterate.eval_episodes > 0,
             "iterate.final_searches > 1 needs iterate.eval_episodes > 0 (the real episodes that choose)",

@@ -154,7 +154,7 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
 
     def c_eval(this: Round) -> Any:
         """The periodic evaluation that chose C: the dream's, or real episodes' (controller.select_real);
-        with iterate.final_searches, the chosen search's."""
+        with iterate.searches or final_searches, the chosen search's."""
         searches = read(this.searches)
         if searches:
             this = this.searching(int(searches["search"]))

@@ -64,7 +64,7 @@ def remove_stale_temporaries(folder: Path) -> None:
 class Round:
     """Round r of a run: its M and C, where CMA-ES keeps its state, and its records (the real episodes
     that scored its C, what its C's predecessor scored while collecting, whether it is done). With
-    `search` j: one of several C searches of the round (iterate.final_searches), whose C, CMA-ES state
+    `search` j: one of several C searches of the round (iterate.searches, final_searches), whose C, CMA-ES state
     and real check live in rounds/r/searches/j; its M is the round's."""
 
     run: RunDir
@@ -72,7 +72,7 @@ class Round:
     search: int | None = None
 
     def searching(self, j: int) -> Round:
-        """Search j of this round's C (iterate.final_searches)."""
+        """Search j of this round's C (iterate.searches, final_searches)."""
         return Round(self.run, self.index, j)
 
     @property

@@ -40,7 +40,7 @@ def train_controller(
     """CMA-ES over C's parameters of round r (0: the first C; iterative training's rounds from 1), in
     that round's M's dream or the real env, resumable from the CMA-ES state of every generation. `x0`:
     where the search starts (default 0, the paper's); `search`: one of the round's several searches
-    (iterate.final_searches), kept in rounds/r/searches/j."""
+    (iterate.searches, final_searches), kept in rounds/r/searches/j."""
     run_dir = Path(run_dir)
     this = RunDir(run_dir).round(r)
     this = this if search is None else this.searching(search)

@@ -131,8 +131,9 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
             c_settings["controller.trials"] = it.final_trials
         c_cfg = with_overrides(round_config(cfg, r), c_settings)
         x0 = prev_params if it.warm_start else None
-        if last and it.final_searches > 1:
-            choose_search(run_dir, cfg, c_cfg, r, x0, progress)
+        searches = it.final_searches if last and it.final_searches > 1 else it.searches
+        if searches > 1:
+            choose_search(run_dir, cfg, c_cfg, r, x0, progress, searches)
         else:
             train_controller(run_dir, c_cfg, progress, r, x0)
         row: dict[str, float] = {"iterate/round": r}
@@ -150,17 +151,24 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
 
 
 def choose_search(
-    run_dir: Path, cfg: Config, c_cfg: Config, r: int, x0: np.ndarray | None, progress: bool
+    run_dir: Path,
+    cfg: Config,
+    c_cfg: Config,
+    r: int,
+    x0: np.ndarray | None,
+    progress: bool,
+    searches: int,
 ) -> int:
-    """`iterate.final_searches`: round r's C searched that many times (search j with the run's seed + j,
-    in rounds/r/searches/j), each scored over the round's real episodes (the same for all: paired); the
-    best (the earlier of a tie) becomes the round's C and its score the round's eval.json.
-    rounds/r/searches.json says which, with every search's score. Each step resumes."""
+    """`iterate.searches` (or in the last round `iterate.final_searches`): round r's C searched `searches`
+    times (search j with the run's seed + j, in rounds/r/searches/j), each scored over the round's real
+    episodes (the same for all: paired); the best (the earlier of a tie) becomes the round's C and its
+    score the round's eval.json. rounds/r/searches.json says which, with every search's score. Each step
+    resumes."""
     this = RunDir(run_dir).round(r)
     if this.controller.exists() and this.searches.exists():
         return int(json.loads(this.searches.read_text())["search"])
     means = {}
-    for j in range(cfg.iterate.final_searches):
+    for j in range(searches):
         search = with_overrides(c_cfg, {"seed": cfg.seed + j})
         train_controller(run_dir, search, progress, r, x0, search=j)
         means[j] = evaluate_round(run_dir, cfg, r, progress, search=j)["mean"]
