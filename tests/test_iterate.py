@@ -273,94 +273,84 @@ def test_choose_refuses_what_it_cannot_do(flags, words, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_final_searches_make_the_best_on_the_rounds_real_episodes_the_agent(trained_run, tmp_path):
-    """iterate.final_searches 3: the last round's C searched three times (search j with the run's seed + j,
-    search 0 the one a single search makes), each scored on the same real episodes; the best is the
-    round's C and its score the round's; a stop anywhere resumes to the same choice."""
+def test_searches_make_the_best_on_the_rounds_real_episodes_each_rounds_c(trained_run, tmp_path):
+    """iterate.searches 2 and final_searches 3: round 1's C searched twice, the last round's three times
+    (search j with the run's seed + j, search 0 the one a single search makes), each scored on the same
+    real episodes; the best is the round's C and its score the round's, round 2 collects with round 1's
+    chosen C, and a stop anywhere resumes to the same choice."""
+    from worldmodels.train.iterate import record_agent_episodes, round_episodes
     from worldmodels.utils import STREAM_ROUND_EVAL
 
-    flags = ["--iterate.rounds", "1", "--iterate.episodes", "2", "--iterate.eval_episodes", "2",
-             "--iterate.explore", "0", "--quiet"]  # fmt: skip
+    flags = ["--iterate.episodes", "2", "--iterate.eval_episodes", "2", "--iterate.explore", "0",
+             "--quiet"]  # fmt: skip
     one = copy_run(trained_run, tmp_path / "one")
-    assert cli("iterate", "--run-dir", str(one), *flags).returncode == 0
+    assert cli("iterate", "--run-dir", str(one), "--iterate.rounds", "1", *flags).returncode == 0
     run = copy_run(trained_run, tmp_path / "run")
-    out = cli("iterate", "--run-dir", str(run), *flags, "--iterate.final_searches", "3")
+    out = cli("iterate", "--run-dir", str(run), "--iterate.rounds", "2", *flags,
+              "--iterate.searches", "2", "--iterate.final_searches", "3")  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     cfg = load_config(run / "config.json")
-    r = RunDir(run).round(1)
-    record = json.loads(r.searches.read_text())
-    means = {int(j): m for j, m in record["mean_return"].items()}
-    assert sorted(means) == [0, 1, 2] and record["searches"] == 3 and record["episodes"] == 2
-    params = [load_controller(r.searching(j).controller, cfg) for j in range(3)]
-    for j in range(3):
-        e = json.loads(r.searching(j).eval.read_text())
-        assert (e["seed"], e["episodes"], e["mean"]) == (
-            seed_for(cfg.seed, STREAM_ROUND_EVAL, 1),
-            2,
-            means[j],
-        )
-        assert (
-            read_header(r.searching(j).controller, "controller")["config"]["seed"] == cfg.seed + j
-        )
-    assert not np.array_equal(params[0], params[1]) and not np.array_equal(params[1], params[2])
-    # search 0 is the single search's C; the chosen one is the round's C, its score the round's
-    np.testing.assert_array_equal(params[0], load_controller(one / "rounds/1/controller.pt", cfg))
-    best = record["search"]
-    assert means[best] == max(means.values()) and best == min(
-        j for j in means if means[j] == means[best]
-    )
-    np.testing.assert_array_equal(load_controller(r.controller, cfg), params[best])
-    assert json.loads(r.eval.read_text()) == json.loads(r.searching(best).eval.read_text())
-    assert RunDir(run).agent(cfg) == (r.mdnrnn, r.controller)
-    # the report's rounds table names the chosen search
-    assert cli("report", "--run-dir", str(run), "--quiet").returncode == 0
-    assert f"search {best}, the best of 3 on real episodes" in (run / "report.html").read_text()
-    # stopped before the choice, with search 2 half trained: the rerun retrains it and chooses the same
-    for path in (r.done_marker, r.searches, r.controller, r.eval, r.searching(2).controller):
-        path.unlink()
-    assert cli("iterate", "--run-dir", str(run), "--quiet").returncode == 0
-    assert json.loads(r.searches.read_text()) == record
-    np.testing.assert_array_equal(load_controller(r.controller, cfg), params[best])
-    # experiments/last_round's copy to train the last C again drops every search's C, state and check
-    from experiments.last_round import make_copy
-
-    assert make_copy(run, tmp_path / "again", {}, keep_search=False) == "last C"
-    again = RunDir(tmp_path / "again").round(1)
-    left = [p.name for p in again.searches_folder.rglob("*") if p.is_file()]
-    assert left == [] and not again.searches.exists() and not again.controller.exists()
-
-
-def test_searches_choose_every_rounds_c_and_final_searches_the_last(trained_run, tmp_path):
-    """iterate.searches 2 with final_searches 3: round 1's C is the better of two searches on its real
-    episodes, and round 2 collects with that C; the last round's is the best of three."""
-    flags = ["--iterate.rounds", "2", "--iterate.episodes", "2", "--iterate.eval_episodes", "2",
-             "--iterate.explore", "0", "--quiet"]  # fmt: skip
-    run = copy_run(trained_run, tmp_path / "run")
-    out = cli("iterate", "--run-dir", str(run), *flags, "--iterate.searches", "2",
-              "--iterate.final_searches", "3")  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    cfg = load_config(run / "config.json")
+    records = {}
     for r, k in ((1, 2), (2, 3)):
         this = RunDir(run).round(r)
-        record = json.loads(this.searches.read_text())
+        records[r] = record = json.loads(this.searches.read_text())
         means = {int(j): m for j, m in record["mean_return"].items()}
-        assert record["searches"] == k and sorted(means) == list(range(k))
-        assert means[record["search"]] == max(means.values())
-        np.testing.assert_array_equal(
-            load_controller(this.controller, cfg),
-            load_controller(this.searching(record["search"]).controller, cfg),
+        assert sorted(means) == list(range(k)) and record["searches"] == k
+        assert record["episodes"] == 2
+        params = [load_controller(this.searching(j).controller, cfg) for j in range(k)]
+        for j in range(k):
+            e = json.loads(this.searching(j).eval.read_text())
+            assert (e["seed"], e["episodes"], e["mean"]) == (
+                seed_for(cfg.seed, STREAM_ROUND_EVAL, r),
+                2,
+                means[j],
+            )
+            header = read_header(this.searching(j).controller, "controller")
+            assert header["config"]["seed"] == cfg.seed + j
+        assert all(not np.array_equal(a, b) for a, b in zip(params, params[1:], strict=False))
+        # the chosen one is the round's C, its score the round's
+        best = record["search"]
+        assert means[best] == max(means.values()) and best == min(
+            j for j in means if means[j] == means[best]
         )
+        np.testing.assert_array_equal(load_controller(this.controller, cfg), params[best])
+        assert json.loads(this.eval.read_text()) == json.loads(
+            this.searching(best).eval.read_text()
+        )
+    # search 0 is the single search's C
+    r1, r2 = RunDir(run).round(1), RunDir(run).round(2)
+    np.testing.assert_array_equal(
+        load_controller(r1.searching(0).controller, cfg),
+        load_controller(one / "rounds/1/controller.pt", cfg),
+    )
     # round 2's episodes were played by round 1's chosen C: played again by it, they return the same
-    from worldmodels.train.iterate import record_agent_episodes, round_episodes
-
-    one = RunDir(run).round(1)
-    collected = json.loads(RunDir(run).round(2).collect_record.read_text())["mean_return"]
+    collected = json.loads(r2.collect_record.read_text())["mean_return"]
     again = tmp_path / "again"
     (again / "episodes").mkdir(parents=True)
     shutil.copy(run / "vae.pt", again / "vae.pt")
-    replay = record_agent_episodes(again, cfg, round_episodes(cfg, 2), one.mdnrnn,
-                                   load_controller(one.controller, cfg), progress=False)  # fmt: skip
+    replay = record_agent_episodes(again, cfg, round_episodes(cfg, 2), r1.mdnrnn,
+                                   load_controller(r1.controller, cfg), progress=False)  # fmt: skip
     assert replay["mean_return"] == collected
+    assert RunDir(run).agent(cfg) == (r2.mdnrnn, r2.controller)
+    # the report's rounds table names the chosen searches
+    assert cli("report", "--run-dir", str(run), "--quiet").returncode == 0
+    html = (run / "report.html").read_text()
+    for r, k in ((1, 2), (2, 3)):
+        assert f"search {records[r]['search']}, the best of {k} on real episodes" in html
+    # stopped before the last choice, with search 2 half trained: the rerun retrains it and chooses the same
+    chosen = load_controller(r2.controller, cfg)
+    for path in (r2.done_marker, r2.searches, r2.controller, r2.eval, r2.searching(2).controller):
+        path.unlink()
+    assert cli("iterate", "--run-dir", str(run), "--quiet").returncode == 0
+    assert json.loads(r2.searches.read_text()) == records[2]
+    np.testing.assert_array_equal(load_controller(r2.controller, cfg), chosen)
+    # experiments/last_round's copy to train the last C again drops every search's C, state and check
+    from experiments.last_round import make_copy
+
+    assert make_copy(run, tmp_path / "copy", {}, keep_search=False) == "last C"
+    copy = RunDir(tmp_path / "copy").round(2)
+    left = [p.name for p in copy.searches_folder.rglob("*") if p.is_file()]
+    assert left == [] and not copy.searches.exists() and not copy.controller.exists()
 
 
 def test_last_round_experiment_continues_redoes_or_adds_rounds(iterated_run, tmp_path):
