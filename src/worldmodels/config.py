@@ -668,15 +668,16 @@ def validate(cfg: Config) -> None:
             "iterate.final_generations must be >= 0 (0: as the other rounds)",
         ),
         (cfg.iterate.final_trials >= 0, "iterate.final_trials must be >= 0 (0: controller.trials)"),
-        (cfg.iterate.final_searches >= 1, "iterate.final_searches must be >= 1"),
-        (cfg.iterate.searches >= 1, "iterate.searches must be >= 1"),
-        (
-            cfg.iterate.searches == 1 or cfg.iterate.eval_episodes > 0,
-            "iterate.searches > 1 needs iterate.eval_episodes > 0 (the real episodes that choose)",
-        ),
-        (
-            cfg.iterate.final_searches == 1 or cfg.iterate.eval_episodes > 0,
-            "iterate.final_searches > 1 needs iterate.eval_episodes > 0 (the real episodes that choose)",
+        *(
+            check
+            for name in ("searches", "final_searches")
+            for check in (
+                (getattr(cfg.iterate, name) >= 1, f"iterate.{name} must be >= 1"),
+                (
+                    getattr(cfg.iterate, name) == 1 or cfg.iterate.eval_episodes > 0,
+                    f"iterate.{name} > 1 needs iterate.eval_episodes > 0 (the real episodes that choose)",
+                ),
+            )
         ),
         (cfg.controller.population >= 2, "controller.population must be >= 2"),
         (cfg.controller.trials >= 1, "controller.trials must be >= 1"),
