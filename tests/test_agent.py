@@ -4,6 +4,8 @@ gymnasium's CarRacing-v3 as on worldmodels/CarRacing-v3."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,47 @@ def test_batched_carracing_agent_and_both_carracing_envs_agree():
     official = play_task(EpisodesTask(params, seeds), theirs)
     assert batched == alone == official
     assert len({r for r, _ in batched}) == len(seeds)  # the episodes differ: the agent drove
+
+
+def test_max_gas_caps_cs_gas_on_the_road_and_in_the_dream_and_m_reads_the_capped_gas():
+    """controller.max_gas 0.5: the same V, M, C and frames give the same steering and brake and half the
+    gas, on the road (the env's action and what M reads) and in the dream built for the run; refused with a
+    one-line error outside (0, 1] and on an env without gas."""
+    import torch
+
+    from worldmodels.agent import BatchedAgent
+    from worldmodels.config import validate
+    from worldmodels.dream import build_dream
+    from worldmodels.errors import WorldModelsError
+
+    full, params = _carracing_agent("worldmodels/CarRacing-v3", 100)
+    cfg = with_overrides(full.config_object(), {"controller.max_gas": 0.5})
+    capped = VMWeights.untrained(cfg)  # the same V and M: one seed
+    out_dim = adapter_for(cfg.env.id).controller_outputs
+    in_dim = (len(params) - out_dim) // out_dim
+    params[in_dim : 2 * in_dim] = 0.0  # gas from the bias alone: a1 = tanh(0.5), gas 0.73 uncapped
+    params[-out_dim:] = [0.0, 0.5, 0.0]
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    acted = []
+    for w in (full, capped):
+        agent = BatchedAgent(w.models(), 3)
+        for slot in range(3):
+            agent.start(slot, 10 + slot, params)
+        acted.append((np.array(agent.act(frames, [0, 1, 2])), agent.last_vec.numpy()))
+    (a_full, m_full), (a_cap, m_cap) = acted
+    np.testing.assert_allclose(a_cap[:, [0, 2]], a_full[:, [0, 2]])
+    np.testing.assert_allclose(a_cap[:, 1], 0.5 * a_full[:, 1], rtol=1e-6)
+    assert a_full[:, 1].min() > 0.5  # the cap bites
+    np.testing.assert_allclose(m_cap, a_cap, rtol=1e-6)  # M reads the gas the car got
+    shipped = ROOT / "carracing"
+    agent_cfg = load_config(shipped / "config.json")
+    out = torch.tensor([[0.2, 1.0, -1.0]])
+    for gas, c in ((1.0, agent_cfg), (0.5, with_overrides(agent_cfg, {"controller.max_gas": 0.5}))):
+        dream = build_dream(shipped, c, "cpu")
+        vec = dream.adapter.m_action(out, c.mdnrnn.action_input)
+        torch.testing.assert_close(vec, torch.tensor([[0.2, gas, 0.0]]))
+    for setting, words in (({"controller.max_gas": 0.0}, "controller.max_gas must be in (0, 1]"),
+                           ({"controller.max_gas": 1.5}, "controller.max_gas must be in (0, 1]"),
+                           ({"env.id": "VizdoomTakeCover-v1", "controller.max_gas": 0.5}, "has no gas")):  # fmt: skip
+        with pytest.raises(WorldModelsError, match=re.escape(words)):
+            validate(with_overrides(cfg, setting))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from worldmodels.config import Config, load_config
-from worldmodels.envs import Adapter, adapter_for
+from worldmodels.envs import Adapter, adapter_for, adapter_of
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNN, ConvVAE, controller_dims
 from worldmodels.models import controller as linear
@@ -46,7 +46,7 @@ def load_models(
         cfg,
         load_vae(RunDir(run_dir).vae, cfg, device),
         load_mdnrnn(Path(mdnrnn) if mdnrnn else RunDir(run_dir).agent(cfg)[0], cfg, device),
-        adapter_for(cfg.env.id),
+        adapter_of(cfg),
     )
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from worldmodels.config import Config, agent_config, load_config
-from worldmodels.envs import FRAME, Adapter, adapter_for
+from worldmodels.envs import FRAME, Adapter, adapter_for, adapter_of
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNN, ConvVAE
 from worldmodels.models import controller as linear
@@ -320,7 +320,7 @@ class WorldModel:
 
     @property
     def adapter(self) -> Adapter:
-        return adapter_for(self.env_id)
+        return adapter_of(self.config)
 
     @property
     def temperature(self) -> float:

@@ -203,6 +203,12 @@ class ControllerConfig:
     """Feed the LSTM cell state c to C besides z and h (the paper's Doom controller: [z, c, h])."""
     bias: bool = False
     """Give C a bias (the paper: CarRacing yes, Doom no)."""
+    max_gas: float = 1.0
+    """CarRacing: the most gas C can give, gas = max_gas (a1 + 1) / 2 (1: the paper's (a1 + 1) / 2), in the
+    dream (M reads the gas the car gets) and on the road alike. The Cs that cheat a CarRacing M drive
+    faster than the ones that drive well, leaving the road in bends where M keeps them on it; a cap takes
+    that speed out of C's reach (a person driving with `play` gets C's pedal; the random policy keeps the
+    whole one)."""
     sample_done: bool = False
     """Sample done ~ Bernoulli(p) in the dream instead of the paper's threshold p > 0.5."""
     reproject_z: bool = False
@@ -659,6 +665,11 @@ def validate(cfg: Config) -> None:
             "controller.select_real needs controller.where dream (a real search's evaluation is real)",
         ),
         (cfg.controller.temperature > 0, "controller.temperature must be > 0"),
+        (0 < cfg.controller.max_gas <= 1, "controller.max_gas must be in (0, 1]"),
+        (
+            cfg.controller.max_gas == 1 or "CarRacing" in cfg.env.id,
+            f"controller.max_gas {cfg.controller.max_gas}: {cfg.env.id} has no gas (CarRacing only)",
+        ),
         (
             cfg.iterate.final_temperature >= 0,
             "iterate.final_temperature must be >= 0 (0: controller.temperature)",

@@ -26,7 +26,7 @@ import torch
 from worldmodels.config import Config
 from worldmodels.data.starts import dream_starts
 from worldmodels.data.storage import episode_index, episode_length, list_episodes, load_npz
-from worldmodels.envs import FRAME, Adapter, adapter_for
+from worldmodels.envs import FRAME, Adapter, adapter_for, adapter_of
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import controller as linear
 from worldmodels.models.checkpoints import load_mdnrnn, load_vae
@@ -726,7 +726,7 @@ def build_dream(
     step of them with M's memory there, or first frames and `failures` (controller.dream_starts; C's
     training dream)."""
     device = device or resolve_device(cfg.device)
-    adapter = adapter_for(cfg.env.id)
+    adapter = adapter_of(cfg)
     alive = (adapter.reward_is_alive_bonus or for_pictures) and not cfg.mdnrnn.reward_head
     spec = DreamSpec.of(cfg, alive_reward=alive)
     m_path = Path(mdnrnn) if mdnrnn else RunDir(run_dir).agent(cfg)[0]

@@ -17,7 +17,7 @@ import torch
 from worldmodels.agent import AgentModels, BatchedAgent, load_models
 from worldmodels.config import Config, from_dict
 from worldmodels.data.storage import EPISODE_KEYS, encode_npz
-from worldmodels.envs import adapter_for
+from worldmodels.envs import adapter_for, adapter_of
 from worldmodels.episodes import play_batch, play_episode, worker_env, worker_envs
 from worldmodels.parallel import run_tasks
 from worldmodels.utils import (
@@ -89,7 +89,7 @@ def _worker_models(w: VMWeights) -> AgentModels:
 
         assert w.vae is not None and w.mdnrnn is not None
         models = AgentModels(cfg, load(ConvVAE(cfg.vae.z_dim), w.vae),
-                        load(build_mdnrnn(cfg, w.action_dim), w.mdnrnn), adapter_for(cfg.env.id))  # fmt: skip
+                        load(build_mdnrnn(cfg, w.action_dim), w.mdnrnn), adapter_of(cfg))  # fmt: skip
         while len(_built) >= 2:
             _built.pop(next(iter(_built)))
         _built[w.key] = models

@@ -43,6 +43,7 @@ __all__ = [
     "Policy",
     "adapter_class",
     "adapter_for",
+    "adapter_of",
     "dream_can_score",
     "preprocess",
 ]
@@ -76,3 +77,9 @@ def dream_can_score(cfg: Config) -> bool:
 def adapter_for(env_id: str) -> Adapter:
     """The adapter of an env id (cached: building one makes the env once to read its spaces)."""
     return adapter_class(env_id)(env_id)
+
+
+def adapter_of(cfg: Config) -> Adapter:
+    """The adapter a run's C acts through: its env's, with the run's controller settings that change how C's
+    outputs become actions (controller.max_gas)."""
+    return adapter_for(cfg.env.id).with_controller(cfg.controller)

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from worldmodels.config import FRAMES, CollectConfig
+from worldmodels.config import FRAMES, CollectConfig, ControllerConfig
 from worldmodels.envs.actions import KEYS, ActionCodec, Controls, codec_for
 from worldmodels.envs.resize import area_resize
 from worldmodels.errors import WorldModelsError, install_hint
@@ -192,6 +192,14 @@ class Adapter:
     def encode_action(self, action: Any) -> np.ndarray:
         """Env action -> the float vector M sees (see envs/actions.py)."""
         return self.codec.encode(action)
+
+    def with_controller(self, c: ControllerConfig) -> Adapter:
+        """This adapter as a run's C acts through it (controller.max_gas, CarRacing's only setting here)."""
+        if c.max_gas != 1.0:
+            raise WorldModelsError(
+                f"controller.max_gas {c.max_gas}: {self.env_id} has no gas (CarRacing only)"
+            )
+        return self
 
     def controller_to_vector(self, a: torch.Tensor) -> torch.Tensor:
         """C's tanh outputs (N, controller_outputs) -> the action vectors M sees (N, action_dim).

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
-from worldmodels.config import CollectConfig
+from worldmodels.config import CollectConfig, ControllerConfig
 from worldmodels.envs.actions import Control, Controls
 from worldmodels.envs.base import Adapter, Policy, require
 
@@ -34,6 +36,7 @@ class BrownianActions(Policy):
 
 class CarRacingAdapter(Adapter):
     name = "carracing"
+    max_gas = 1.0  # controller.max_gas: C's gas is (a1 + 1) / 2 times this
     crop_bottom = 84  # rows 84:96 hold the indicator bar
     indicator_box = (slice(56, 64), slice(7, 18))  # the full frame's speed and four ABS bars
 
@@ -46,8 +49,18 @@ class CarRacingAdapter(Adapter):
         return 3
 
     def controller_to_vector(self, a: torch.Tensor) -> torch.Tensor:
-        """The paper: steer = a0, gas = (a1 + 1) / 2, brake = clip(a2, 0, 1)."""
-        return torch.stack([a[:, 0], (a[:, 1] + 1.0) / 2.0, a[:, 2].clamp(0.0, 1.0)], dim=-1)
+        """The paper: steer = a0, gas = (a1 + 1) / 2, brake = clip(a2, 0, 1); gas times max_gas
+        (controller.max_gas, see `with_controller`)."""
+        gas = (a[:, 1] + 1.0) / 2.0
+        gas = gas if self.max_gas == 1.0 else gas * self.max_gas
+        return torch.stack([a[:, 0], gas, a[:, 2].clamp(0.0, 1.0)], dim=-1)
+
+    def with_controller(self, c: ControllerConfig) -> CarRacingAdapter:
+        if c.max_gas == self.max_gas:
+            return self
+        capped = copy.copy(self)
+        capped.max_gas = c.max_gas
+        return capped
 
     def random_policy(self, cfg: CollectConfig) -> Policy:
         return BrownianActions(cfg.brownian_dt)
