@@ -11,6 +11,7 @@ drive_stats        how CarRacing agents drive (steer, gas, brake, on grass) real
 ensemble_table     does an ensemble M make the dream harder to cheat (one pass on random data)
 evaluate_rounds    every round of iterative training on the same real episodes
 fidelity           fixed policies in M's dream against the real env, and M's death recall
+gas_cap            CarRacing agents scored with their gas capped (controller.max_gas), C unchanged
 last_round         a finished run's last round again with other settings (or more rounds), as a row
 m_memory           does M's memory hold over a whole long episode
 mixed_collection   a round added to a finished run, its episodes collected by several Cs

@@ -1,6 +1,6 @@
 """CarRacing agents scored with their gas held below a cap, C unchanged: does less speed save the Cs that cheat M?
 
-    python -m experiments.gas_cap --agents carracing runs/cpu32 --caps 1.0 0.8 0.6 --seed 99 --episodes 100
+    python -m experiments.gas_cap --agent carracing runs/cpu32 --caps 1.0 0.8 0.6 --seed 99 --episodes 100
 
 The Cs that cheat M drive faster than the ones that drive well (docs/results.md, "What the searches that cheat
 M do": gas 0.46-0.50 against 0.31-0.37, and off the road on 17-25 % of their real steps). Here each agent plays
@@ -10,11 +10,13 @@ is the agent as it is and gives evaluate's returns. This only asks whether cappi
 helps or hurts a C trained without a cap; a C trained under the cap is another row.
 
 Each agent is a shipped agent's name, an exported folder or a run directory. Printed and written to
-`--out` (JSON): each agent's mean, std, standard error, share above 750 and mean gas per cap.
+`--out` (JSON): each agent's mean, std, standard error, share above 750 and mean gas per cap, and the
+returns episode by episode (for paired differences).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -40,7 +42,9 @@ def _play(folder: str, cap: float, seeds: tuple[int, ...]) -> list[tuple[float, 
     from worldmodels.workers import VMWeights
 
     cfg = with_overrides(load_config(Path(folder) / "config.json"), {"controller.max_gas": cap})
-    m_path, c_path = RunDir(Path(folder)).agent(cfg)  # a run's agent: its last (or chosen) round's C and M
+    m_path, c_path = RunDir(Path(folder)).agent(
+        cfg
+    )  # a run's agent: its last (or chosen) round's C and M
     params = load_controller(c_path, cfg)
     models = VMWeights.of_run(Path(folder), cfg, m_path).models()
     gas: dict[int, list[float]] = {}
@@ -65,10 +69,10 @@ def _play(folder: str, cap: float, seeds: tuple[int, ...]) -> list[tuple[float, 
     ]
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = parser(__doc__, __name__)
     ap.add_argument(
-        "--agents", nargs="+", required=True, help="Shipped agents, exported folders or run dirs."
+        "--agent", nargs="+", required=True, help="Shipped agents, exported folders or run dirs."
     )
     ap.add_argument(
         "--caps", type=float, nargs="+", default=[1.0, 0.8, 0.6], help="Gas caps, each in (0, 1]."
@@ -79,6 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--episodes", type=int, default=100, help="Real episodes per agent and cap.")
     ap.add_argument("--workers", type=int, default=2, help="Worker processes.")
     ap.add_argument("--out", type=Path, default=None, help="JSON file for the table.")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = build_parser()
     args = ap.parse_args(argv)
     if any(not 0 < c <= 1 for c in args.caps):
         ap.error(f"--caps {args.caps}: each must be in (0, 1]")
@@ -90,9 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     ctx = get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
-        for name in args.agents:
-            folder = str(wm.load(name).folder)
-            cfg = wm.load(name).config
+        for name in args.agent:
+            agent = wm.load(name)
+            folder, cfg = str(agent.folder), agent.config
             parts = split_into_tasks(len(seeds), cfg)
             for cap in args.caps:
                 t0 = time.perf_counter()
@@ -101,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
                 returns = [r for r, _, _ in res]
                 row = {"agent": name, "cap": cap, **stats(returns),
                        "above_750": float(np.mean(np.array(returns) > 750)),
-                       "gas": float(np.mean([g for _, _, g in res])), "wall_s": time.perf_counter() - t0}  # fmt: skip
+                       "gas": float(np.mean([g for _, _, g in res])), "wall_s": time.perf_counter() - t0,
+                       "returns": returns}  # fmt: skip
                 rows.append(row)
                 print(f"{name} cap {cap:.2f}: {row['mean']:.1f} +- {row['std']:.1f} (s.e. {row['stderr']:.1f}), "
                       f"{100 * row['above_750']:.0f} % above 750, mean gas {row['gas']:.3f}, "
