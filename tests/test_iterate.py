@@ -206,16 +206,15 @@ def test_exported_agent_scores_as_the_run_it_came_from(iterated_run, tmp_path, m
 
 def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_path):
     """Switched on after the rounds: round 0 (the first C) is scored too, on seeds of the rounds' own; the
-    agent follows the scores, and evaluate and export use the chosen round's M and C."""
-    from worldmodels.config import save_config, with_overrides
+    agent follows the scores, and evaluate and export use the chosen round's M and C, and its tau (the
+    last round's C trained at iterate.final_temperature, the others at controller.temperature)."""
+    from worldmodels.pretrained import export_agent
     from worldmodels.utils import STREAM_ROUND_EVAL
 
     run = copy_run(iterated_run, tmp_path / "run")
     cfg = load_config(run / "config.json")
-    # final_temperature trains only the last round's C: refused with choose best (one-line error)
-    line = one_line_error(cli("iterate", "--run-dir", str(run), "--iterate.choose", "best"))
-    assert "iterate.final_temperature" in line
-    save_config(with_overrides(cfg, {"iterate.final_temperature": 0.0}), run / "config.json")
+    final, tau = cfg.iterate.final_temperature, cfg.controller.temperature
+    assert final > 0 and final != tau
     # a round scored on other seeds (as before the rounds had their own stream) is kept aside and replayed
     old = run / "rounds/1/eval.json"
     old.write_text(json.dumps({**json.loads(old.read_text()), "seed": 999}))
@@ -246,6 +245,18 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
     e = json.loads((run / "eval.json").read_text())
     assert e["agent"] == {"mdnrnn": "rounds/1/mdnrnn.pt", "controller": "rounds/1/controller.pt"}
     assert ">1 (chosen: the agent)<" in (run / "report.html").read_text()
+    assert e_dream_tau(run) == RunDir(run).agent_config(cfg).controller.temperature == tau
+    export_agent(run, tmp_path / "exported")
+    assert load_config(tmp_path / "exported/config.json").controller.temperature == tau
+    # The last round best: its C trained at final_temperature, and so is the agent's dream.
+    for r, mean in ((1, 0.0), (2, 1e6)):
+        path = run / f"rounds/{r}/eval.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "mean": mean}))
+    (run / "rounds/chosen.json").unlink()
+    assert cli("iterate", "--run-dir", str(run), "--quiet").returncode == 0
+    assert RunDir(run).agent_config(cfg).controller.temperature == final
+    export_agent(run, tmp_path / "exported2")
+    assert load_config(tmp_path / "exported2/config.json").controller.temperature == final
     # Round 0 best: the first M and C.
     path = run / "rounds/0/eval.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "mean": 2e6}))
@@ -480,3 +491,8 @@ def test_cross_m_scores_each_run_c_in_each_m_dream(iterated_run, tmp_path, capsy
     (again / "eval_seed99.json").unlink()
     with pytest.raises(SystemExit, match="no real score on seed 99"):
         main(["--run-dirs", str(base), str(again), "--mdnrnns", str(ms[0]), "--seed", "99"])
+
+
+def e_dream_tau(run: Path) -> float:
+    """The tau of the run's dream evaluation (eval_dream.json), as `worldmodels run` wrote it."""
+    return json.loads((run / "eval_dream.json").read_text())["temperature"]

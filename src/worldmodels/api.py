@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from worldmodels.config import Config, agent_config, load_config
+from worldmodels.config import Config, load_config
 from worldmodels.envs import FRAME, Adapter, adapter_for, adapter_of
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNN, ConvVAE
@@ -325,7 +325,7 @@ class WorldModel:
     @property
     def temperature(self) -> float:
         """The dream temperature tau the agent's C was trained at."""
-        return agent_config(self.config).controller.temperature
+        return RunDir(self.folder).agent_config(self.config).controller.temperature
 
     def make_env(self, max_steps: int | None = None, env_id: str | None = None) -> gym.Env:
         """The real env as the agent sees it: 64x64x3 uint8 frames, the run's step limit (or `max_steps`)
@@ -352,7 +352,8 @@ class WorldModel:
     def _dream(self) -> Dream:
         from worldmodels.dream import build_dream
 
-        return build_dream(self.folder, agent_config(self.config), self.device, mdnrnn=self._m_path)
+        agent = RunDir(self.folder).agent_config(self.config)
+        return build_dream(self.folder, agent, self.device, mdnrnn=self._m_path)
 
     def dream(self, temperature: float | None = None, observation: str = "features",
               render_mode: str | None = None, max_steps: int | None = None,

@@ -546,21 +546,25 @@ def from_dict(data: dict[str, Any], cls: type = Config, where: str = "config") -
     return cls(**kwargs)
 
 
-def agent_temperature(cfg: Config) -> float:
-    """The dream temperature the run's agent (its last C) was trained at."""
-    final = cfg.iterate.final_temperature
-    return final if cfg.iterate.rounds > 0 and final > 0 else cfg.controller.temperature
+def agent_temperature(cfg: Config, round_: int | None = None) -> float:
+    """The dream temperature the run's agent was trained at: the last round's C's (iterate.final_temperature
+    where set), or, with `round_` an earlier round (`iterate.choose best` made its C the agent; see
+    RunDir.agent_config), controller.temperature, the one the rounds before the last train at."""
+    final, rounds = cfg.iterate.final_temperature, cfg.iterate.rounds
+    last = round_ is None or round_ == rounds
+    return final if rounds > 0 and final > 0 and last else cfg.controller.temperature
 
 
-def agent_config(cfg: Config) -> Config:
-    """The config whose dream is the agent's own: controller.temperature is the agent's tau."""
-    return with_overrides(cfg, {"controller.temperature": agent_temperature(cfg)})
+def agent_config(cfg: Config, round_: int | None = None) -> Config:
+    """The config whose dream is the agent's own: controller.temperature is the agent's tau (the last
+    round's C's, or round `round_`'s C's when that round's C is the agent)."""
+    return with_overrides(cfg, {"controller.temperature": agent_temperature(cfg, round_)})
 
 
 def round_config(cfg: Config, r: int) -> Config:
-    """The config whose dream round r's C trained in: the agent's (agent_config) for the last round, the
+    """The config whose dream round r's C trained in: iterate.final_temperature for the last round, the
     run's own for the others (round 0 is the first C, the last round only without iterative training)."""
-    return agent_config(cfg) if r == cfg.iterate.rounds else cfg
+    return agent_config(cfg, r)
 
 
 def validate(cfg: Config) -> None:
@@ -700,11 +704,6 @@ def validate(cfg: Config) -> None:
         (
             cfg.iterate.choose == "last" or cfg.iterate.eval_episodes > 0,
             "iterate.choose best needs iterate.eval_episodes > 0 (the real episodes that choose)",
-        ),
-        (
-            cfg.iterate.choose == "last" or cfg.iterate.final_temperature == 0,
-            "iterate.choose best cannot be combined with iterate.final_temperature (only the last "
-            "round's C trains at it)",
         ),
         (0.0 <= cfg.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
         (

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from worldmodels.agent import Agent, load_controller, load_models
-from worldmodels.config import Config, agent_config
+from worldmodels.config import Config
 from worldmodels.dream import DreamEnv, build_dream
 from worldmodels.episodes import play_episode
 from worldmodels.models.controller import act
@@ -45,7 +45,7 @@ def render_run(
     atomic_write_bytes(out_dir / "real.gif", gif_bytes(real))
 
     dream = DreamEnv(
-        build_dream(run_dir, agent_config(cfg), "cpu", for_pictures=True),
+        build_dream(run_dir, RunDir(run_dir).agent_config(cfg), "cpu", for_pictures=True),
         models.vae,
         render_mode="rgb_array",
     )

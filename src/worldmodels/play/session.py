@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from worldmodels.agent import AgentModels, BatchedAgent, load_controller, load_models
-from worldmodels.config import agent_temperature, load_config
+from worldmodels.config import load_config
 from worldmodels.data.starts import dream_starts
 from worldmodels.dream import Dream, DreamEnv, DreamSpec
 from worldmodels.errors import WorldModelsError
@@ -36,6 +36,8 @@ class Source:
     models: AgentModels
     params: np.ndarray | None
     starts: tuple[np.ndarray, np.ndarray]
+    temperature: float
+    """The dream temperature the agent's C trained at (RunDir.agent_config)."""
 
     @classmethod
     def of_run(cls, run_dir: Path, name: str | None = None) -> Source:
@@ -53,7 +55,8 @@ class Source:
         params = None
         if c_path.exists() and read_header(c_path, "controller").get("finished"):
             params = load_controller(c_path, cfg)
-        return cls(name or str(run_dir), models, params, dream_starts(run_dir))
+        tau = RunDir(run_dir).agent_config(cfg).controller.temperature
+        return cls(name or str(run_dir), models, params, dream_starts(run_dir), tau)
 
 
 def frame_b64(img: np.ndarray) -> str:
@@ -72,7 +75,7 @@ class PlaySession:
         self.reward_head = m.mdnrnn.reward_head
         alive = not self.reward_head  # without a reward head the dream counts the steps survived
         # the dream C trained in (how done is read included), at the agent's tau, scored without penalty
-        spec = replace(DreamSpec.of(self.cfg, alive, agent_temperature(self.cfg), self.cfg.env.max_steps),
+        spec = replace(DreamSpec.of(self.cfg, alive, source.temperature, self.cfg.env.max_steps),
                        disagreement_penalty=0.0)  # fmt: skip
         self.dream = Dream(m.mdnrnn, m.adapter, *source.starts, spec, vae=m.vae)
         self.dream_env = DreamEnv(self.dream, m.vae)
@@ -99,7 +102,7 @@ class PlaySession:
             "has_controller": self.src.params is not None,
             "reward": reward,
             "done_head": self.dream.m.done_head,
-            "temperature": agent_temperature(cfg),
+            "temperature": self.src.temperature,
             "max_steps": cfg.env.max_steps,
         }
 
