@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from worldmodels.agent import AgentModels, BatchedAgent, load_controller, load_models
-from worldmodels.config import load_config
+from worldmodels.config import agent_temperature, load_config
 from worldmodels.data.starts import dream_starts
 from worldmodels.dream import Dream, DreamEnv, DreamSpec
 from worldmodels.errors import WorldModelsError
@@ -36,8 +36,8 @@ class Source:
     models: AgentModels
     params: np.ndarray | None
     starts: tuple[np.ndarray, np.ndarray]
-    temperature: float
-    """The dream temperature the agent's C trained at (RunDir.agent_config)."""
+    temperature: float | None = None
+    """The dream temperature the agent's C trained at (RunDir.agent_config; None: the config's last C's)."""
 
     @classmethod
     def of_run(cls, run_dir: Path, name: str | None = None) -> Source:
@@ -70,12 +70,14 @@ class PlaySession:
 
     def __init__(self, source: Source, seed: int = 0) -> None:
         self.src, self.cfg = source, source.models.cfg
+        tau = source.temperature
+        self.temperature = agent_temperature(self.cfg) if tau is None else tau
         m = source.models
         self.adapter, self.vae, self.controls = m.adapter, m.vae, m.adapter.controls()
         self.reward_head = m.mdnrnn.reward_head
         alive = not self.reward_head  # without a reward head the dream counts the steps survived
         # the dream C trained in (how done is read included), at the agent's tau, scored without penalty
-        spec = replace(DreamSpec.of(self.cfg, alive, source.temperature, self.cfg.env.max_steps),
+        spec = replace(DreamSpec.of(self.cfg, alive, self.temperature, self.cfg.env.max_steps),
                        disagreement_penalty=0.0)  # fmt: skip
         self.dream = Dream(m.mdnrnn, m.adapter, *source.starts, spec, vae=m.vae)
         self.dream_env = DreamEnv(self.dream, m.vae)
@@ -102,7 +104,7 @@ class PlaySession:
             "has_controller": self.src.params is not None,
             "reward": reward,
             "done_head": self.dream.m.done_head,
-            "temperature": self.src.temperature,
+            "temperature": self.temperature,
             "max_steps": cfg.env.max_steps,
         }
 
