@@ -274,7 +274,8 @@ class IterateConfig:
     choose: str = "last"
     """Which round's C (with its M) is the run's agent: `last` (the paper), or `best`, the round, the first
     C (round 0) included, whose C scored most over `iterate.eval_episodes` real episodes. A later round's C
-    can be worse than an earlier one's; real episodes then only choose, C still trains in the dream."""
+    can be worse than an earlier one's; real episodes then only choose, C still trains in the dream. The
+    agent's dream temperature is its round's (final_temperature only for the last round's C)."""
     final_temperature: float = 0.0
     """Dream temperature of the last round's C, the run's agent (0: controller.temperature). Earlier rounds'
     C train at controller.temperature. `evaluate --where dream` scores the agent at this tau."""
