@@ -18,54 +18,47 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import worldmodels as wm
 from experiments._common import parser, stats
+from worldmodels.agent import BatchedAgent
+from worldmodels.config import with_overrides
+from worldmodels.episodes import eval_seeds, play_batch, worker_envs
+from worldmodels.errors import WorldModelsError
+from worldmodels.parallel import run_tasks
+from worldmodels.utils import atomic_write_text
+from worldmodels.workers import EpisodesTask, VMWeights, split_into_tasks
 
 
-def _play(folder: str, cap: float, seeds: tuple[int, ...]) -> list[tuple[float, int, float]]:
-    """(return, length, mean gas) of each episode, C's gas capped; runs in a worker process."""
-    import torch
-
-    torch.set_num_threads(1)
-    from worldmodels.agent import BatchedAgent, load_controller
-    from worldmodels.config import load_config, with_overrides
-    from worldmodels.episodes import play_batch, worker_envs
-    from worldmodels.rundir import RunDir
-    from worldmodels.workers import VMWeights
-
-    cfg = with_overrides(load_config(Path(folder) / "config.json"), {"controller.max_gas": cap})
-    m_path, c_path = RunDir(Path(folder)).agent(
-        cfg
-    )  # a run's agent: its last (or chosen) round's C and M
-    params = load_controller(c_path, cfg)
-    models = VMWeights.of_run(Path(folder), cfg, m_path).models()
+def _play(task: EpisodesTask, weights: VMWeights) -> list[tuple[float, int, float]]:
+    """(return, length, mean gas) of each episode of `task`, as `play_task` plays them (the cap is in the
+    weights' config); runs in a worker."""
+    models = weights.models()
     gas: dict[int, list[float]] = {}
+    episode: dict[int, int] = {}  # slot -> the seed it plays
 
     class Watched(BatchedAgent):
+        def start(self, slot: int, seed: int, params: np.ndarray) -> None:
+            super().start(slot, seed, params)
+            episode[slot] = seed
+
         def act(self, obs: np.ndarray, rows: list[int], outputs: Any = None) -> list[Any]:
             actions = super().act(obs, rows, outputs)
             for j, i in enumerate(rows):
-                gas.setdefault(self.episode[i], []).append(float(actions[j][1]))
+                gas.setdefault(episode[i], []).append(float(actions[j][1]))
             return actions
 
-        def start(self, slot: int, seed: int, p: np.ndarray) -> None:
-            super().start(slot, seed, p)
-            self.episode = getattr(self, "episode", {})
-            self.episode[slot] = seed
-
-    slots = min(cfg.parallel.envs, len(seeds))
-    jobs = [(s, params) for s in seeds]
-    eps = play_batch(worker_envs(cfg.env, slots), models.adapter, Watched(models, slots), jobs)
+    slots = min(models.cfg.parallel.envs, len(task.seeds))
+    envs = worker_envs(models.cfg.env, slots)
+    eps = play_batch(envs, models.adapter, Watched(models, slots), task.jobs())
     return [
-        (e["return"], e["length"], float(np.mean(gas[s]))) for e, s in zip(eps, seeds, strict=True)
+        (e["return"], e["length"], float(np.mean(gas[s])))
+        for e, s in zip(eps, task.seeds, strict=True)
     ]
 
 
@@ -75,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--agent", nargs="+", required=True, help="Shipped agents, exported folders or run dirs."
     )
     ap.add_argument(
-        "--caps", type=float, nargs="+", default=[1.0, 0.8, 0.6], help="Gas caps, each in (0, 1]."
+        "--caps",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.8, 0.6],
+        help="Gas caps (controller.max_gas), each in (0, 1].",
     )
     ap.add_argument(
         "--seed", type=int, default=99, help="Evaluation seed list (99: the tuning seeds)."
@@ -87,26 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if any(not 0 < c <= 1 for c in args.caps):
-        ap.error(f"--caps {args.caps}: each must be in (0, 1]")
-    import worldmodels as wm
-    from worldmodels.episodes import eval_seeds
-    from worldmodels.workers import split_into_tasks
-
+    args = build_parser().parse_args(argv)
     seeds = eval_seeds(args.seed, args.episodes)
     rows = []
-    ctx = get_context("spawn")
-    with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
+    try:
         for name in args.agent:
             agent = wm.load(name)
-            folder, cfg = str(agent.folder), agent.config
-            parts = split_into_tasks(len(seeds), cfg)
+            parts = split_into_tasks(len(seeds), agent.config)
+            tasks = [EpisodesTask(agent.controller.params, tuple(seeds[p])) for p in parts]
             for cap in args.caps:
                 t0 = time.perf_counter()
-                futures = [pool.submit(_play, folder, cap, tuple(seeds[p])) for p in parts]
-                res = [r for f in futures for r in f.result()]
+                cfg = with_overrides(
+                    agent.config, {"controller.max_gas": cap, "parallel.workers": args.workers}
+                )
+                weights = VMWeights.of_run(agent.folder, cfg)  # the agent's V and M, under the cap
+                played = {s: r for task, res in run_tasks(_play, tasks, cfg.parallel, weights)
+                          for s, r in zip(task.seeds, res, strict=True)}  # fmt: skip
+                res = [played[s] for s in seeds]
                 returns = [r for r, _, _ in res]
                 row = {"agent": name, "cap": cap, **stats(returns),
                        "above_750": float(np.mean(np.array(returns) > 750)),
@@ -116,13 +110,11 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{name} cap {cap:.2f}: {row['mean']:.1f} +- {row['std']:.1f} (s.e. {row['stderr']:.1f}), "
                       f"{100 * row['above_750']:.0f} % above 750, mean gas {row['gas']:.3f}, "
                       f"{row['wall_s']:.0f} s", flush=True)  # fmt: skip
+    except WorldModelsError as e:
+        raise SystemExit(f"error: {e}") from None
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"seed": args.seed, "episodes": args.episodes, "rows": rows}, indent=1)
-        )
-        os.replace(tmp, args.out)
+        table = {"seed": args.seed, "episodes": args.episodes, "rows": rows}
+        atomic_write_text(args.out, json.dumps(table, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -245,7 +245,8 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
     e = json.loads((run / "eval.json").read_text())
     assert e["agent"] == {"mdnrnn": "rounds/1/mdnrnn.pt", "controller": "rounds/1/controller.pt"}
     assert ">1 (chosen: the agent)<" in (run / "report.html").read_text()
-    assert e_dream_tau(run) == RunDir(run).agent_config(cfg).controller.temperature == tau
+    dream_tau = json.loads((run / "eval_dream.json").read_text())["temperature"]
+    assert dream_tau == RunDir(run).agent_config(cfg).controller.temperature == tau
     export_agent(run, tmp_path / "exported")
     assert load_config(tmp_path / "exported/config.json").controller.temperature == tau
     # The last round best: its C trained at final_temperature, and so is the agent's dream.
@@ -491,8 +492,3 @@ def test_cross_m_scores_each_run_c_in_each_m_dream(iterated_run, tmp_path, capsy
     (again / "eval_seed99.json").unlink()
     with pytest.raises(SystemExit, match="no real score on seed 99"):
         main(["--run-dirs", str(base), str(again), "--mdnrnns", str(ms[0]), "--seed", "99"])
-
-
-def e_dream_tau(run: Path) -> float:
-    """The tau of the run's dream evaluation (eval_dream.json), as `worldmodels run` wrote it."""
-    return json.loads((run / "eval_dream.json").read_text())["temperature"]

@@ -297,6 +297,7 @@ class WorldModel:
         self.folder = Path(folder)
         self.device = resolve_device(device)
         self.config: Config = load_config(RunDir(self.folder).config)
+        self._agent_config = RunDir(self.folder).agent_config(self.config)  # the agent's own tau
         self._models = load_models(self.folder, self.config, "cpu")
         m_path, c_path = RunDir(self.folder).agent(self.config)
         self._m_path = m_path
@@ -325,7 +326,7 @@ class WorldModel:
     @property
     def temperature(self) -> float:
         """The dream temperature tau the agent's C was trained at."""
-        return RunDir(self.folder).agent_config(self.config).controller.temperature
+        return self._agent_config.controller.temperature
 
     def make_env(self, max_steps: int | None = None, env_id: str | None = None) -> gym.Env:
         """The real env as the agent sees it: 64x64x3 uint8 frames, the run's step limit (or `max_steps`)
@@ -352,8 +353,7 @@ class WorldModel:
     def _dream(self) -> Dream:
         from worldmodels.dream import build_dream
 
-        agent = RunDir(self.folder).agent_config(self.config)
-        return build_dream(self.folder, agent, self.device, mdnrnn=self._m_path)
+        return build_dream(self.folder, self._agent_config, self.device, mdnrnn=self._m_path)
 
     def dream(self, temperature: float | None = None, observation: str = "features",
               render_mode: str | None = None, max_steps: int | None = None,
