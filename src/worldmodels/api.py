@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from worldmodels.config import Config, load_config
+from worldmodels.config import Config, agent_config, load_config
 from worldmodels.envs import FRAME, Adapter, adapter_for, adapter_of
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNN, ConvVAE
@@ -296,11 +296,13 @@ class WorldModel:
 
         self.folder = Path(folder)
         self.device = resolve_device(device)
-        self.config: Config = load_config(RunDir(self.folder).config)
-        self._agent_config = RunDir(self.folder).agent_config(self.config)  # the agent's own tau
-        self._models = load_models(self.folder, self.config, "cpu")
-        m_path, c_path = RunDir(self.folder).agent(self.config)
+        run = RunDir(self.folder)
+        self.config: Config = load_config(run.config)
+        agent = run.agent_round(self.config)  # its M and C, and the tau its C trained at
+        self._agent_config = agent_config(self.config, agent.index)
+        m_path, c_path = agent.mdnrnn, agent.controller
         self._m_path = m_path
+        self._models = load_models(self.folder, self.config, "cpu", mdnrnn=m_path)
         if not isinstance(self._models.mdnrnn, MDNRNN):
             raise WorldModelsError(f"{m_path}: an ensemble M; the API serves one M")
         cfg = self.config

@@ -43,7 +43,7 @@ class VMWeights:
 
     @classmethod
     def of_run(cls, run_dir: Path, cfg: Config, mdnrnn: Path | None = None) -> VMWeights:
-        """The run's V and M (its final M unless `mdnrnn` names one), checked as they load."""
+        """The run's V and M (its agent's M, RunDir.agent, unless `mdnrnn` names one), checked as they load."""
         models = load_models(run_dir, cfg, mdnrnn=mdnrnn)
         return cls.of_models(cfg, models.vae, models.mdnrnn)
 

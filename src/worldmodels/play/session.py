@@ -48,14 +48,15 @@ class Source:
         cfg = load_config(RunDir(run_dir).config)
         if not RunDir(run_dir).vae.exists():
             raise WorldModelsError(f"--run-dir {run_dir}: no vae.pt; train V and M first")
-        m_path, c_path = RunDir(run_dir).agent(cfg)
+        agent = RunDir(run_dir).agent_round(cfg)  # its M and C, and the tau its C trained at
+        m_path, c_path = agent.mdnrnn, agent.controller
         if not m_path.exists():
             raise WorldModelsError(f"--run-dir {run_dir}: no {m_path.name}; train M first")
         models = load_models(run_dir, cfg, mdnrnn=m_path)
         params = None
         if c_path.exists() and read_header(c_path, "controller").get("finished"):
             params = load_controller(c_path, cfg)
-        tau = RunDir(run_dir).agent_config(cfg).controller.temperature
+        tau = agent_temperature(cfg, agent.index)
         return cls(name or str(run_dir), models, params, dream_starts(run_dir), tau)
 
 
