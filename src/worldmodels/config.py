@@ -359,9 +359,7 @@ def _carracing() -> Config:
 def _carracing_cpu() -> Config:
     # CarRacing on 2 CPU cores in at most 2.5 hours, the paper's model sizes (z 32, M 256 units, C 867
     # parameters), C trained only in M's dream: M predicts the reward (and the real ends), and rounds of
-    # iterative training show M what C's own driving leads to. Every round's C is the better of two searches
-    # by 16 real episodes, and the agent the round whose C checked best: a round whose one search cheats M
-    # (the fp32 run's, 637.9 over 200 episodes) no longer makes the agent. See docs/results.md.
+    # iterative training show M what C's own driving leads to. See docs/results.md.
     return Config(
         preset="carracing-cpu",
         env=EnvConfig(id="worldmodels/CarRacing-v3", max_steps=1000),
@@ -374,7 +372,7 @@ def _carracing_cpu() -> Config:
             population=64, trials=8, generations=40, eval_every=10, eval_rollouts=256,
         ),
         iterate=IterateConfig(rounds=6, episodes=100, explore=0.05, mdnrnn_updates=600,
-                              eval_episodes=16, final_temperature=1.15, searches=2, choose="best"),
+                              eval_episodes=16, final_temperature=1.15),
         evaluate=EvalConfig(episodes=100),
     )  # fmt: skip
 
