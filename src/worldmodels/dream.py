@@ -721,7 +721,7 @@ def build_dream(
     mdnrnn: Path | None = None,
     starts: str = "first",
 ) -> Dream:
-    """M as a batched env (the run's final M unless `mdnrnn` names one). `for_pictures`: only z is
+    """M as a batched env (the agent's M, RunDir.agent, unless `mdnrnn` names one). `for_pictures`: only z is
     wanted (render), so a missing reward is no error. `starts`: `first` frames of real episodes, `any`
     step of them with M's memory there, or first frames and `failures` (controller.dream_starts; C's
     training dream)."""

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from worldmodels.agent import Agent, load_controller, load_models
-from worldmodels.config import Config
+from worldmodels.config import Config, agent_config
 from worldmodels.dream import DreamEnv, build_dream
 from worldmodels.episodes import play_episode
 from worldmodels.models.controller import act
@@ -31,8 +31,9 @@ def render_run(
     """Write real.gif and dream.gif into out_dir (default: the run directory)."""
     run_dir = Path(run_dir)
     out_dir = Path(out_dir or run_dir)
-    models = load_models(run_dir, cfg)
-    params = load_controller(RunDir(run_dir).agent(cfg)[1], cfg)
+    agent_round = RunDir(run_dir).agent_round(cfg)  # its M and C, and the tau its C trained at
+    models = load_models(run_dir, cfg, mdnrnn=agent_round.mdnrnn)
+    params = load_controller(agent_round.controller, cfg)
     seed = seed_for(cfg.seed, STREAM_RENDER)
 
     agent = Agent(models, params)
@@ -45,7 +46,13 @@ def render_run(
     atomic_write_bytes(out_dir / "real.gif", gif_bytes(real))
 
     dream = DreamEnv(
-        build_dream(run_dir, RunDir(run_dir).agent_config(cfg), "cpu", for_pictures=True),
+        build_dream(
+            run_dir,
+            agent_config(cfg, agent_round.index),
+            "cpu",
+            for_pictures=True,
+            mdnrnn=agent_round.mdnrnn,
+        ),
         models.vae,
         render_mode="rgb_array",
     )
