@@ -718,20 +718,23 @@ def build_dream(
     cfg: Config,
     device: Any = None,
     for_pictures: bool = False,
-    mdnrnn: Path | None = None,
+    mdnrnn: Path | MDNRNN | MDNRNNEnsemble | None = None,
     starts: str = "first",
 ) -> Dream:
-    """M as a batched env (the agent's M, RunDir.agent, unless `mdnrnn` names one). `for_pictures`: only z is
-    wanted (render), so a missing reward is no error. `starts`: `first` frames of real episodes, `any`
+    """M as a batched env (the agent's M, RunDir.agent, unless `mdnrnn` names one's file or is an M already
+    loaded on `device`, used as it is). `for_pictures`: only z is wanted (render), so a missing reward is no
+    error. `starts`: `first` frames of real episodes, `any`
     step of them with M's memory there, or first frames and `failures` (controller.dream_starts; C's
     training dream)."""
     device = device or resolve_device(cfg.device)
     adapter = adapter_of(cfg)
     alive = (adapter.reward_is_alive_bonus or for_pictures) and not cfg.mdnrnn.reward_head
     spec = DreamSpec.of(cfg, alive_reward=alive)
-    m_path = Path(mdnrnn) if mdnrnn else RunDir(run_dir).agent(cfg)[0]
     vae = load_vae(RunDir(run_dir).vae, cfg, device) if spec.reproject_z else None
-    m = load_mdnrnn(m_path, cfg, device)
+    if isinstance(mdnrnn, (MDNRNN, MDNRNNEnsemble)):
+        m = mdnrnn
+    else:
+        m = load_mdnrnn(Path(mdnrnn) if mdnrnn else RunDir(run_dir).agent(cfg)[0], cfg, device)
     if starts in ("any", "failures"):
         at = (
             any_step_starts(run_dir, m, cfg.controller.dream_start_states, cfg.seed, device)

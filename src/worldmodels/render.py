@@ -51,7 +51,7 @@ def render_run(
             agent_config(cfg, agent_round.index),
             "cpu",
             for_pictures=True,
-            mdnrnn=agent_round.mdnrnn,
+            mdnrnn=models.mdnrnn,  # loaded above, on the CPU: not read from disk again
         ),
         models.vae,
         render_mode="rgb_array",
