@@ -8,6 +8,7 @@ cross_m            several Cs scored in the dreams of several Ms, beside their r
 done_refit_row     issue 34's done-head refit applied to an already trained M, ready for `worldmodels run`
 doom_hits          how many fireballs end a DoomTakeCover episode (the game's health, never seen by V or M)
 drive_stats        how CarRacing agents drive (steer, gas, brake, on grass) real and dreamed; does V see grass
+ensemble_last_round a finished run's last C trained in an ensemble M's dream (more Ms of its last round)
 ensemble_table     does an ensemble M make the dream harder to cheat (one pass on random data)
 evaluate_rounds    every round of iterative training on the same real episodes
 fidelity           fixed policies in M's dream against the real env, and M's death recall

@@ -20,7 +20,7 @@ import numpy as np
 
 from experiments._common import parser
 from worldmodels.agent import load_controller
-from worldmodels.config import agent_config, load_config
+from worldmodels.config import load_config, round_config
 from worldmodels.dream import build_dream
 from worldmodels.errors import WorldModelsError
 from worldmodels.rundir import RunDir
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        cfg = agent_config(load_config(RunDir(args.run_dirs[0]).config))
+        cfg = round_config(load_config(RunDir(args.run_dirs[0]).config))
         params, real = [], []
         for d in args.run_dirs:
             scored = d / f"eval_seed{args.seed}.json"

@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import cli, copy_run, one_line_error
 from worldmodels.agent import Agent, load_controller, load_models
-from worldmodels.config import load_config
+from worldmodels.config import agent_temperature, load_config
 from worldmodels.data.storage import episode_index, list_episodes, load_episode
 from worldmodels.es import CMAES
 from worldmodels.rundir import RunDir
@@ -246,7 +246,7 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
     assert e["agent"] == {"mdnrnn": "rounds/1/mdnrnn.pt", "controller": "rounds/1/controller.pt"}
     assert ">1 (chosen: the agent)<" in (run / "report.html").read_text()
     dream_tau = json.loads((run / "eval_dream.json").read_text())["temperature"]
-    assert dream_tau == RunDir(run).agent_config(cfg).controller.temperature == tau
+    assert dream_tau == agent_temperature(cfg, RunDir(run).agent_round(cfg).index) == tau
     export_agent(run, tmp_path / "exported")
     assert load_config(tmp_path / "exported/config.json").controller.temperature == tau
     # The last round best: its C trained at final_temperature, and so is the agent's dream.
@@ -255,7 +255,7 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
         path.write_text(json.dumps({**json.loads(path.read_text()), "mean": mean}))
     (run / "rounds/chosen.json").unlink()
     assert cli("iterate", "--run-dir", str(run), "--quiet").returncode == 0
-    assert RunDir(run).agent_config(cfg).controller.temperature == final
+    assert agent_temperature(cfg, RunDir(run).agent_round(cfg).index) == final
     export_agent(run, tmp_path / "exported2")
     assert load_config(tmp_path / "exported2/config.json").controller.temperature == final
     # Round 0 best: the first M and C.
@@ -431,6 +431,45 @@ def test_last_round_experiment_continues_redoes_or_adds_rounds(iterated_run, tmp
     with pytest.raises(SystemExit, match="iterate.nope"):
         main([*common, "--out", str(tmp_path / "bad"), "--set", "iterate.nope=1"])
     assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.tmp").exists()
+
+
+def test_ensemble_last_round_trains_members_and_the_last_c_in_their_dream(
+    iterated_run, tmp_path, capsys
+):
+    """experiments.ensemble_last_round: member 0 is the base's last M as it is, the others that M trained
+    again from the previous round's with other seeds; the table scores every round's C in the ensemble's
+    dream, and the last C is trained there again and scored; a second row takes the members it is given."""
+    from experiments.ensemble_last_round import main
+    from worldmodels.models import MDNRNNEnsemble
+    from worldmodels.models.checkpoints import load_mdnrnn
+
+    base = copy_run(iterated_run, tmp_path / "base")
+    base_m = (base / "rounds/2/mdnrnn.pt").read_bytes()
+    common = ["--run-dir", str(base), "--seed", "99", "--episodes", "2", "--quiet", "--members", "2",
+              "--rollouts", "3", "--set", "controller.disagreement_penalty=5"]  # fmt: skip
+    main([*common, "--out", str(tmp_path / "ens")])
+    cfg = load_config(tmp_path / "ens/config.json")
+    assert (cfg.mdnrnn.members, cfg.controller.disagreement_penalty) == (2, 5.0)
+    m = load_mdnrnn(tmp_path / "ens/rounds/2/mdnrnn.pt", cfg)
+    assert isinstance(m, MDNRNNEnsemble) and len(m.members) == 2
+    one = load_mdnrnn(base / "rounds/2/mdnrnn.pt", load_config(base / "config.json"))
+    first, second = (dict(x.state_dict()) for x in m.members)
+    assert all(torch.equal(first[k], v) for k, v in one.state_dict().items())
+    assert not all(torch.equal(second[k], v) for k, v in one.state_dict().items())
+    table = json.loads((tmp_path / "ens/disagreement.json").read_text())
+    assert [row["c"] for row in table] == ["1", "2"]
+    assert all(row["disagreement"] > 0 for row in table)
+    assert "summed disagreement" in capsys.readouterr().out
+    row = json.loads((tmp_path / "ens/row.json").read_text())
+    assert row["seed"] == 99 and row["episodes"] == 2
+    assert (base / "rounds/2/mdnrnn.pt").read_bytes() == base_m
+
+    main([*common, "--out", str(tmp_path / "again"), "--members-from", str(tmp_path / "ens")])
+    assert not (tmp_path / "again/members").exists()
+    assert (tmp_path / "again/rounds/2/mdnrnn.pt").read_bytes() != base_m
+    assert json.loads((tmp_path / "again/disagreement.json").read_text()) == table
+    with pytest.raises(SystemExit, match="--members must be >= 2"):
+        main([*common, "--out", str(tmp_path / "bad"), "--members", "1"])
 
 
 def test_mixed_collection_adds_a_round_played_by_each_given_controller(iterated_run, tmp_path):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from worldmodels.config import Config, agent_config, load_config
+from worldmodels.config import Config, load_config, round_config
 from worldmodels.envs import FRAME, Adapter, adapter_for, adapter_of
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNN, ConvVAE
@@ -299,7 +299,7 @@ class WorldModel:
         run = RunDir(self.folder)
         self.config: Config = load_config(run.config)
         agent = run.agent_round(self.config)  # its M and C, and the tau its C trained at
-        self._agent_config = agent_config(self.config, agent.index)
+        self._agent_config = round_config(self.config, agent.index)
         m_path, c_path = agent.mdnrnn, agent.controller
         self._m_path = m_path
         self._models = load_models(self.folder, self.config, "cpu", mdnrnn=m_path)

@@ -548,24 +548,19 @@ def from_dict(data: dict[str, Any], cls: type = Config, where: str = "config") -
 
 
 def agent_temperature(cfg: Config, round_: int | None = None) -> float:
-    """The dream temperature the run's agent was trained at: the last round's C's (iterate.final_temperature
-    where set), or, with `round_` an earlier round (`iterate.choose best` made its C the agent; see
-    RunDir.agent_config), controller.temperature, the one the rounds before the last train at."""
+    """The dream temperature round `round_`'s C trained at (None: the last round's, or the first C's
+    without iterative training): iterate.final_temperature for the last round where set, else
+    controller.temperature, the one the rounds before the last train at."""
     final, rounds = cfg.iterate.final_temperature, cfg.iterate.rounds
     last = round_ is None or round_ == rounds
     return final if rounds > 0 and final > 0 and last else cfg.controller.temperature
 
 
-def agent_config(cfg: Config, round_: int | None = None) -> Config:
-    """The config whose dream is the agent's own: controller.temperature is the agent's tau (the last
-    round's C's, or round `round_`'s C's when that round's C is the agent)."""
+def round_config(cfg: Config, round_: int | None = None) -> Config:
+    """The config whose dream round `round_`'s C trained in (None: the last round's): controller.temperature
+    is that C's tau. With the index of RunDir.agent_round, the agent's own dream (`iterate.choose best` may
+    keep an earlier round's C, trained at controller.temperature)."""
     return with_overrides(cfg, {"controller.temperature": agent_temperature(cfg, round_)})
-
-
-def round_config(cfg: Config, r: int) -> Config:
-    """The config whose dream round r's C trained in: iterate.final_temperature for the last round, the
-    run's own for the others (round 0 is the first C, the last round only without iterative training)."""
-    return agent_config(cfg, r)
 
 
 def validate(cfg: Config) -> None:

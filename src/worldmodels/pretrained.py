@@ -81,7 +81,7 @@ def export_agent(run_dir: Path, out_dir: Path, first_pass: bool = False) -> dict
 
     import numpy as np
 
-    from worldmodels.config import agent_config, load_config, save_config, with_overrides
+    from worldmodels.config import load_config, round_config, save_config, with_overrides
     from worldmodels.data.starts import dream_starts
     from worldmodels.data.storage import encode_npz
     from worldmodels.utils import (
@@ -107,7 +107,7 @@ def export_agent(run_dir: Path, out_dir: Path, first_pass: bool = False) -> dict
     mu, logvar = dream_starts(run_dir)
     starts = {"mu": mu.astype(np.float32), "logvar": logvar.astype(np.float32)}
     atomic_write_bytes(out.shipped_starts, encode_npz(starts))
-    own = cfg if first_pass else agent_config(cfg, agent.index)
+    own = cfg if first_pass else round_config(cfg, agent.index)
     save_config(with_overrides(own, {"iterate.rounds": 0}), out.config)
     evals = {}
     for path in (*(run / f for f in rundir.EVALUATIONS.values()), run.timings):

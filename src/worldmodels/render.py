@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from worldmodels.agent import Agent, load_controller, load_models
-from worldmodels.config import Config, agent_config
+from worldmodels.config import Config, round_config
 from worldmodels.dream import DreamEnv, build_dream
 from worldmodels.episodes import play_episode
 from worldmodels.models.controller import act
@@ -48,7 +48,7 @@ def render_run(
     dream = DreamEnv(
         build_dream(
             run_dir,
-            agent_config(cfg, agent_round.index),
+            round_config(cfg, agent_round.index),
             "cpu",
             for_pictures=True,
             mdnrnn=models.mdnrnn,  # loaded above, on the CPU: not read from disk again

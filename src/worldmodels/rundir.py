@@ -201,14 +201,6 @@ class RunDir:
         r = self.agent_round(cfg)
         return r.mdnrnn, r.controller
 
-    def agent_config(self, cfg: Config) -> Config:
-        """The config whose dream is the agent's own: controller.temperature is the tau its C trained at (the
-        last round's iterate.final_temperature, or controller.temperature for an earlier round's C that
-        `iterate.choose best` kept)."""
-        from worldmodels.config import agent_config
-
-        return agent_config(cfg, self.agent_round(cfg).index)
-
     def remove_stale_temporaries(self) -> None:
         """remove_stale_temporaries at the run's top level and in rounds/R, as the run's one writer (the
         lock's holder). The episode and latent folders are swept by the stages that fill them."""

@@ -37,7 +37,7 @@ class Source:
     params: np.ndarray | None
     starts: tuple[np.ndarray, np.ndarray]
     temperature: float | None = None
-    """The dream temperature the agent's C trained at (RunDir.agent_config; None: the config's last C's)."""
+    """The dream temperature the agent's C trained at (round_config; None: the config's last C's)."""
 
     @classmethod
     def of_run(cls, run_dir: Path, name: str | None = None) -> Source:
