@@ -24,6 +24,10 @@ def test_presets_resolve_and_round_trip_through_json(tmp_path):
         cfg = C.preset(name)
         C.save_config(cfg, tmp_path / f"{name}.json")
         assert C.load_config(tmp_path / f"{name}.json") == cfg
+    C.save_config(cfg, str(tmp_path / "as_text.json"))  # a path given as text, as a user types it
+    assert C.load_config(str(tmp_path / "as_text.json")) == cfg
+    with pytest.raises(WorldModelsError, match="no config.json here"):
+        C.load_config(str(tmp_path / "missing.json"))
 
 
 def test_overrides_replace_nested_fields_and_are_validated():

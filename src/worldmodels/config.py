@@ -712,13 +712,16 @@ def validate(cfg: Config) -> None:
             raise WorldModelsError(message)
 
 
-def save_config(cfg: Config, path: Path) -> None:
+def save_config(cfg: Config, path: Path | str) -> None:
+    """Write `cfg` as a run directory's config.json (to a temporary name, then renamed)."""
     from worldmodels.utils import atomic_write_text
 
-    atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    atomic_write_text(Path(path), json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path | str) -> Config:
+    """A config.json read and validated; a one-line error naming the file if it is missing or bad."""
+    path = Path(path)
     if not path.exists():
         raise WorldModelsError(f"{path}: no config.json here; start the run with --preset NAME")
     try:
