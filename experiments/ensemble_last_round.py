@@ -16,6 +16,7 @@ ensemble is written once, the search and the score resume as in `last_round`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import replace
@@ -24,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from experiments import last_round
+from experiments._common import parser
 from worldmodels.agent import load_controller
-from worldmodels.config import load_config, round_config, save_config, with_overrides
+from worldmodels.config import Config, load_config, round_config, save_config, with_overrides
 from worldmodels.dream import build_dream
 from worldmodels.errors import WorldModelsError
 from worldmodels.models import MDNRNNEnsemble
@@ -35,8 +37,8 @@ from worldmodels.train.mdnrnn import train_mdnrnn
 from worldmodels.utils import atomic_write_text, read_header, save_checkpoint
 
 
-def build_parser():
-    ap = last_round.row_flags(last_round.parser(__doc__, __name__))
+def build_parser() -> argparse.ArgumentParser:
+    ap = last_round.row_flags(parser(__doc__, __name__))
     ap.add_argument("--members", type=int, default=3, help="Ensemble size K (>= 2).")
     ap.add_argument("--rollouts", type=int, default=64, help="Dream rollouts a C in the table.")
     ap.add_argument("--measure-only", action="store_true", help="Stop after the table.")
@@ -46,7 +48,7 @@ def build_parser():
     return ap
 
 
-def train_member(base: Path, out: Path, cfg, rounds: int, j: int, progress: bool) -> Path:
+def train_member(base: Path, out: Path, cfg: Config, rounds: int, j: int, progress: bool) -> Path:
     """Member j: the last round's M trained again from the previous round's M with seed cfg.seed + j,
     under OUT/members/j (found there when OUT is another row that trained it)."""
     home = out / "members" / str(j)
