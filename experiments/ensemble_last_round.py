@@ -53,25 +53,20 @@ def train_member(base: Path, out: Path, cfg: Config, rounds: int, j: int, progre
     under OUT/members/j (found there when OUT is another row that trained it)."""
     home = out / "members" / str(j)
     run = RunDir(home)
-    if not (
-        run.round(rounds).mdnrnn.exists()
-        and read_header(run.round(rounds).mdnrnn, "mdnrnn").get("finished")
-    ):
-        run.latents.mkdir(parents=True, exist_ok=True)
-        for f in RunDir(base).latents.iterdir():
-            if not (run.latents / f.name).exists():
-                os.link(f, run.latents / f.name)
-        run.round(rounds - 1).mdnrnn.parent.mkdir(parents=True, exist_ok=True)
-        run.round(rounds).mdnrnn.parent.mkdir(parents=True, exist_ok=True)
-        prev = run.round(rounds - 1).mdnrnn
-        if not prev.exists():
-            os.link(RunDir(base).round(rounds - 1).mdnrnn, prev)
+    this, prev = run.round(rounds).mdnrnn, run.round(rounds - 1).mdnrnn
+    if not (this.exists() and read_header(this, "mdnrnn").get("finished")):
+        for folder in (run.latents, prev.parent, this.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        links = [(f, run.latents / f.name) for f in RunDir(base).latents.iterdir()]
+        for src, dst in [*links, (RunDir(base).round(rounds - 1).mdnrnn, prev)]:
+            if not dst.exists():  # hard links: never written in place
+                os.link(src, dst)
         m_cfg = with_overrides(cfg, {"seed": cfg.seed + j, "mdnrnn.members": 1,
                                      "mdnrnn.max_updates": cfg.iterate.mdnrnn_updates,
                                      "mdnrnn.epochs": 1000})  # fmt: skip
         save_config(m_cfg, run.config)
         train_mdnrnn(home, m_cfg, progress, rounds)
-    return run.round(rounds).mdnrnn
+    return this
 
 
 def write_ensemble(
