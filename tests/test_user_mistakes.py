@@ -145,7 +145,7 @@ def test_a_stage_that_wrote_nothing_pins_nothing(tmp_path):
 @pytest.mark.slow
 def test_train_a_new_controller_on_the_shipped_agent(tmp_path):
     run = tmp_path / "newc"
-    out = cli("train-controller", "--pretrained", "doom", "--run-dir", str(run), "--quiet",
+    out = cli("train-controller", "--pretrained", "doom", "--run-dir", str(run), "--quiet", "--seed", "3",
               "--controller.trials", "2", "--controller.population", "4",
               "--controller.generations", "1", "--controller.eval_rollouts", "4",
               "--controller.max_steps", "100")  # fmt: skip
@@ -153,4 +153,7 @@ def test_train_a_new_controller_on_the_shipped_agent(tmp_path):
     shipped = (ROOT / "doom" / "controller.pt").read_bytes()
     assert (run / "controller.pt").read_bytes() != shipped
     assert (run / "vae.pt").read_bytes() == (ROOT / "doom" / "vae.pt").read_bytes()
-    assert C.load_config(run / "config.json").controller.trials == 2
+    cfg = C.load_config(run / "config.json")
+    assert cfg.controller.trials == 2 and cfg.seed == 3  # the new C's seed; V and M were copied
+    again = cli("train-controller", "--pretrained", "doom", "--run-dir", str(run), "--seed", "4")
+    assert again.returncode != 0 and "stage train-vae is finished with seed=3" in again.stderr

@@ -18,7 +18,7 @@ from worldmodels import config as settings
 from worldmodels.errors import WorldModelsError
 from worldmodels.lock import RunDirLock
 from worldmodels.rundir import RunDir
-from worldmodels.stages import NAMES, STAGES
+from worldmodels.stages import NAMES, STAGES, get
 
 
 class _Parser(argparse.ArgumentParser):
@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="Start from an agent shipped with the package (doom, carracing) or exported with "
                                 "`worldmodels export` (its folder), copied into --run-dir "
                                 "(default runs/pretrained-NAME)" + (
-                                    "; C is trained anew on its V and M" if name == "train-controller"
+                                    "; C is trained anew on its V and M, its search drawn from --seed"
+                                    if name == "train-controller"
                                     else "") + ".")  # fmt: skip
         if name == "run":
             p.add_argument("--force", metavar="STAGE", choices=NAMES,
@@ -312,8 +313,6 @@ def dispatch(
 
         print(f"wrote {build_report(args.run_dir, cfg, progress)}")
         return 0
-    from worldmodels.stages import get
-
     pipeline.run_stage(get(command), args.run_dir, cfg, progress)
     return 0
 
@@ -337,6 +336,10 @@ def _pretrained(
     pipeline.check_run_dir(run_dir)
     copy_agent(src, run_dir, args.pretrained, controller=command != "train-controller")
     lock.acquire(run_dir, command)  # a new run directory exists only now
+    if command == "train-controller" and "seed" in overrides:
+        if not get("train-controller").started(run_dir):  # else a changed seed is refused as usual
+            overrides = dict(overrides)
+            _seed_new_controller(run_dir, overrides.pop("seed"))
     cfg = pipeline.resolve(run_dir, None, overrides, unsaved=unsaved)
     if command == "evaluate":
         from worldmodels.evaluate import evaluate_command
@@ -345,8 +348,6 @@ def _pretrained(
             run_dir, cfg, args.policy, args.where, progress, args.env_id, args.out, args.round_
         )
     if command == "train-controller":
-        from worldmodels.stages import get
-
         pipeline.run_stage(get("train-controller"), run_dir, cfg, progress)
         print(f"trained {run_dir / 'controller.pt'} on {src}'s V and M")
         return 0
@@ -355,6 +356,14 @@ def _pretrained(
     paths = render_run(run_dir, cfg, progress, getattr(args, "out", None))
     print(f"wrote {paths['real']} and {paths['dream']}")
     return 0
+
+
+def _seed_new_controller(run_dir: Path, seed: int) -> None:
+    """`train-controller --pretrained NAME --seed S` before C's training has started here: the new C's
+    search draws from S. V and M were copied, not trained here, so the seed they were trained with (kept
+    in provenance.json) pins nothing."""
+    path = RunDir(run_dir).config
+    settings.save_config(settings.with_overrides(settings.load_config(path), {"seed": seed}), path)
 
 
 def _os_error(command: str, e: OSError) -> str:
