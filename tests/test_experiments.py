@@ -186,3 +186,26 @@ def test_drive_stats_v_only_reads_v_from_a_run_directory(trained_run, capsys):
     assert (
         line.startswith("V, ") and f"of {len(files)} episodes" in line and "speed bar" not in line
     )
+
+
+def test_policy_ensemble_votes_output_by_output_and_one_c_is_itself():
+    import torch
+
+    from experiments.policy_ensemble import parse_set, vote
+    from worldmodels.errors import WorldModelsError
+    from worldmodels.models import controller as linear
+
+    torch.manual_seed(0)
+    out_dim, in_dim = 3, 5
+    params = torch.randn(3, out_dim * in_dim + out_dim)
+    x = torch.randn(4, in_dim)
+    each = [linear.act(p.expand(4, -1), x, out_dim, True) for p in params]
+    assert torch.equal(vote(params[:1], x, out_dim, True, "mean"), each[0])
+    assert torch.allclose(vote(params, x, out_dim, True, "mean"), sum(each) / 3)
+    med = vote(params, x, out_dim, True, "median")
+    stacked = torch.stack(each)
+    assert torch.equal(med, stacked.sort(0).values[1])  # the middle of three, output by output
+    assert parse_set("0,2", 3) == [0, 2]
+    for bad in ("3", "a", "0,-1"):
+        with pytest.raises(WorldModelsError, match="--sets"):
+            parse_set(bad, 3)
