@@ -2,13 +2,14 @@
 car gets the mean (or median) of their actions. Does a vote of Cs lose fewer episodes than one C?
 
     python -m experiments.policy_ensemble --agent carracing --controllers runs/c4/controller.pt \
-        runs/c2/controller.pt --sets 0 0,1,2 --z sample mean --seed 99 --episodes 100 --out runs/vote.json
+        runs/c2/controller.pt --sets 0 0,1,2 --z-scale 1 0 --seed 99 --episodes 100 --out runs/vote.json
 
 The agent's own C is number 0, the `--controllers` (each trained on the agent's V and M, e.g. by
 `worldmodels train-controller --pretrained carracing --seed S --run-dir D`) are 1, 2, ... Each `--sets`
-entry is one row: the Cs that vote (comma-separated numbers). `--z mean` plays with z the mean of V's
-posterior instead of a sample from it (the paper's C reads a sample; `sample` is `worldmodels
-evaluate`'s agent, so the row `0` with `sample` gives evaluate's returns to the digit).
+entry is one row: the Cs that vote (comma-separated numbers). Each `--z-scale` S plays every set with z =
+mu + S sigma eps, eps the episode's own draw: 1 is the paper's sample from V's posterior and `worldmodels
+evaluate`'s agent (the row `0` at scale 1 gives evaluate's returns to the digit), 0 its mean, above 1 a
+wider posterior (C trained in a dream at tau above 1 read more spread z than V's posterior gives).
 
 Every row plays `--episodes` real episodes of evaluation seed list `--seed`, in the batches `evaluate` plays
 them. Printed and written to `--out` (JSON): each row's mean, std, standard error, share above 750, the
@@ -41,20 +42,23 @@ from worldmodels.utils import atomic_write_text
 from worldmodels.workers import VMWeights, split_into_tasks
 
 
-class _NoNoise:
-    """Stands in for an episode's random stream where z is the posterior's mean: every draw is zero."""
+class _Scaled:
+    """An episode's random stream with its normal draws scaled by `scale` (0: z is V's posterior mean)."""
+
+    def __init__(self, rng: np.random.Generator, scale: float) -> None:
+        self.rng, self.scale = rng, scale
 
     def standard_normal(self, n: int) -> np.ndarray:
-        return np.zeros(n)
+        return self.rng.standard_normal(n) * self.scale
 
 
 @dataclass(frozen=True)
 class VoteTask:
-    """The voting Cs' parameters (K, P), how they combine, whether z is V's mean, and the env seeds."""
+    """The voting Cs' parameters (K, P), how they combine, the scale of z's noise, and the env seeds."""
 
     params: np.ndarray
     combine: str
-    z_mean: bool
+    z_scale: float
     seeds: tuple[int, ...]
 
     def __repr__(self) -> str:
@@ -78,8 +82,8 @@ def _play(task: VoteTask, weights: VMWeights) -> list[float]:
     class Voting(BatchedAgent):
         def start(self, slot: int, seed: int, p: np.ndarray) -> None:
             super().start(slot, seed, p)
-            if task.z_mean:
-                self.rngs[slot] = _NoNoise()  # type: ignore[assignment]
+            if task.z_scale != 1.0:
+                self.rngs[slot] = _Scaled(self.rngs[slot], task.z_scale)  # type: ignore[arg-type,assignment]
 
     def controller(x: torch.Tensor) -> torch.Tensor:
         return vote(params, x, out_dim, cfg.controller.bias, task.combine)
@@ -113,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="More Cs (controller.pt) trained on the agent's V and M: numbers 1, 2, ...")  # fmt: skip
     ap.add_argument("--sets", nargs="+", default=["0"],
                     help="Rows: the Cs that vote, comma-separated numbers (0: the agent's own C).")  # fmt: skip
-    ap.add_argument("--z", nargs="+", choices=["sample", "mean"], default=["sample"],
-                    help="z as C reads it: a sample of V's posterior (the agent's), or its mean.")  # fmt: skip
+    ap.add_argument("--z-scale", type=float, nargs="+", default=[1.0],
+                    help="z = mu + S sigma eps for each S: 1 the agent's sample, 0 V's mean.")  # fmt: skip
     ap.add_argument("--combine", choices=["mean", "median"], default="mean",
                     help="How the Cs' actions (after tanh) combine, output by output.")  # fmt: skip
     ap.add_argument(
@@ -137,16 +141,16 @@ def main(argv: list[str] | None = None) -> None:
         cs += [load_controller(p, cfg) for p in args.controllers]
         sets = [parse_set(s, len(cs)) for s in args.sets]
         weights = VMWeights.of_run(agent.folder, cfg)
-        for z in args.z:
+        for z in args.z_scale:
             for picked in sets:
                 t0 = time.perf_counter()
                 params = np.stack([cs[i] for i in picked])
-                tasks = [VoteTask(params, args.combine, z == "mean", tuple(seeds[p]))
+                tasks = [VoteTask(params, args.combine, z, tuple(seeds[p]))
                          for p in split_into_tasks(len(seeds), cfg)]  # fmt: skip
                 played = {s: r for task, res in run_tasks(_play, tasks, cfg.parallel, weights)
                           for s, r in zip(task.seeds, res, strict=True)}  # fmt: skip
                 returns = [played[s] for s in seeds]
-                row = {"cs": picked, "z": z, "combine": args.combine, **stats(returns),
+                row = {"cs": picked, "z_scale": z, "combine": args.combine, **stats(returns),
                        "above_750": float(np.mean(np.array(returns) > 750)),
                        "wall_s": time.perf_counter() - t0, "returns": returns}  # fmt: skip
                 if rows:
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
                     if "paired" in row
                     else ""
                 )
-                print(f"Cs {picked} z {z}: {row['mean']:.1f} +- {row['std']:.1f} (s.e. {row['stderr']:.1f}), "
+                print(f"Cs {picked} z scale {z}: {row['mean']:.1f} +- {row['std']:.1f} (s.e. {row['stderr']:.1f}), "
                       f"{100 * row['above_750']:.0f} % above 750{vs}, {row['wall_s']:.0f} s", flush=True)  # fmt: skip
     except WorldModelsError as e:
         raise SystemExit(f"error: {e}") from None

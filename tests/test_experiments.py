@@ -209,3 +209,12 @@ def test_policy_ensemble_votes_output_by_output_and_one_c_is_itself():
     for bad in ("3", "a", "0,-1"):
         with pytest.raises(WorldModelsError, match="--sets"):
             parse_set(bad, 3)
+
+
+def test_policy_ensemble_scales_zs_noise_from_the_episodes_own_stream():
+    from experiments.policy_ensemble import _Scaled
+
+    base = np.random.default_rng(5).standard_normal(4)
+    assert np.array_equal(_Scaled(np.random.default_rng(5), 1.0).standard_normal(4), base)
+    assert np.allclose(_Scaled(np.random.default_rng(5), 1.5).standard_normal(4), 1.5 * base)
+    assert not _Scaled(np.random.default_rng(5), 0.0).standard_normal(4).any()
