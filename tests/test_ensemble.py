@@ -103,3 +103,17 @@ def test_pipeline_with_an_ensemble(tmp_path):
     assert len(e["returns"]) == 4
     header, _ = load_checkpoint(run / "mdnrnn.pt", "mdnrnn")
     assert header["config"]["mdnrnn"]["members"] == 2
+    # the API serves it: `memory` is member 0 (what the agent reads), the dream steps every member
+    import worldmodels as wm
+
+    agent = wm.load(run)
+    ens = load_mdnrnn(run / "mdnrnn.pt", agent.config)
+    assert all(torch.equal(a, b) for a, b in zip(agent.memory.model.state_dict().values(),
+                                                  ens.primary.state_dict().values(), strict=True))  # fmt: skip
+    env = agent.dream(max_steps=5)
+    env.reset(seed=0)
+    obs, reward, *_ = env.step(np.zeros(agent.controller.out_dim, np.float32))
+    assert obs.shape == env.observation_space.shape and np.isfinite(reward)
+    policy = agent.policy()
+    policy.reset(0)
+    assert policy.act(agent.make_env().reset(seed=0)[0]) is not None

@@ -288,7 +288,9 @@ class Policy:
 
 class WorldModel:
     """One agent: its config, V (`vision`), M (`memory`), C (`controller`), the env it was trained on
-    (`make_env`), the agent as a policy (`policy`), and M's dream as a Gymnasium env (`dream`)."""
+    (`make_env`), the agent as a policy (`policy`), and M's dream as a Gymnasium env (`dream`). With an
+    ensemble M (`mdnrnn.members`), `memory` is member 0, whose memory the agent reads in the real env, and
+    the dream steps every member as C's training dream did."""
 
     def __init__(self, folder: Path, device: str = "cpu") -> None:
         from worldmodels.agent import load_controller, load_models
@@ -303,11 +305,11 @@ class WorldModel:
         m_path, c_path = agent.mdnrnn, agent.controller
         self._m_path = m_path
         self._models = load_models(self.folder, self.config, "cpu", mdnrnn=m_path)
-        if not isinstance(self._models.mdnrnn, MDNRNN):
-            raise WorldModelsError(f"{m_path}: an ensemble M; the API serves one M")
-        cfg = self.config
+        cfg, m = self.config, self._models.mdnrnn
+        # an ensemble M (mdnrnn.members): the agent reads member 0's memory, the dream samples the members
+        primary = m if isinstance(m, MDNRNN) else m.primary
         self.vision = Vision(_to(self._models.vae, self.device), cfg.vae.amp, self.device)
-        self.memory = Memory(_to(self._models.mdnrnn, self.device), self.device)
+        self.memory = Memory(_to(primary, self.device), self.device)
         self.controller = Controller(
             load_controller(c_path, cfg), cfg.vae.z_dim, cfg.mdnrnn.hidden,
             self.adapter.controller_outputs, cfg.controller.use_cell, cfg.controller.bias,
