@@ -454,3 +454,39 @@ def test_select_real_keeps_the_mean_that_scored_most_in_real_episodes(dream_run,
     assert f"{max(real):.1f} (real episodes chose C)" in table
     with pytest.raises(WorldModelsError, match="select_real needs controller.where dream"):
         validate(with_overrides(cfg, {"controller.where": "real"}))
+
+
+def test_a_committee_acts_as_the_median_of_its_members_and_one_c_as_itself():
+    torch.manual_seed(0)
+    out_dim, in_dim, n = 3, 6, 5
+    size = C.n_params(in_dim, out_dim, True)
+    members = torch.randn(3, size)
+    x = torch.randn(n, in_dim)
+    each = torch.stack([C.act(m.expand(n, -1), x, out_dim, True) for m in members])
+    together = C.act(members.reshape(1, -1).expand(n, -1), x, out_dim, True)
+    assert torch.equal(together, each.sort(0).values[1])  # the middle of three, output by output
+    assert torch.equal(C.act(members[:1].expand(n, -1), x, out_dim, True), each[0])
+    assert (
+        C.committee_size(3 * size, in_dim, out_dim, True),
+        C.committee_size(size + 1, in_dim, out_dim, True),
+    ) == (3, 0)
+
+
+def test_load_controller_reads_a_committee_end_to_end_and_refuses_one_without_a_middle(tmp_path):
+    from worldmodels.agent import members, save_controller
+    from worldmodels.envs import adapter_for
+    from worldmodels.models import controller_dims
+
+    cfg = preset("debug")
+    in_dim, out_dim = controller_dims(cfg, adapter_for(cfg.env.id).controller_outputs)
+    size = C.n_params(in_dim, out_dim, cfg.controller.bias)
+    rows = np.random.default_rng(0).standard_normal((3, size)).astype(np.float32)
+    save_controller(tmp_path / "c.pt", rows, {"finished": True})
+    flat = load_controller(tmp_path / "c.pt", cfg)
+    assert flat.shape == (3 * size,) and np.array_equal(members(flat, cfg), rows)
+    save_controller(tmp_path / "even.pt", rows[:2], {"finished": True})
+    with pytest.raises(WorldModelsError, match="committee of 2 has no middle"):
+        load_controller(tmp_path / "even.pt", cfg)
+    save_controller(tmp_path / "bad.pt", rows[0, :-1], {"finished": True})
+    with pytest.raises(WorldModelsError, match=f"needs {size}"):
+        load_controller(tmp_path / "bad.pt", cfg)

@@ -276,6 +276,8 @@ def test_choose_best_makes_the_best_scoring_round_the_agent(iterated_run, tmp_pa
         (["--iterate.final_searches", "0"], "iterate.final_searches must be >= 1"),
         (["--iterate.searches", "2"], "iterate.eval_episodes > 0"),
         (["--iterate.searches", "0"], "iterate.searches must be >= 1"),
+        (["--iterate.final_vote", "2"], "final_vote must be odd"),
+        (["--iterate.final_vote", "3"], "final_vote must be at most the last round's searches"),
     ],
 )
 def test_choose_refuses_what_it_cannot_do(flags, words, tmp_path):
@@ -288,8 +290,10 @@ def test_choose_refuses_what_it_cannot_do(flags, words, tmp_path):
 def test_searches_make_the_best_on_the_rounds_real_episodes_each_rounds_c(trained_run, tmp_path):
     """iterate.searches 2 and final_searches 3: round 1's C searched twice, the last round's three times
     (search j with the run's seed + j, search 0 the one a single search makes), each scored on the same
-    real episodes; the best is the round's C and its score the round's, round 2 collects with round 1's
-    chosen C, and a stop anywhere resumes to the same choice."""
+    real episodes; the best is round 1's C and its score the round's, round 2 collects with round 1's
+    chosen C, the last round's C is the committee of its three (final_vote 3), and a stop anywhere resumes
+    to the same choice."""
+    from worldmodels.agent import members
     from worldmodels.train.iterate import record_agent_episodes, round_episodes
     from worldmodels.utils import STREAM_ROUND_EVAL
 
@@ -299,7 +303,7 @@ def test_searches_make_the_best_on_the_rounds_real_episodes_each_rounds_c(traine
     assert cli("iterate", "--run-dir", str(one), "--iterate.rounds", "1", *flags).returncode == 0
     run = copy_run(trained_run, tmp_path / "run")
     out = cli("iterate", "--run-dir", str(run), "--iterate.rounds", "2", *flags,
-              "--iterate.searches", "2", "--iterate.final_searches", "3")  # fmt: skip
+              "--iterate.searches", "2", "--iterate.final_searches", "3", "--iterate.final_vote", "3")  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     cfg = load_config(run / "config.json")
     records = {}
@@ -320,11 +324,21 @@ def test_searches_make_the_best_on_the_rounds_real_episodes_each_rounds_c(traine
             header = read_header(this.searching(j).controller, "controller")
             assert header["config"]["seed"] == cfg.seed + j
         assert all(not np.array_equal(a, b) for a, b in zip(params, params[1:], strict=False))
-        # the chosen one is the round's C, its score the round's
         best = record["search"]
         assert means[best] == max(means.values()) and best == min(
             j for j in means if means[j] == means[best]
         )
+        if r == 2:  # final_vote 3: the agent is the three searches end to end, checked as one
+            assert record["committee"] == [0, 1, 2]
+            np.testing.assert_array_equal(
+                members(load_controller(this.controller, cfg), cfg), np.stack(params)
+            )
+            e = json.loads(this.eval.read_text())
+            assert e["mean"] == record["committee_return"]
+            assert (e["seed"], e["episodes"]) == (seed_for(cfg.seed, STREAM_ROUND_EVAL, r), 2)
+            continue
+        # the chosen one is the round's C, its score the round's
+        assert "committee" not in record
         np.testing.assert_array_equal(load_controller(this.controller, cfg), params[best])
         assert json.loads(this.eval.read_text()) == json.loads(
             this.searching(best).eval.read_text()
@@ -347,8 +361,21 @@ def test_searches_make_the_best_on_the_rounds_real_episodes_each_rounds_c(traine
     # the report's rounds table names the chosen searches
     assert cli("report", "--run-dir", str(run), "--quiet").returncode == 0
     html = (run / "report.html").read_text()
-    for r, k in ((1, 2), (2, 3)):
-        assert f"search {records[r]['search']}, the best of {k} on real episodes" in html
+    assert f"search {records[1]['search']}, the best of 2 on real episodes" in html
+    assert "C is the median of searches 0, 1, 2 of 3, chosen on real episodes" in html
+    # the committee plays as the median of its members: evaluate, the API and an export serve it
+    import worldmodels as wm
+
+    assert cli("evaluate", "--run-dir", str(run), "--episodes", "2", "--quiet").returncode == 0
+    api = wm.load(run)
+    assert api.controller.members == 3
+    x = np.random.default_rng(0).standard_normal((4, api.controller.in_dim)).astype(np.float32)
+    each = [wm.api.Controller(w, cfg.vae.z_dim, cfg.mdnrnn.hidden, api.controller.out_dim,
+                              cfg.controller.use_cell, cfg.controller.bias).act(x)
+            for w in members(load_controller(r2.controller, cfg), cfg)]  # fmt: skip
+    np.testing.assert_array_equal(api.controller.act(x), np.median(np.stack(each), axis=0))
+    assert cli("export", "--run-dir", str(run), "--out", str(tmp_path / "x")).returncode == 0
+    assert wm.load(tmp_path / "x").controller.members == 3
     # stopped before the last choice, with search 2 half trained: the rerun retrains it and chooses the same
     chosen = load_controller(r2.controller, cfg)
     for path in (r2.done_marker, r2.searches, r2.controller, r2.eval, r2.searching(2).controller):

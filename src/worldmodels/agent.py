@@ -51,6 +51,7 @@ def load_models(
 
 
 def save_controller(path: Path, params: np.ndarray, header: dict[str, Any]) -> None:
+    """C's parameters (P,), or a committee's (K, P) (`models.controller`), with the header's notes."""
     from worldmodels.utils import save_checkpoint
 
     save_checkpoint(path, {"kind": "controller", **header}, {"params": torch.as_tensor(params)})
@@ -58,18 +59,26 @@ def save_controller(path: Path, params: np.ndarray, header: dict[str, Any]) -> N
 
 def load_controller(path: Path, cfg: Config) -> np.ndarray:
     header, blob = load_checkpoint(path, "controller")
-    params = blob["params"].numpy().astype(np.float32)
+    params = blob["params"].numpy().astype(np.float32).reshape(-1)  # a committee: (K, P) end to end
     in_dim, out_dim = controller_dims(cfg, adapter_for(cfg.env.id).controller_outputs)
     want = linear.n_params(in_dim, out_dim, cfg.controller.bias)
-    if params.shape != (want,):
+    k = linear.committee_size(params.size, in_dim, out_dim, cfg.controller.bias)
+    if k % 2 == 0:
         raise WorldModelsError(
             f"{path}: controller has {params.size} parameters, this run's C needs {want}"
+            + (f" (or an odd number of C's: a committee of {k} has no middle)" if k else "")
         )
     if not header.get("finished"):
         raise WorldModelsError(
             f"{path}: C's training has not finished; rerun `worldmodels train-controller`"
         )
     return params
+
+
+def members(params: np.ndarray, cfg: Config) -> np.ndarray:
+    """A controller's flat parameters as (K, P): one row per member of a committee (K = 1: one C)."""
+    in_dim, out_dim = controller_dims(cfg, adapter_for(cfg.env.id).controller_outputs)
+    return np.asarray(params).reshape(-1, linear.n_params(in_dim, out_dim, cfg.controller.bias))
 
 
 V_MIN_BATCH = 4
@@ -112,8 +121,12 @@ class BatchedAgent:
         self.random: list[Any] = [None] * slots
 
     def start(self, slot: int, seed: int, params: np.ndarray) -> None:
-        """Begin an episode in `slot`: C's parameters, and every random stream from the episode's seed."""
-        self.params[slot] = torch.from_numpy(np.array(params, np.float32))
+        """Begin an episode in `slot`: C's parameters (a committee's: `models.controller`), and every random
+        stream from the episode's seed. The slots of one batch hold controllers of one size."""
+        p = torch.from_numpy(np.array(params, np.float32).reshape(-1))
+        if p.numel() != self.params.shape[1]:  # a committee: every slot's row takes its size
+            self.params = torch.zeros(len(self.params), p.numel())
+        self.params[slot] = p
         self.h[:, slot], self.c[:, slot] = 0.0, 0.0
         self.rngs[slot] = rng_for(seed, 1)
         self.explore_rngs[slot], self.exploring[slot] = rng_for(seed, 3), 0

@@ -196,13 +196,20 @@ class Memory:
 
 class Controller:
     """C: a = tanh(W [z, (c), h] + b), outputs in [-1, 1] (see `WorldModel.action_vector` for what the
-    env receives). `params` is the flat vector CMA-ES trained."""
+    env receives). `params` is the flat vector CMA-ES trained; for a committee (`iterate.final_vote`),
+    its `members` Cs' vectors end to end, the action then the median of theirs, output by output."""
 
     def __init__(self, params: np.ndarray, z_dim: int, hidden: int, out_dim: int, use_cell: bool,
                  bias: bool) -> None:  # fmt: skip
         self.params = np.asarray(params, np.float32)
         self.use_cell, self.bias, self.out_dim = use_cell, bias, out_dim
         self.in_dim: int = z_dim + hidden * (2 if use_cell else 1)
+        self.members: int = linear.committee_size(self.params.size, self.in_dim, out_dim, bias)
+        if self.members == 0:
+            raise WorldModelsError(
+                f"Controller: {self.params.size} parameters do not make Cs of "
+                f"{linear.n_params(self.in_dim, out_dim, bias)}"
+            )
 
     def features(self, z: np.ndarray, state: MemoryState) -> np.ndarray:
         """C's input, [z, c, h] (use_cell, the paper's Doom C) or [z, h] (CarRacing): (N, in)."""

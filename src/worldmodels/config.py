@@ -298,6 +298,12 @@ class IterateConfig:
     (rounds/R/searches.json). Searches that differ only in their seed end far apart in the real env and
     the dream's own score does not tell which are good; real episodes then only choose, C still trains
     in the dream (1: one search, the paper's)."""
+    final_vote: int = 1
+    """The agent as a committee of the last round's `final_vote` searches that checked best (odd, at most
+    the round's searches): each step every member acts on the same [z, h] and the car gets the median of
+    their actions, output by output (`models.controller`). The committee's own check on the round's real
+    episodes is the round's score. A median needs no agreement on when to steer, and one member that
+    cheats M is outvoted (1: the best search alone)."""
 
 
 @dataclass(frozen=True)
@@ -565,6 +571,8 @@ def round_config(cfg: Config, round_: int | None = None) -> Config:
 
 def validate(cfg: Config) -> None:
     """Reject values no stage could run with, naming the setting."""
+    it = cfg.iterate
+    last_searches = it.final_searches if it.final_searches > 1 else it.searches
     checks = [
         (cfg.parallel.backend in ("local", "ray"), "parallel.backend must be 'local' or 'ray'"),
         (cfg.parallel.workers >= 1, "parallel.workers must be >= 1"),
@@ -689,6 +697,14 @@ def validate(cfg: Config) -> None:
                     f"iterate.{name} > 1 needs iterate.eval_episodes > 0 (the real episodes that choose)",
                 ),
             )
+        ),
+        (
+            cfg.iterate.final_vote >= 1 and cfg.iterate.final_vote % 2 == 1,
+            "iterate.final_vote must be odd and >= 1 (a committee's median needs a middle)",
+        ),
+        (
+            cfg.iterate.final_vote <= last_searches,
+            "iterate.final_vote must be at most the last round's searches (iterate.final_searches)",
         ),
         (cfg.controller.population >= 2, "controller.population must be >= 2"),
         (cfg.controller.trials >= 1, "controller.trials must be >= 1"),

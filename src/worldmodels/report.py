@@ -164,7 +164,11 @@ def _rounds_table(run_dir: Path, cfg: Config, rows: list[dict[str, Any]]) -> str
         why = []
         if chose_real:
             why.append("real episodes chose C")
-        if searches:
+        if searches.get("committee"):
+            picked = ", ".join(str(j) for j in searches["committee"])
+            why.append(f"the best search's; C is the median of searches {picked} of "
+                       f"{searches['searches']}, chosen on real episodes")  # fmt: skip
+        elif searches:
             why.append(f"search {this.search}, the best of {searches['searches']} on real episodes")
         return f"{best:.1f} ({'; '.join(why)})" if best is not None and why else best
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.agent import load_controller
+from worldmodels.agent import load_controller, members, save_controller
 from worldmodels.config import Config, round_config, with_overrides
 from worldmodels.data.storage import episode_path, list_episodes
 from worldmodels.evaluate import evaluate_real
@@ -38,6 +39,7 @@ from worldmodels.utils import (
     Stopwatch,
     atomic_write_bytes,
     atomic_write_text,
+    read_header,
     seed_for,
 )
 from worldmodels.workers import RecordEpisodesTask, VMWeights, record_episodes, split_into_tasks
@@ -130,7 +132,7 @@ def iterate(run_dir: Path, cfg: Config, progress: bool = True) -> dict[str, floa
         if last and it.final_trials:
             c_settings["controller.trials"] = it.final_trials
         c_cfg = with_overrides(round_config(cfg, r), c_settings)
-        x0 = prev_params if it.warm_start else None
+        x0 = members(prev_params, cfg)[0] if it.warm_start else None  # a committee: its first
         searches = it.final_searches if last and it.final_searches > 1 else it.searches
         if searches > 1:
             choose_search(run_dir, cfg, c_cfg, r, x0, progress, searches)
@@ -162,8 +164,9 @@ def choose_search(
     """`iterate.searches` (or in the last round `iterate.final_searches`): round r's C searched `searches`
     times (search j with the run's seed + j, in rounds/r/searches/j), each scored over the round's real
     episodes (the same for all: paired); the best (the earlier of a tie) becomes the round's C and its
-    score the round's eval.json. rounds/r/searches.json says which, with every search's score. Each step
-    resumes."""
+    score the round's eval.json. With `iterate.final_vote` K > 1 in the last round, the round's C is
+    instead the committee of the K best-checked searches, checked on the same episodes for eval.json.
+    rounds/r/searches.json says which, with every search's score. Each step resumes."""
     this = RunDir(run_dir).round(r)
     if this.controller.exists() and this.searches.exists():
         return int(json.loads(this.searches.read_text())["search"])
@@ -172,12 +175,25 @@ def choose_search(
         search = with_overrides(c_cfg, {"seed": cfg.seed + j})
         train_controller(run_dir, search, progress, r, x0, search=j)
         means[j] = evaluate_round(run_dir, cfg, r, progress, search=j)["mean"]
-    best = max(means, key=lambda j: (means[j], -j))
-    chosen = this.searching(best)
-    atomic_write_bytes(this.eval, chosen.eval.read_bytes())
-    atomic_write_bytes(this.controller, chosen.controller.read_bytes())
-    record = {"search": best, "searches": len(means), "episodes": cfg.iterate.eval_episodes,
-              "mean_return": {str(j): m for j, m in means.items()}}  # fmt: skip
+    ranked = sorted(means, key=lambda j: (-means[j], j))
+    best = ranked[0]
+    record: dict[str, Any] = {"search": best, "searches": len(means),
+                              "episodes": cfg.iterate.eval_episodes}  # fmt: skip
+    vote = cfg.iterate.final_vote if r == cfg.iterate.rounds else 1
+    if vote > 1:
+        # the agent: a committee of the best-checked searches, checked on the same episodes
+        committee = sorted(ranked[:vote])
+        header = read_header(this.searching(best).controller, "controller")
+        params = np.stack([load_controller(this.searching(j).controller, cfg) for j in committee])
+        this.eval.unlink(missing_ok=True)
+        save_controller(this.controller, params, {**header, "committee": committee})
+        record["committee"] = committee
+        record["committee_return"] = evaluate_round(run_dir, cfg, r, progress)["mean"]
+    else:
+        chosen = this.searching(best)
+        atomic_write_bytes(this.eval, chosen.eval.read_bytes())
+        atomic_write_bytes(this.controller, chosen.controller.read_bytes())
+    record["mean_return"] = {str(j): m for j, m in means.items()}
     atomic_write_text(this.searches, json.dumps(record, indent=2) + "\n")
     return best
 
