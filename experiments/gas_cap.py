@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import worldmodels as wm
-from experiments._common import parser, stats
+from experiments._common import parser, real_episode_flags, stats
 from worldmodels.agent import BatchedAgent
 from worldmodels.config import with_overrides
 from worldmodels.episodes import eval_seeds, play_batch, worker_envs
@@ -74,12 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[1.0, 0.8, 0.6],
         help="Gas caps (controller.max_gas), each in (0, 1].",
     )
-    ap.add_argument(
-        "--seed", type=int, default=99, help="Evaluation seed list (99: the tuning seeds)."
-    )
-    ap.add_argument("--episodes", type=int, default=100, help="Real episodes per agent and cap.")
-    ap.add_argument("--workers", type=int, default=2, help="Worker processes.")
-    ap.add_argument("--out", type=Path, default=None, help="JSON file for the table.")
+    real_episode_flags(ap, "agent and cap")
     return ap
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import worldmodels as wm
-from experiments._common import parser, stats
+from experiments._common import parser, real_episode_flags, stats
 from worldmodels.agent import BatchedAgent, load_controller
 from worldmodels.config import with_overrides
 from worldmodels.episodes import eval_seeds, play_batch, worker_envs
@@ -121,12 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="z = mu + S sigma eps for each S: 1 the agent's sample, 0 V's mean.")  # fmt: skip
     ap.add_argument("--combine", choices=["mean", "median"], default="mean",
                     help="How the Cs' actions (after tanh) combine, output by output.")  # fmt: skip
-    ap.add_argument(
-        "--seed", type=int, default=99, help="Evaluation seed list (99: the tuning seeds)."
-    )
-    ap.add_argument("--episodes", type=int, default=100, help="Real episodes per row.")
-    ap.add_argument("--workers", type=int, default=2, help="Worker processes.")
-    ap.add_argument("--out", type=Path, default=None, help="JSON file for the table.")
+    real_episode_flags(ap, "row")
     return ap
 
 
