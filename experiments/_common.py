@@ -41,7 +41,9 @@ def parser(doc: str | None, module: str) -> argparse.ArgumentParser:
 def real_episode_flags(ap: argparse.ArgumentParser, per: str) -> None:
     """The flags of an experiment that plays real episodes of an evaluation seed list: --seed, --episodes
     (`per` names what gets that many), --workers and --out (a JSON file for the table)."""
-    ap.add_argument("--seed", type=int, default=99, help="Evaluation seed list (99: the tuning seeds).")
+    ap.add_argument(
+        "--seed", type=int, default=99, help="Evaluation seed list (99: the tuning seeds)."
+    )
     ap.add_argument("--episodes", type=int, default=100, help=f"Real episodes per {per}.")
     ap.add_argument("--workers", type=int, default=2, help="Worker processes.")
     ap.add_argument("--out", type=Path, default=None, help="JSON file for the table.")
