@@ -699,11 +699,11 @@ def validate(cfg: Config) -> None:
             )
         ),
         (
-            cfg.iterate.final_vote >= 1 and cfg.iterate.final_vote % 2 == 1,
+            it.final_vote >= 1 and it.final_vote % 2 == 1,
             "iterate.final_vote must be odd and >= 1 (a committee's median needs a middle)",
         ),
         (
-            cfg.iterate.final_vote <= last_searches,
+            it.final_vote <= last_searches,
             "iterate.final_vote must be at most the last round's searches (iterate.final_searches)",
         ),
         (cfg.controller.population >= 2, "controller.population must be >= 2"),
