@@ -16,7 +16,7 @@ gas_cap            CarRacing agents scored with their gas capped (controller.max
 last_round         a finished run's last round again with other settings (or more rounds), as a row
 m_memory           does M's memory hold over a whole long episode
 mixed_collection   a round added to a finished run, its episodes collected by several Cs
-policy_ensemble    several Cs of one M driving together (their actions averaged), z with more or less noise
+policy_ensemble    several Cs of one M driving together (mean or median of their actions), z with more or less noise
 real_route         the paper's route: C trained with CMA-ES in the real env (local or Ray)
 rows_table         last_round's rows as one table, paired with the base, and the spread of their means
 temperature_sweep  the paper's temperature table on a finished run
