@@ -217,3 +217,30 @@ def test_page_keys_temperature_episode_end_and_agent(browser_page, tmp_path):
         shutil.copy(shot, Path(os.environ["WORLDMODELS_SCREENSHOT"]))
     assert shot.stat().st_size > 10_000
     assert errors == []
+
+
+def test_a_committee_where_one_c_is_outvoted_plays_as_the_other_two(tmp_path):
+    """`worldmodels play` serves a committee agent (iterate.final_vote): a random C first, then the shipped
+    CarRacing C twice; the median of (x, a, a) is a, output by output, so the dream and the real env go
+    exactly as with the shipped C alone (neither the first member alone nor a mean would)."""
+    from worldmodels.agent import load_controller, save_controller
+    from worldmodels.config import load_config
+    from worldmodels.pretrained import pretrained_dir
+    from worldmodels.utils import read_header
+
+    shipped = pretrained_dir("carracing")
+    vote = tmp_path / "vote"
+    shutil.copytree(shipped, vote)
+    cfg = load_config(vote / "config.json")
+    c = load_controller(vote / "controller.pt", cfg)
+    other = np.random.default_rng(0).standard_normal(c.shape).astype(np.float32)
+    save_controller(vote / "controller.pt", np.stack([other, c, c]),
+                    read_header(vote / "controller.pt", "controller"))  # fmt: skip
+    runs = []
+    for folder in (shipped, vote):
+        s = PlaySession(Source.of_run(folder))
+        steps = [s.reset("dream", "agent", seed=3)] + [s.step([]) for _ in range(4)]
+        steps += [s.reset("real", "agent", seed=3)] + [s.step([]) for _ in range(4)]
+        runs.append([(x["action"], x["frame"]) for x in steps])
+        s.close()
+    assert runs[0] == runs[1]
