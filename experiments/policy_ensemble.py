@@ -68,9 +68,12 @@ class VoteTask:
 def vote(
     params: torch.Tensor, x: torch.Tensor, out_dim: int, bias: bool, combine: str
 ) -> torch.Tensor:
-    """Every C of `params` (K, P) on every row of `x` (N, in) -> their actions combined (N, out_dim)."""
+    """Every C of `params` (K, P) on every row of `x` (N, in) -> their actions combined (N, out_dim). The
+    median is the package's committee (`iterate.final_vote`): the K Cs end to end through `linear.act`."""
+    if combine == "median":
+        return linear.act(params.reshape(1, -1).expand(len(x), -1), x, out_dim, bias)
     acts = torch.stack([linear.act(p.expand(len(x), -1), x, out_dim, bias) for p in params])
-    return acts.mean(0) if combine == "mean" else acts.median(0).values
+    return acts.mean(0)
 
 
 def _play(task: VoteTask, weights: VMWeights) -> list[float]:
