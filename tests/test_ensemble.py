@@ -94,6 +94,55 @@ def test_member_choice_and_the_disagreement_penalty_change_the_dream(trained_run
     assert (paid[0] < ref[0]).all()  # ... each step's +1 less the members' disagreement
 
 
+def test_a_member_drawn_per_rollout_is_followed_throughout(trained_run, monkeypatch):
+    """`member_choice rollout`: each rollout follows one member for all its steps (drawn from its seed;
+    both are drawn), a rollout that follows member 0 is member 0's own dream, and the dream env draws the
+    member as the batched dream does. One rollout at a time: a batch's sums differ from a lone rollout's
+    in their last bits."""
+    from worldmodels.dream import DreamEnv
+
+    single = build_dream(trained_run, preset("debug"), "cpu")
+    other = MDNRNN(single.m.z_dim, 1, single.m.hidden, single.m.k, True, False)
+    other.load_state_dict(single.m.state_dict())
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.5)
+    in_dim = single.z_dim + 2 * single.m.hidden
+    params = np.random.default_rng(0).normal(0, 0.5, (12, C.n_params(in_dim, 1, False)))
+    params = params.astype(np.float32)
+    first = _dream_of(single, MDNRNNEnsemble([single.m, other.eval()]), member_choice="first")
+    kept = _dream_of(single, MDNRNNEnsemble([single.m, other]), member_choice="rollout")
+    picks: list[int] = []
+    follow = Dream._follow
+
+    def recording(self, outs, u_member):
+        picks.append(int((u_member * len(outs)).long()[0]))
+        return follow(self, outs, u_member)
+
+    monkeypatch.setattr(Dream, "_follow", recording)
+    which = []
+    for i in range(len(params)):
+        picks.clear()
+        got = kept.rollout(params[i : i + 1], [100 + i])
+        assert len(set(picks)) == 1 and len(picks) == got[1][0]  # one member, every step
+        which.append(picks[0])
+        if picks[0] == 0:
+            assert first.rollout(params[i : i + 1], [100 + i]) == got
+        if i < 4:
+            env = DreamEnv(kept)
+            obs, _ = env.reset(seed=100 + i)
+            total, steps, over = 0.0, 0, False
+            while not over:
+                a = C.act(torch.as_tensor(params[i])[None], torch.as_tensor(obs)[None], 1, False)
+                obs, r, terminated, truncated, _ = env.step(a[0].numpy())
+                total, steps, over = total + r, steps + 1, terminated or truncated
+            assert (total, steps) == (got[0][0], got[1][0])
+    assert set(which) == {0, 1}
+    assert any(first.rollout(params[i : i + 1], [100 + i]) != kept.rollout(params[i : i + 1], [100 + i])
+               for i in range(len(params)) if which[i] == 1)  # fmt: skip
+
+
 def test_pipeline_with_an_ensemble(tmp_path):
     run = tmp_path / "run"
     out = cli("run", "--preset", "debug", "--run-dir", str(run), "--mdnrnn.members", "2",

@@ -221,7 +221,9 @@ class ControllerConfig:
     the threshold or the sampling (false: the paper's and reference code's raw p)."""
     member_choice: str = "random"
     """With an ensemble M: which member's prediction the dream follows at each step, `random` (drawn per
-    step and rollout, so C cannot rely on one member's mistakes) or `first` (member 0 only)."""
+    step and rollout, so C cannot rely on one member's mistakes), `rollout` (one member drawn per rollout
+    and followed throughout: C must do well in every member's dream, PETS's TS-inf) or `first` (member 0
+    only)."""
     disagreement_penalty: float = 0.0
     """With an ensemble M: each dream step's reward minus this times the members' disagreement (the std
     across members of their expected next z, averaged over its dimensions): C pays where M is unsure."""
@@ -650,8 +652,8 @@ def validate(cfg: Config) -> None:
         (0 <= cfg.vae.lr_final <= cfg.vae.lr, "need 0 <= vae.lr_final <= vae.lr"),
         (0 <= cfg.mdnrnn.lr_final <= cfg.mdnrnn.lr, "need 0 <= mdnrnn.lr_final <= mdnrnn.lr"),
         (
-            cfg.controller.member_choice in ("random", "first"),
-            "controller.member_choice must be 'random' or 'first'",
+            cfg.controller.member_choice in ("random", "rollout", "first"),
+            "controller.member_choice must be 'random', 'rollout' or 'first'",
         ),
         (cfg.controller.disagreement_penalty >= 0, "controller.disagreement_penalty must be >= 0"),
         (

@@ -62,7 +62,8 @@ class DreamSpec:
     alive_reward: bool = True
     """+1 per step survived; otherwise the reward head's prediction."""
     member_choice: str = "random"
-    """Ensemble M: follow a member drawn per step and rollout (`random`) or member 0 (`first`)."""
+    """Ensemble M: follow a member drawn per step and rollout (`random`), one drawn per rollout and kept
+    for all its steps (`rollout`), or member 0 (`first`)."""
     disagreement_penalty: float = 0.0
     """Ensemble M: subtracted from each step's reward, times the members' disagreement."""
     dropout: float = 0.0
@@ -129,10 +130,16 @@ def rollout_masks(
 class _RolloutNoise:
     """Per-rollout random numbers, CHUNK steps at a time: u and eps for z (Z each), u for done (1). With an
     ensemble M, u for the member comes from a second stream of the rollout's seed, so the first stream
-    (and a one-member ensemble's dream) is the same as a single M's."""
+    (and a one-member ensemble's dream) is the same as a single M's. `keep_member`: every step gets that
+    stream's first number, so a rollout follows one member throughout (`member_choice rollout`)."""
 
     def __init__(
-        self, seeds: list[int], z_dim: int, device: torch.device, member: bool = False
+        self,
+        seeds: list[int],
+        z_dim: int,
+        device: torch.device,
+        member: bool = False,
+        keep_member: bool = False,
     ) -> None:
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.member_gens = (
@@ -141,6 +148,7 @@ class _RolloutNoise:
             else None
         )
         self.z_dim, self.device = z_dim, device
+        self.keep_member = keep_member
         self.t = CHUNK
 
     def start(self, n_starts: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,10 +164,12 @@ class _RolloutNoise:
             self.buf = torch.stack([torch.rand(CHUNK, width, generator=g) for g in self.gens]).to(
                 self.device
             )
-            if self.member_gens is not None:
+            if self.member_gens is not None and not (self.keep_member and hasattr(self, "members")):
                 self.members = torch.stack(
                     [torch.rand(CHUNK, generator=g) for g in self.member_gens]
                 ).to(self.device)
+                if self.keep_member:  # the first number, for every step
+                    self.members = self.members[:, :1].expand(-1, CHUNK)
             self.t = 0
         row = self.buf[alive, self.t]
         u_member = None if self.member_gens is None else self.members[alive, self.t]
@@ -275,7 +285,7 @@ class Dream:
         """The members' outputs -> the one each rollout follows this step, and the disagreement penalty
         (the std across members of their expected next z, mean over z's dimensions, times the weight)."""
         K, N = len(outs), outs[0].mu.shape[0]
-        if self.spec.member_choice == "random" and u_member is not None:
+        if self.spec.member_choice in ("random", "rollout") and u_member is not None:
             pick = (u_member * K).long().clamp(max=K - 1)
         else:
             pick = torch.zeros(N, dtype=torch.long, device=outs[0].mu.device)
@@ -309,7 +319,8 @@ class Dream:
         N = len(seeds)
         if policy is None:
             P = torch.as_tensor(np.asarray(params, np.float32), device=self.device)
-        streams = _RolloutNoise(seeds, self.z_dim, self.device, member=self.ensemble)
+        streams = _RolloutNoise(seeds, self.z_dim, self.device, member=self.ensemble,
+                                keep_member=self.spec.member_choice == "rollout")  # fmt: skip
         masks = rollout_masks(self.m, seeds, self.spec.dropout, self.device)
         idx, eps0 = streams.start(len(self.start_mu))
         z = self.start_mu[idx] + self.start_std[idx] * eps0
@@ -387,12 +398,12 @@ class DreamSlots:
     @torch.no_grad()
     def step(self, outputs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """C's outputs (N, O) in [-1, 1] for every slot -> (reward, done), each (N,)."""
+        keep = self.dream.spec.member_choice == "rollout"
         for i in torch.nonzero(self.t == CHUNK)[:, 0].tolist():
             self.buf[i] = torch.rand(CHUNK, self.width, generator=self.gens[i]).to(self.buf.device)
-            if self.dream.ensemble:
-                self.members[i] = torch.rand(CHUNK, generator=self.member_gens[i]).to(
-                    self.buf.device
-                )
+            if self.dream.ensemble and not (keep and self.steps[i] > 0):
+                u = torch.rand(CHUNK, generator=self.member_gens[i]).to(self.buf.device)
+                self.members[i] = u[:1].expand(CHUNK) if keep else u  # rollout: its first number
             self.t[i] = 0
         at = self.t.to(self.buf.device)
         row = self.buf[self.rows, at]
