@@ -19,6 +19,7 @@ mixed_collection   a round added to a finished run, its episodes collected by se
 policy_ensemble    several Cs of one M driving together (mean or median of their actions), z with more or less noise
 real_route         the paper's route: C trained with CMA-ES in the real env (local or Ray)
 rows_table         last_round's rows as one table, paired with the base, and the spread of their means
+speed_probe        does M's memory hold the car's speed, and does M imagine a C as fast as it drives
 temperature_sweep  the paper's temperature table on a finished run
 worst_episodes     an agent's worst real episodes as GIFs, with what M predicted along them
 

@@ -176,6 +176,27 @@ def test_drive_stats_speed_reading_is_zero_standing_and_grows_with_gas():
     assert readings[49] == 0.0 and readings[69] < readings[-1] and readings[-1] > 0.1
 
 
+def test_speed_probe_reads_the_hull_speed_and_recovers_a_linear_speed_from_memory():
+    from experiments.speed_probe import Probe, r2, speed_of
+    from worldmodels.envs import adapter_for
+
+    env = adapter_for("worldmodels/CarRacing-v3").make(200, "paper")
+    env.reset(seed=3)
+    speeds = []
+    for gas in [0.0] * 50 + [1.0] * 30:
+        env.step(np.array([0.0, gas, 0.0], np.float32))
+        speeds.append(speed_of(env))
+    env.close()
+    assert speeds[49] < 1e-3 and 0 < speeds[60] < speeds[-1]
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(400, 16)).astype(np.float32)
+    speed = 50 + h @ rng.normal(size=16) * 5
+    probe = Probe(h[:200], speed[:200], ridge=1.0)
+    assert r2(probe(h[200:]), speed[200:]) > 0.99
+    noise = rng.normal(size=400) * 100  # a speed the memory does not hold: no fit on other episodes
+    assert r2(Probe(h[:200], noise[:200], 1.0)(h[200:]), noise[200:]) < 0.1
+
+
 def test_drive_stats_v_only_reads_v_from_a_run_directory(trained_run, capsys):
     """--v-only needs V and nothing after it: V's picture of a run's own frames, scored as the full report."""
     from experiments.drive_stats import main
