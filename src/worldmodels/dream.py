@@ -149,6 +149,7 @@ class _RolloutNoise:
         )
         self.z_dim, self.device = z_dim, device
         self.keep_member = keep_member
+        self.members: torch.Tensor | None = None
         self.t = CHUNK
 
     def start(self, n_starts: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,7 +165,7 @@ class _RolloutNoise:
             self.buf = torch.stack([torch.rand(CHUNK, width, generator=g) for g in self.gens]).to(
                 self.device
             )
-            if self.member_gens is not None and not (self.keep_member and hasattr(self, "members")):
+            if self.member_gens is not None and not (self.keep_member and self.members is not None):
                 self.members = torch.stack(
                     [torch.rand(CHUNK, generator=g) for g in self.member_gens]
                 ).to(self.device)
@@ -172,7 +173,7 @@ class _RolloutNoise:
                     self.members = self.members[:, :1].expand(-1, CHUNK)
             self.t = 0
         row = self.buf[alive, self.t]
-        u_member = None if self.member_gens is None else self.members[alive, self.t]
+        u_member = None if self.members is None else self.members[alive, self.t]
         self.t += 1
         return (*_split_row(row, self.z_dim), u_member)
 
