@@ -1,9 +1,12 @@
 """How CarRacing agents drive, in the real env and in their own dream: mean |steer|, gas and brake, the share
-of steps with the car on grass, and the reward a step; and whether V sees the car leave the road.
+of steps with the car on grass, the reward a step and the road ahead; and whether V sees the car leave the road.
 
     python -m experiments.drive_stats --run-dirs runs/carracing-cpu runs/cr-levers/seed7 \
         --episodes 8 --rollouts 32 --v-episodes runs/carracing-cpu/episodes/ep_0009*.npz
 
+"Road ahead off the car's line": where the road lies to the side of the car's column, in pixels, in the
+rows farthest ahead (a bend coming: 15 px or more is a sharp one) and just before the car (how far the car is
+off the road's line as it goes through), from the same frames and pictures.
 "On grass": more than half of a patch around the car (rows 49-57, columns 27-36 of the 64x64 frame; rows
 43-50 where the run's env.frame is `full`; the car's own red pixels left out) is grass green; in the dream
 the patch is read from V's picture of the dream's z every 5th step. Real episodes on env seeds 5000, 5001,
@@ -62,6 +65,30 @@ def grass_share(frames: np.ndarray, frame: str = "paper") -> np.ndarray:
     return green.sum((-2, -1)) / np.maximum((~car).sum((-2, -1)), 1)
 
 
+ROAD_ROWS = {
+    "far": {"paper": slice(0, 10), "full": slice(0, 8)},
+    "near": {"paper": slice(30, 46), "full": slice(26, 40)},
+}
+"""Rows of the 64x64 frame ahead of the car (the camera turns with it: ahead is up), per env.frame: the
+farthest, and the stretch just before the car."""
+CAR_COLUMN = 32.0
+"""The car's column in the 64x64 frame (the middle of PATCHES' columns)."""
+
+
+def road_offset(frames: np.ndarray, frame: str = "paper", where: str = "far") -> np.ndarray:
+    """(..., 64, 64, 3) uint8 -> how far the road ahead (ROAD_ROWS[where]) lies to the side of the car, in
+    pixels (the mean column of its grey pixels there, less the car's column), (...); NaN where those rows
+    show no road. Far ahead, a straight road reads about 0 and a sharp bend 15 or more."""
+    p = frames[..., ROAD_ROWS[where][frame], :, :].astype(np.int16)
+    r, g, b = p[..., 0], p[..., 1], p[..., 2]
+    grey = (abs(r - g) < 20) & (abs(g - b) < 20) & (g > 70) & (g < 140)
+    cols = np.arange(p.shape[-2], dtype=np.float32)
+    n = grey.sum((-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_col = (grey * cols).sum((-2, -1)) / n
+    return np.where(n > 0, mean_col - CAR_COLUMN, np.nan)
+
+
 SPEED_BAR = (slice(57, 64), slice(8, 10))
 """Rows and columns of a `full` 64x64 frame around the indicator bar's speed bar (white, taller when faster)."""
 
@@ -81,10 +108,15 @@ def abs_reading(frames: np.ndarray) -> np.ndarray:
     return np.clip(p[..., 2] - p[..., 0], 0, None).mean((-2, -1)) / 255
 
 
-def summary(actions: np.ndarray, grass: np.ndarray, rewards: np.ndarray) -> str:
+def summary(actions: np.ndarray, grass: np.ndarray, rewards: np.ndarray, offset: np.ndarray) -> str:
+    """offset: (n, 2), the road's offset far ahead and just before the car."""
+    seen = np.abs(offset[:, 0][~np.isnan(offset[:, 0])])
+    near = np.abs(offset[:, 1][~np.isnan(offset[:, 1])])
     return (f"|steer| {np.abs(actions[:, 0]).mean():.3f}, gas {actions[:, 1].mean():.3f}, "
             f"brake {actions[:, 2].mean():.3f}, on grass {np.mean(grass > 0.5):.3f}, "
-            f"reward a step {rewards.mean():.3f}")  # fmt: skip
+            f"reward a step {rewards.mean():.3f}, road ahead off the car's line {seen.mean():.1f} px "
+            f"(15 px or more {np.mean(seen >= 15):.3f}; no road ahead {np.mean(np.isnan(offset[:, 0])):.3f}), "
+            f"just before the car {near.mean():.1f} px")  # fmt: skip
 
 
 def real_play(agent: wm.WorldModel, n: int) -> str:
@@ -93,34 +125,38 @@ def real_play(agent: wm.WorldModel, n: int) -> str:
     obs = [env.reset(seed=5000 + i)[0] for i, env in enumerate(envs)]
     policy = agent.policy()
     policy.reset([5000 + i for i in range(n)])
-    actions, grass, rewards, playing = [], [], [], list(range(n))
+    actions, grass, rewards, offset, playing = [], [], [], [], list(range(n))
     while playing:
         still = []
         for i, a in zip(playing, policy.act(np.stack([obs[i] for i in playing]), playing)):
             actions.append(np.asarray(a, np.float32))
             grass.append(grass_share(obs[i], agent.config.env.frame))
+            offset.append([road_offset(obs[i], agent.config.env.frame, w) for w in ("far", "near")])
             obs[i], reward, terminated, truncated, _ = envs[i].step(a)
             rewards.append(reward)
             if not (terminated or truncated):
                 still.append(i)
         playing = still
-    return summary(np.stack(actions), np.array(grass), np.array(rewards))
+    return summary(np.stack(actions), np.array(grass), np.array(rewards), np.array(offset))
 
 
 def dream_play(agent: wm.WorldModel, n: int) -> str:
     """n dream rollouts of the agent's C at its temperature, stepped as one batch."""
     dream = agent.dream_vector(n)
     x, _ = dream.reset(seed=list(range(n)))
-    actions, grass, rewards = [], [], []
+    actions, grass, rewards, offset = [], [], [], []
     for t in range(agent.config.env.max_steps):
         out = agent.controller.act(x)
         actions.append(agent.action_vector(out))
         if t % 5 == 0:
             pictures = agent.vision.decode(dream.slots.z.cpu().numpy())
             grass.append(grass_share(pictures, agent.config.env.frame))
+            offset.append(np.stack([road_offset(pictures, agent.config.env.frame, w)
+                                    for w in ("far", "near")], -1))  # fmt: skip
         x, reward, _, _, _ = dream.step(out)
         rewards.append(reward)
-    return summary(np.concatenate(actions), np.concatenate(grass), np.concatenate(rewards))
+    return summary(np.concatenate(actions), np.concatenate(grass), np.concatenate(rewards),
+                   np.concatenate(offset))  # fmt: skip
 
 
 def v_agreement(vision: wm.Vision, frame: str, files: list[Path]) -> str:

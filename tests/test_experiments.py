@@ -176,6 +176,20 @@ def test_drive_stats_speed_reading_is_zero_standing_and_grows_with_gas():
     assert readings[49] == 0.0 and readings[69] < readings[-1] and readings[-1] > 0.1
 
 
+def test_drive_stats_road_offset_reads_where_the_road_ahead_lies():
+    from experiments.drive_stats import road_offset
+
+    frames = np.zeros((3, 64, 64, 3), np.uint8)
+    frames[..., 1] = 204  # grass
+    frames[0, :, 30:35] = 102  # a straight road under the car (column 32)
+    frames[1, :, 30:35] = 102
+    frames[1, :10, 30:35] = (102, 204, 102)  # ... that bends right far ahead
+    frames[1, :10, 48:53] = 102
+    got = road_offset(frames)
+    assert got[0] == 0.0 and got[1] == 18.0 and np.isnan(got[2])  # the third: no road
+    assert road_offset(frames, where="near").tolist()[:2] == [0.0, 0.0]
+
+
 def test_speed_probe_reads_the_hull_speed_and_recovers_a_linear_speed_from_memory():
     from experiments.speed_probe import Probe, r2, speed_of
     from worldmodels.envs import adapter_for
