@@ -22,9 +22,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import worldmodels as wm
 from experiments._common import parser
+from worldmodels.errors import WorldModelsError
 from worldmodels.utils import atomic_write_text
 
 
@@ -63,8 +65,7 @@ def real_play(agent: wm.WorldModel, n: int) -> list[dict[str, np.ndarray]]:
     while playing:
         seen.clear()
         actions = policy.act(np.stack([obs[i] for i in playing]), playing)
-        assert len(seen) == 1, "the batched agent calls C once a step"
-        x = seen[0]
+        x = seen[-1]  # the batched agent calls C once a step, on every env still playing
         still = []
         for row, (i, a) in enumerate(zip(playing, actions, strict=True)):
             eps[i]["x"].append(x[row])
@@ -110,8 +111,23 @@ def r2(pred: np.ndarray, y: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    agents = {str(a): wm.load(a) for a in args.agents}
-    first = next(iter(agents.values()))
+    try:
+        agents = {str(a): wm.load(a) for a in args.agents}
+        first_name, first = next(iter(agents.items()))
+        for name, agent in agents.items():
+            if "CarRacing" not in agent.env_id:
+                raise WorldModelsError(
+                    f"--agents: {name} plays {agent.env_id}; the probe reads CarRacing's car"
+                )
+            theirs, ours = agent.memory.model.state_dict(), first.memory.model.state_dict()
+            if theirs.keys() != ours.keys() or any(
+                not torch.equal(theirs[k], ours[k]) for k in ours
+            ):
+                raise WorldModelsError(
+                    f"--agents must share one M: {name}'s differs from {first_name}'s"
+                )
+    except WorldModelsError as e:
+        raise SystemExit(f"error: {e}") from None
     z_dim = first.config.vae.z_dim
     h_of = lambda x: x[:, -first.memory.hidden :]  # noqa: E731  (C's input ends with h)
     real = {name: real_play(agent, args.episodes) for name, agent in agents.items()}

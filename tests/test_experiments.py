@@ -211,6 +211,13 @@ def test_speed_probe_reads_the_hull_speed_and_recovers_a_linear_speed_from_memor
     assert r2(Probe(h[:200], noise[:200], 1.0)(h[200:]), noise[200:]) < 0.1
 
 
+def test_speed_probe_refuses_agents_it_cannot_read_by_name():
+    from experiments.speed_probe import main
+
+    with pytest.raises(SystemExit, match="doom plays VizdoomTakeCover-v1"):
+        main(["--agents", "carracing", "doom", "--quiet"])
+
+
 def test_drive_stats_v_only_reads_v_from_a_run_directory(trained_run, capsys):
     """--v-only needs V and nothing after it: V's picture of a run's own frames, scored as the full report."""
     from experiments.drive_stats import main
