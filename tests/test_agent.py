@@ -105,3 +105,23 @@ def test_max_gas_caps_cs_gas_on_the_road_and_in_the_dream_and_m_reads_the_capped
                            ({"env.id": "VizdoomTakeCover-v1", "controller.max_gas": 0.5}, "has no gas")):  # fmt: skip
         with pytest.raises(WorldModelsError, match=re.escape(words)):
             validate(with_overrides(cfg, setting))
+
+
+def test_a_batch_takes_a_committee_in_every_slot_and_refuses_sizes_mixed_by_name():
+    from worldmodels.agent import BatchedAgent
+    from worldmodels.errors import WorldModelsError
+
+    cfg = preset("debug")
+    models = VMWeights.untrained(cfg).models()
+    in_dim, out_dim = controller_dims(cfg, adapter_for(cfg.env.id).controller_outputs)
+    one = np.zeros(n_params(in_dim, out_dim, cfg.controller.bias), np.float32)
+    three = np.stack([one, one, one])
+    alone = BatchedAgent(models, 1)
+    alone.start(0, 1, one)
+    alone.start(0, 2, three)  # the same slot again (`worldmodels play` switching agents): resized
+    assert alone.params.shape == (1, 3 * one.size)
+    batch = BatchedAgent(models, 2)
+    batch.start(0, 1, three)
+    batch.start(1, 2, three)
+    with pytest.raises(WorldModelsError, match="other slots hold"):
+        batch.start(1, 3, one)  # slot 0 still holds the committee: one size a batch

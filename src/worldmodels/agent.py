@@ -125,6 +125,11 @@ class BatchedAgent:
         stream from the episode's seed. The slots of one batch hold controllers of one size."""
         p = torch.from_numpy(np.array(params, np.float32).reshape(-1))
         if p.numel() != self.params.shape[1]:  # a committee: every slot's row takes its size
+            if any(r is not None for j, r in enumerate(self.rngs) if j != slot):
+                raise WorldModelsError(
+                    f"BatchedAgent.start: slot {slot} gets a controller of {p.numel()} parameters, "
+                    f"the batch's other slots hold {self.params.shape[1]}; one batch plays one size"
+                )
             self.params = torch.zeros(len(self.params), p.numel())
         self.params[slot] = p
         self.h[:, slot], self.c[:, slot] = 0.0, 0.0

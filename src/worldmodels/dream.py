@@ -127,6 +127,13 @@ def rollout_masks(
     )
 
 
+def _member_numbers(g: torch.Generator, keep: bool) -> torch.Tensor:
+    """CHUNK steps of a rollout's member numbers from its member stream; `keep` (`member_choice rollout`):
+    the first number for every step, so the rollout follows one member throughout."""
+    u = torch.rand(CHUNK, generator=g)
+    return u[:1].expand(CHUNK) if keep else u
+
+
 class _RolloutNoise:
     """Per-rollout random numbers, CHUNK steps at a time: u and eps for z (Z each), u for done (1). With an
     ensemble M, u for the member comes from a second stream of the rollout's seed, so the first stream
@@ -165,12 +172,10 @@ class _RolloutNoise:
             self.buf = torch.stack([torch.rand(CHUNK, width, generator=g) for g in self.gens]).to(
                 self.device
             )
-            if self.member_gens is not None and not (self.keep_member and self.members is not None):
+            if self.member_gens is not None and (self.members is None or not self.keep_member):
                 self.members = torch.stack(
-                    [torch.rand(CHUNK, generator=g) for g in self.member_gens]
+                    [_member_numbers(g, self.keep_member) for g in self.member_gens]
                 ).to(self.device)
-                if self.keep_member:  # the first number, for every step
-                    self.members = self.members[:, :1].expand(-1, CHUNK)
             self.t = 0
         row = self.buf[alive, self.t]
         u_member = None if self.members is None else self.members[alive, self.t]
@@ -402,9 +407,8 @@ class DreamSlots:
         keep = self.dream.spec.member_choice == "rollout"
         for i in torch.nonzero(self.t == CHUNK)[:, 0].tolist():
             self.buf[i] = torch.rand(CHUNK, self.width, generator=self.gens[i]).to(self.buf.device)
-            if self.dream.ensemble and not (keep and self.steps[i] > 0):
-                u = torch.rand(CHUNK, generator=self.member_gens[i]).to(self.buf.device)
-                self.members[i] = u[:1].expand(CHUNK) if keep else u  # rollout: its first number
+            if self.dream.ensemble and (self.steps[i] == 0 or not keep):
+                self.members[i] = _member_numbers(self.member_gens[i], keep).to(self.buf.device)
             self.t[i] = 0
         at = self.t.to(self.buf.device)
         row = self.buf[self.rows, at]
