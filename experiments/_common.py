@@ -1,5 +1,6 @@
 """What the experiments share: their command line (`parser`: one style, `python -m experiments.NAME`), a run
-directory for a new C on an exported agent, C's timed training, and the summary of a list of scores."""
+directory for a new C on an exported agent, C's timed training, the summary of a list of scores, and an
+agent's real episodes and dream rollouts played as one batch with a look at every step."""
 
 from __future__ import annotations
 
@@ -71,6 +72,57 @@ def timed(d: Path, train: Callable[[], Any]) -> None:
 
 def train_seconds(d: Path) -> float | None:
     return float((d / TRAIN_S).read_text()) if (d / TRAIN_S).exists() else None
+
+
+REAL_SEED = 5000
+"""The env seed of the first real episode `play_real` plays (then 5001, ...)."""
+
+
+def play_real(
+    agent: Any,
+    n: int,
+    each_step: Callable[[int, int, np.ndarray, Any, Any], None],
+    controller: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> list[float]:
+    """`n` real episodes of `agent` (a `worldmodels.WorldModel`; env seeds REAL_SEED, REAL_SEED + 1, ...)
+    played as one batch through its policy (`controller`: another C on its V and M, as `policy` takes it).
+    `each_step(episode, row, frame, action, env)` sees every step before the env takes it (`row`: the
+    episode's place among those still playing, the row C's input had). Returns the steps' rewards in the
+    order `each_step` saw them."""
+    envs = [agent.make_env() for _ in range(n)]
+    obs = [env.reset(seed=REAL_SEED + i)[0] for i, env in enumerate(envs)]
+    policy = agent.policy(controller)
+    policy.reset([REAL_SEED + i for i in range(n)])
+    rewards: list[float] = []
+    playing = list(range(n))
+    while playing:
+        still = []
+        actions = policy.act(np.stack([obs[i] for i in playing]), playing)
+        for row, (i, a) in enumerate(zip(playing, actions, strict=True)):
+            each_step(i, row, obs[i], a, envs[i])
+            obs[i], reward, terminated, truncated, _ = envs[i].step(a)
+            rewards.append(float(reward))
+            if not (terminated or truncated):
+                still.append(i)
+        playing = still
+    return rewards
+
+
+def play_dream(
+    agent: Any, n: int, each_step: Callable[[int, np.ndarray, np.ndarray, Any], None]
+) -> list[np.ndarray]:
+    """`n` rollouts of `agent`'s C in its dream at its temperature (seeds 0, 1, ...), stepped as one batch
+    for the env's step limit. `each_step(t, x, outputs, dream)` sees C's inputs (n, in) and outputs at every
+    step before the dream takes it. Returns each step's rewards (n,)."""
+    dream = agent.dream_vector(n)
+    x, _ = dream.reset(seed=list(range(n)))
+    rewards = []
+    for t in range(agent.config.env.max_steps):
+        out = agent.controller.act(x)
+        each_step(t, x, out, dream)
+        x, reward, _, _, _ = dream.step(out)
+        rewards.append(reward)
+    return rewards
 
 
 def stats(x: Any) -> dict[str, float]:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 import worldmodels as wm
-from experiments._common import parser
+from experiments._common import parser, play_dream, play_real
 from worldmodels.config import load_config
 from worldmodels.data.storage import load_episode
 from worldmodels.models.checkpoints import load_vae
@@ -121,40 +122,31 @@ def summary(actions: np.ndarray, grass: np.ndarray, rewards: np.ndarray, offset:
 
 def real_play(agent: wm.WorldModel, n: int) -> str:
     """n real episodes played as one batch."""
-    envs = [agent.make_env() for _ in range(n)]
-    obs = [env.reset(seed=5000 + i)[0] for i, env in enumerate(envs)]
-    policy = agent.policy()
-    policy.reset([5000 + i for i in range(n)])
-    actions, grass, rewards, offset, playing = [], [], [], [], list(range(n))
-    while playing:
-        still = []
-        for i, a in zip(playing, policy.act(np.stack([obs[i] for i in playing]), playing)):
-            actions.append(np.asarray(a, np.float32))
-            grass.append(grass_share(obs[i], agent.config.env.frame))
-            offset.append([road_offset(obs[i], agent.config.env.frame, w) for w in ("far", "near")])
-            obs[i], reward, terminated, truncated, _ = envs[i].step(a)
-            rewards.append(reward)
-            if not (terminated or truncated):
-                still.append(i)
-        playing = still
+    frame = agent.config.env.frame
+    actions, grass, offset = [], [], []
+
+    def look(i: int, row: int, obs: np.ndarray, a: Any, env: Any) -> None:
+        actions.append(np.asarray(a, np.float32))
+        grass.append(grass_share(obs, frame))
+        offset.append([road_offset(obs, frame, w) for w in ("far", "near")])
+
+    rewards = play_real(agent, n, look)
     return summary(np.stack(actions), np.array(grass), np.array(rewards), np.array(offset))
 
 
 def dream_play(agent: wm.WorldModel, n: int) -> str:
     """n dream rollouts of the agent's C at its temperature, stepped as one batch."""
-    dream = agent.dream_vector(n)
-    x, _ = dream.reset(seed=list(range(n)))
-    actions, grass, rewards, offset = [], [], [], []
-    for t in range(agent.config.env.max_steps):
-        out = agent.controller.act(x)
+    frame = agent.config.env.frame
+    actions, grass, offset = [], [], []
+
+    def look(t: int, x: np.ndarray, out: np.ndarray, dream: Any) -> None:
         actions.append(agent.action_vector(out))
         if t % 5 == 0:
             pictures = agent.vision.decode(dream.slots.z.cpu().numpy())
-            grass.append(grass_share(pictures, agent.config.env.frame))
-            offset.append(np.stack([road_offset(pictures, agent.config.env.frame, w)
-                                    for w in ("far", "near")], -1))  # fmt: skip
-        x, reward, _, _, _ = dream.step(out)
-        rewards.append(reward)
+            grass.append(grass_share(pictures, frame))
+            offset.append(np.stack([road_offset(pictures, frame, w) for w in ("far", "near")], -1))
+
+    rewards = play_dream(agent, n, look)
     return summary(np.concatenate(actions), np.concatenate(grass), np.concatenate(rewards),
                    np.concatenate(offset))  # fmt: skip
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +137,9 @@ def main(argv: list[str] | None = None) -> None:
         cs = [np.asarray(agent.controller.params, np.float32)]
         cs += [load_controller(p, cfg) for p in args.controllers]
         sets = [parse_set(s, len(cs)) for s in args.sets]
+        even = [s for s, picked in zip(args.sets, sets, strict=True) if len(picked) % 2 == 0]
+        if args.combine == "median" and even:
+            raise WorldModelsError(f"--sets {even[0]!r}: a median needs an odd number of Cs")
         weights = VMWeights.of_run(agent.folder, cfg)
         for z in args.z_scale:
             for picked in sets:
@@ -152,9 +154,8 @@ def main(argv: list[str] | None = None) -> None:
                        "above_750": float(np.mean(np.array(returns) > 750)),
                        "wall_s": time.perf_counter() - t0, "returns": returns}  # fmt: skip
                 if rows:
-                    d = np.array(returns) - np.array(rows[0]["returns"])
-                    row["paired"] = float(d.mean())
-                    row["paired_stderr"] = float(d.std(ddof=1) / math.sqrt(len(d)))
+                    d = stats(np.array(returns) - np.array(rows[0]["returns"]))
+                    row["paired"], row["paired_stderr"] = d["mean"], d["stderr"]
                 rows.append(row)
                 vs = (
                     f", paired {row['paired']:+.1f} (s.e. {row['paired_stderr']:.1f})"

@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 import worldmodels as wm
-from experiments._common import parser
+from experiments._common import parser, play_dream, play_real
 from worldmodels.errors import WorldModelsError
 from worldmodels.utils import atomic_write_text
 
@@ -50,44 +51,31 @@ def speed_of(env) -> float:
 
 def real_play(agent: wm.WorldModel, n: int) -> list[dict[str, np.ndarray]]:
     """n real episodes as one batch: per episode, C's inputs (T, in), actions (T, 3), true speeds (T,)."""
-    envs = [agent.make_env() for _ in range(n)]
-    obs = [env.reset(seed=5000 + i)[0] for i, env in enumerate(envs)]
     eps: list[dict[str, list]] = [{"x": [], "a": [], "speed": []} for _ in range(n)]
     seen: list[np.ndarray] = []
 
     def controller(x: np.ndarray) -> np.ndarray:
-        seen.append(x.copy())
+        seen[:] = [x.copy()]  # C's inputs of this step, one row per episode still playing
         return agent.controller.act(x)
 
-    policy = agent.policy(controller)
-    policy.reset([5000 + i for i in range(n)])
-    playing = list(range(n))
-    while playing:
-        seen.clear()
-        actions = policy.act(np.stack([obs[i] for i in playing]), playing)
-        x = seen[-1]  # the batched agent calls C once a step, on every env still playing
-        still = []
-        for row, (i, a) in enumerate(zip(playing, actions, strict=True)):
-            eps[i]["x"].append(x[row])
-            eps[i]["a"].append(np.asarray(a, np.float32))
-            eps[i]["speed"].append(speed_of(envs[i]))
-            obs[i], _, terminated, truncated, _ = envs[i].step(a)
-            if not (terminated or truncated):
-                still.append(i)
-        playing = still
+    def look(i: int, row: int, obs: np.ndarray, a: Any, env: Any) -> None:
+        eps[i]["x"].append(seen[0][row])
+        eps[i]["a"].append(np.asarray(a, np.float32))
+        eps[i]["speed"].append(speed_of(env))
+
+    play_real(agent, n, look, controller)
     return [{k: np.asarray(v, np.float32) for k, v in e.items()} for e in eps]
 
 
 def dream_play(agent: wm.WorldModel, n: int) -> dict[str, np.ndarray]:
     """n dream rollouts of the agent's C at its temperature: C's inputs and the env actions, (n*T, ...)."""
-    dream = agent.dream_vector(n)
-    x, _ = dream.reset(seed=list(range(n)))
     xs, actions = [], []
-    for _ in range(agent.config.env.max_steps):
-        out = agent.controller.act(x)
+
+    def look(t: int, x: np.ndarray, out: np.ndarray, dream: Any) -> None:
         xs.append(x.copy())
         actions.append(agent.action_vector(out))
-        x, *_ = dream.step(out)
+
+    play_dream(agent, n, look)
     return {"x": np.concatenate(xs), "a": np.concatenate(actions)}
 
 
@@ -128,22 +116,21 @@ def main(argv: list[str] | None = None) -> None:
                 )
     except WorldModelsError as e:
         raise SystemExit(f"error: {e}") from None
-    z_dim = first.config.vae.z_dim
     h_of = lambda x: x[:, -first.memory.hidden :]  # noqa: E731  (C's input ends with h)
     real = {name: real_play(agent, args.episodes) for name, agent in agents.items()}
-    fit = [e for eps in real.values() for e in eps[0::2]]
-    held = [e for eps in real.values() for e in eps[1::2]]
-    probe = Probe(np.concatenate([h_of(e["x"]) for e in fit]),
-                  np.concatenate([e["speed"] for e in fit]), args.ridge)  # fmt: skip
-    held_h = np.concatenate([h_of(e["x"]) for e in held])
-    held_speed = np.concatenate([e["speed"] for e in held])
-    fast = float(
-        np.quantile(np.concatenate([e["speed"] for eps in real.values() for e in eps]), 0.9)
-    )
-    table = {"z_dim": z_dim, "probe_r2_held_out": r2(probe(held_h), held_speed),
-             "probe_r2_fit": r2(probe(np.concatenate([h_of(e["x"]) for e in fit])),
-                                np.concatenate([e["speed"] for e in fit])),
-             "fast_speed": fast, "agents": {}}  # fmt: skip
+
+    def pooled(eps: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate([h_of(e["x"]) for e in eps]), np.concatenate(
+            [e["speed"] for e in eps]
+        )
+
+    fit_h, fit_speed = pooled([e for eps in real.values() for e in eps[0::2]])
+    held_h, held_speed = pooled([e for eps in real.values() for e in eps[1::2]])
+    probe = Probe(fit_h, fit_speed, args.ridge)
+    fast = float(np.quantile(np.concatenate([fit_speed, held_speed]), 0.9))
+    table: dict[str, Any] = {"probe_r2_held_out": r2(probe(held_h), held_speed),
+                             "probe_r2_fit": r2(probe(fit_h), fit_speed),
+                             "fast_speed": fast, "agents": {}}  # fmt: skip
     print(f"probe h -> speed: R^2 {table['probe_r2_fit']:.3f} (fit), {table['probe_r2_held_out']:.3f} "
           f"(held-out episodes); fastest decile of real speeds above {fast:.1f}")  # fmt: skip
     print(

@@ -251,6 +251,10 @@ def test_policy_ensemble_votes_output_by_output_and_one_c_is_itself():
     for bad in ("3", "a", "0,-1"):
         with pytest.raises(WorldModelsError, match="--sets"):
             parse_set(bad, 3)
+    from experiments.policy_ensemble import main
+
+    with pytest.raises(SystemExit, match="'0,0': a median needs an odd number of Cs"):
+        main(["--agent", "carracing", "--sets", "0", "0,0", "--combine", "median", "--quiet"])
 
 
 def test_policy_ensemble_scales_zs_noise_from_the_episodes_own_stream():
